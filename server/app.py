@@ -1,0 +1,263 @@
+"""The FastAPI application: Segmind's /v1 and /v2 routes for ``ltx-2-19b-i2v``.
+
+``create_app(settings)`` builds everything; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from server.clock import Clock, SystemClock
+from server.errors import GenerationFailed, InvalidRequest, ModelNotFound, ServiceError, http_status_for
+from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.messages import FAULT_INPUT
+from server.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.service import JobService
+from server.settings import Settings
+from server.supervisor import WorkerSupervisor
+from server.worker_child import WorkerConfig
+
+log = logging.getLogger("ltx2.app")
+
+API_KEY_HEADER = "x-api-key"
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        results_dir, owns_dir = _prepare_results_dir(settings)
+        store = InMemoryJobStore(max_queue=settings.max_queue)
+        supervisor = WorkerSupervisor(
+            WorkerConfig(model=settings.model, x264_preset=settings.x264_preset, steps=settings.steps), store, clock
+        )
+        service = JobService(settings, store, supervisor, clock, results_dir)
+        app.state.service = service
+        if not service.api_keys:
+            log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
+        await supervisor.start()
+        sweeper = asyncio.create_task(service.sweep_forever(), name="ltx2-sweeper")
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await service.close()
+            await supervisor.stop()
+            if owns_dir:
+                shutil.rmtree(results_dir, ignore_errors=True)
+
+    app = FastAPI(
+        title="ltx2-server",
+        summary="Segmind-compatible LTX-2 19B image-to-video server",
+        description=(
+            "Drop-in local replacement for Segmind's `ltx-2-19b-i2v`: point the `segmind` SDK at "
+            "`http://HOST:PORT/v1`. Every error body is `{\"error\": \"...\"}`."
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _install_routes(app)
+    return app
+
+
+def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
+    if settings.results_dir:
+        path = Path(settings.results_dir).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path, False
+    return Path(tempfile.mkdtemp(prefix="ltx2-results-")), True
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(http_status_for(exc), exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = list(dict.fromkeys(describe_validation_error(error) for error in exc.errors()))
+        return error_response(400, "; ".join(messages) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error")
+
+
+# ---- bodies -----------------------------------------------------------------------------------
+
+
+def base_url(request: Request) -> str:
+    configured = request.app.state.service.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+def output_url(request: Request, job: Job) -> str:
+    return f"{base_url(request)}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
+
+
+def status_body(request: Request, job: Job) -> dict:
+    service: JobService = request.app.state.service
+    body = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(service.clock.now())}
+    if job.status is JobStatus.FAILED:
+        body["error"] = job.error
+    return body
+
+
+def result_body(request: Request, job: Job) -> dict:
+    body = status_body(request, job)
+    body["seed"] = job.params["seed"]
+    body["prompt"] = job.params["prompt"]
+    if job.status is JobStatus.COMPLETED and job.output_path is not None:
+        url = output_url(request, job)
+        body["output"] = url
+        body["video"] = {
+            "url": url,
+            "content_type": "video/mp4",
+            "file_name": f"{job.id}.mp4",
+            "file_size": _file_size(job.output_path),
+        }
+    else:
+        body["output"] = None
+    return body
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def job_json(job: Job, body: dict) -> JSONResponse:
+    # Segmind serves a FAILED job's body under 422; the SDK relies on it.
+    return JSONResponse(body, status_code=422 if job.status is JobStatus.FAILED else 200)
+
+
+# ---- routes -----------------------------------------------------------------------------------
+
+
+def _install_routes(app: FastAPI) -> None:
+    def service_of(request: Request) -> JobService:
+        return request.app.state.service
+
+    async def submit(request: Request, params: I2VParams, api_key: str | None) -> Job:
+        service = service_of(request)
+        owner = service.authenticate(api_key)
+        return await service.submit(params, owner)
+
+    @app.post(
+        f"/v1/{MODEL_SLUG}",
+        response_class=FileResponse,
+        responses={200: {"content": {"video/mp4": {}}, "description": "the mp4 with audio"}},
+        summary="Generate a video and wait for it (blocking)",
+        tags=["v1"],
+    )
+    async def run_v1(
+        request: Request, params: I2VParams, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
+    ):
+        service = service_of(request)
+        job = await submit(request, params, x_api_key)
+        await service.wait_until_final(job, service.settings.sync_timeout)
+        if job.status is JobStatus.FAILED:
+            if job.fault == FAULT_INPUT:
+                raise InvalidRequest(job.error or "invalid input")
+            raise GenerationFailed(job.error or "generation failed")
+        metrics = job.metrics(service.clock.now())
+        return FileResponse(
+            job.output_path,
+            media_type="video/mp4",
+            filename=f"{job.id}.mp4",
+            headers={
+                "x-request-id": job.id,
+                "x-generation-time": f"{metrics['inference_time']:.3f}",
+                "x-seed-value": str(job.params["seed"]),
+            },
+        )
+
+    @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
+    async def submit_v2(
+        request: Request, params: I2VParams, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
+    ) -> dict:
+        job = await submit(request, params, x_api_key)
+        base = base_url(request)
+        return {
+            "request_id": job.id,
+            "status": job.status.value,
+            "poll_url": f"{base}/v1/requests/{job.id}",
+            "status_url": f"{base}/v2/requests/{job.id}/status",
+            "response_url": f"{base}/v2/requests/{job.id}",
+        }
+
+    @app.post("/v1/{slug}", include_in_schema=False)
+    @app.post("/v2/{slug}", include_in_schema=False)
+    async def unknown_model(slug: str):
+        raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG}")
+
+    @app.get("/v2/requests/{request_id}/status", summary="Poll a job's status", tags=["v2"])
+    async def job_status(
+        request: Request, request_id: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
+    ):
+        service = service_of(request)
+        job = service.get(request_id, service.authenticate(x_api_key))
+        return job_json(job, status_body(request, job))
+
+    @app.get("/v2/requests/{request_id}", summary="Fetch a job's result", tags=["v2"])
+    @app.get("/v1/requests/{request_id}", summary="Fetch a job's result (legacy poll_url)", tags=["v1"])
+    async def job_result(
+        request: Request, request_id: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
+    ):
+        service = service_of(request)
+        job = service.get(request_id, service.authenticate(x_api_key))
+        return job_json(job, result_body(request, job))
+
+    @app.get(
+        "/outputs/{request_id}/{token}/{file_name}",
+        response_class=FileResponse,
+        summary="Download a finished video (the URL in `output`)",
+        tags=["files"],
+    )
+    async def output_file(request: Request, request_id: str, token: str, file_name: str):
+        path = service_of(request).output_file(request_id, token)
+        return FileResponse(path, media_type="video/mp4", filename=f"{request_id}.mp4")
+
+    @app.get("/health", summary="The API process is up", tags=["ops"])
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="The model is loaded and the worker can take jobs", tags=["ops"])
+    async def ready(request: Request):
+        supervisor = service_of(request).supervisor
+        body = {
+            "ready": supervisor.is_ready,
+            "worker": supervisor.state.value,
+            "worker_pid": supervisor.worker_pid,
+            "worker_restarts": supervisor.restarts,
+            "queued": service_of(request).store.queued_count(),
+        }
+        if supervisor.last_load_error:
+            body["error"] = supervisor.last_load_error
+        return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)

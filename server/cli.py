@@ -1,0 +1,76 @@
+"""``ltx2-server``: the console script.
+
+``serve`` runs the API process (uvicorn) which spawns the worker child itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from dataclasses import MISSING, fields
+
+from server.settings import Settings, env_name, settings_from_env
+
+log = logging.getLogger("ltx2.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltx2-server", description="Segmind-compatible LTX-2 image-to-video server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API and its GPU worker")
+    defaults = Settings()
+    for f in fields(Settings):
+        default = getattr(defaults, f.name)
+        kind = type(default) if f.default is not MISSING else str
+        serve.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            default=None,
+            help=f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]",
+        )
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def warn_if_open_without_auth(settings: Settings) -> None:
+    if settings.parsed_api_keys():
+        return
+    try:
+        public = not ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        public = settings.host not in ("localhost",)
+    if public:
+        log.warning("authentication is OFF and the server listens on %s: anyone who reaches it can submit jobs", settings.host)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    configure_logging(settings.log_level)
+    warn_if_open_without_auth(settings)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {key: value for key, value in vars(args).items() if key != "command"}
+    settings = settings_from_env(**overrides)
+    if args.command == "serve":
+        return serve(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

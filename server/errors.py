@@ -1,0 +1,64 @@
+"""Domain errors raised below the routes, and the one table that maps them to HTTP answers."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base: carries the client-facing message and optional extra headers."""
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class InvalidRequest(ServiceError):
+    """Bad parameters or request format."""
+
+
+class Unauthorized(ServiceError):
+    """Missing or wrong API key."""
+
+
+class ModelNotFound(ServiceError):
+    """An unknown model slug."""
+
+
+class JobNotFound(ServiceError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Request {job_id} not found")
+
+
+class QueueFull(ServiceError):
+    """The bounded queue has no room; the client should retry later."""
+
+
+class GenerationFailed(ServiceError):
+    """A /v1 call whose job failed for a reason that is not the input's fault."""
+
+
+class ServiceUnavailable(ServiceError):
+    """The server is shutting down or the worker cannot serve."""
+
+
+class WaitTimedOut(ServiceError):
+    """A /v1 caller waited past its limit; the job goes on and stays pollable."""
+
+
+HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    ModelNotFound: 404,
+    JobNotFound: 404,
+    QueueFull: 429,
+    GenerationFailed: 500,
+    ServiceUnavailable: 503,
+    WaitTimedOut: 504,
+}
+
+
+def http_status_for(error: ServiceError) -> int:
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS_FOR_ERROR:
+            return HTTP_STATUS_FOR_ERROR[cls]
+    return 500

@@ -1,0 +1,186 @@
+"""The job table: job records with a guarded status machine, a FIFO queue and one-hour retention.
+
+Everything here runs on the API process's event loop thread, so no locks are needed. The store is
+behind a small interface (``JobStore``) so that a shared store can replace the in-memory one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from server.errors import QueueFull
+from server.messages import FAULT_GENERATION
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED}),
+    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    id: str
+    params: dict
+    job_dir: Path
+    created_at: float
+    owner: str | None = None
+    status: JobStatus = JobStatus.QUEUED
+    image_path: Path | None = None
+    # A job waits in PREPARING-free QUEUED until its image is on disk; only then may it be dispatched.
+    input_ready: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    fault: str | None = None
+    output_path: Path | None = None
+    # Output URLs carry this 128-bit token, not the job id, so they cannot be guessed.
+    output_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    seed: int | None = None
+    stage: str = "queued"
+    step: int = 0
+    total_steps: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def _move_to(self, new: JobStatus) -> None:
+        if new not in ALLOWED_TRANSITIONS[self.status]:
+            raise IllegalTransition(f"job {self.id}: {self.status.value} -> {new.value} is not allowed")
+        self.status = new
+
+    def start(self, now: float) -> None:
+        self._move_to(JobStatus.PROCESSING)
+        self.started_at = now
+        self.stage = "starting"
+
+    def succeed(self, now: float, output_path: Path, seed: int, stage_seconds: dict[str, float]) -> None:
+        self._move_to(JobStatus.COMPLETED)
+        self.finished_at = now
+        self.output_path = output_path
+        self.seed = seed
+        self.stage = "completed"
+        self.stage_seconds = dict(stage_seconds)
+        self.finished.set()
+
+    def fail(self, now: float, error: str, fault: str = FAULT_GENERATION) -> None:
+        self._move_to(JobStatus.FAILED)
+        self.finished_at = now
+        self.error = error
+        self.fault = fault
+        self.stage = "failed"
+        self.finished.set()
+
+    def metrics(self, now: float) -> dict[str, float]:
+        """Segmind's metrics: seconds waiting, generating, and in all, so far or in total."""
+        end = self.finished_at if self.finished_at is not None else now
+        started = self.started_at if self.started_at is not None else end
+        return {
+            "queue_time": round(max(0.0, started - self.created_at), 3),
+            "inference_time": round(max(0.0, end - started), 3) if self.started_at is not None else 0.0,
+            "total_time": round(max(0.0, end - self.created_at), 3),
+        }
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+class JobStore(Protocol):
+    """What the routes and the supervisor need from a job table and its queue."""
+
+    def add(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def mark_input_ready(self, job: Job) -> None: ...
+
+    async def next_job(self) -> Job: ...
+
+    def queued_count(self) -> int: ...
+
+    def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]: ...
+
+    def all_jobs(self) -> list[Job]: ...
+
+
+class InMemoryJobStore:
+    """Single-process store: a dict of jobs plus a FIFO of job ids ready for the worker."""
+
+    def __init__(self, max_queue: int) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._ready: deque[str] = deque()
+        self._max_queue = max_queue
+        self._ready_signal = asyncio.Event()
+
+    def add(self, job: Job) -> None:
+        if self.queued_count() >= self._max_queue:
+            raise QueueFull(
+                f"queue is full ({self._max_queue} jobs waiting); retry later",
+                headers={"Retry-After": "5"},
+            )
+        self._jobs[job.id] = job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def mark_input_ready(self, job: Job) -> None:
+        job.input_ready = True
+        self._ready.append(job.id)
+        self._ready_signal.set()
+
+    async def next_job(self) -> Job:
+        """The oldest job whose input is on disk and that is still QUEUED; waits for one."""
+        while True:
+            while self._ready:
+                job = self._jobs.get(self._ready.popleft())
+                if job is not None and job.status is JobStatus.QUEUED:
+                    return job
+            self._ready_signal.clear()
+            await self._ready_signal.wait()
+
+    def queued_count(self) -> int:
+        return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = [j for j in self._jobs.values() if j.status is JobStatus.QUEUED and j.created_at < job.created_at]
+        return len(ahead)
+
+    def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]:
+        """Drop finished jobs older than the TTL; unfinished ones stay so no job is ever lost."""
+        expired = [
+            job
+            for job in self._jobs.values()
+            if job.status.is_final and now - job.created_at >= ttl_seconds
+        ]
+        for job in expired:
+            del self._jobs[job.id]
+        return expired
+
+    def all_jobs(self) -> list[Job]:
+        return list(self._jobs.values())

@@ -1,0 +1,85 @@
+"""Messages between the API process and the worker process.
+
+Small frozen dataclasses of plain values: errors cross as strings, images and videos as file paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+# API process -> worker
+
+
+@dataclass(frozen=True)
+class SubmitJob:
+    job_id: str
+    image_path: str
+    output_path: str
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    seed: int
+    guidance_scale: float
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# worker -> API process
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    model: str
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class WorkerLoadFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: str
+    stage: str
+    step: int
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class JobSucceeded:
+    job_id: str
+    output_path: str
+    seed: int
+    inference_seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+# Why a job failed decides the HTTP code a /v1 caller sees.
+FAULT_INPUT = "input"
+FAULT_GENERATION = "generation"
+FAULT_CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: str
+    error: str
+    fault: str = FAULT_GENERATION

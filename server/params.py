@@ -1,0 +1,86 @@
+"""The parameters of ``ltx-2-19b-i2v``, as Segmind publishes them, and their validation messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_SLUG = "ltx-2-19b-i2v"
+DEFAULT_NEGATIVE_PROMPT = (
+    "blurry, low quality, still frame, frames, watermark, overlay, titles, has blurbox, has subtitles"
+)
+MAX_PROMPT_CHARS = 10_000
+SEED_MAX = 2**32 - 1
+
+
+class I2VParams(BaseModel):
+    """Request body of ``POST /v1/ltx-2-19b-i2v`` and ``POST /v2/ltx-2-19b-i2v``."""
+
+    # Unknown keys are ignored, as Segmind does; clients often send extras such as base64 flags.
+    model_config = ConfigDict(extra="ignore")
+
+    image: str = Field(
+        ...,
+        min_length=1,
+        description="Input image: an http(s) URL, a data URI, or a bare base64 string.",
+        examples=["https://example.com/portrait.png"],
+    )
+    prompt: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description="Prompt describing the video scene.",
+        examples=["A woman walks toward the camera and waves, soft daylight"],
+    )
+    negative_prompt: str = Field(
+        DEFAULT_NEGATIVE_PROMPT,
+        max_length=MAX_PROMPT_CHARS,
+        description="Negative prompt to avoid certain elements.",
+    )
+    width: int = Field(720, ge=256, le=1280, description="Width of the output video, in pixels.")
+    height: int = Field(1280, ge=256, le=1280, description="Height of the output video, in pixels.")
+    num_frames: int = Field(181, ge=1, le=400, description="Number of frames to generate.")
+    fps: int = Field(24, ge=1, le=30, description="Frames per second.")
+    seed: int = Field(42, ge=-1, le=SEED_MAX, description="Random seed for reproducibility; -1 picks one at random.")
+    guidance_scale: float = Field(4.0, ge=1, le=20, description="Guidance scale for prompt adherence.")
+
+
+def allowed_range_text(name: str) -> str:
+    """'an integer from 256 to 1280' and the like, read off the model's own constraints."""
+    info = I2VParams.model_fields.get(name)
+    if info is None:
+        return ""
+    low = high = min_len = max_len = None
+    for item in info.metadata:
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+        min_len = getattr(item, "min_length", min_len)
+        max_len = getattr(item, "max_length", max_len)
+    kind = {int: "an integer", float: "a number", str: "a string"}.get(info.annotation, "a value")
+    if low is not None and high is not None:
+        return f"{kind} from {_plain(low)} to {_plain(high)}"
+    if max_len is not None:
+        return f"{kind} of {min_len or 0} to {max_len} characters"
+    return kind
+
+
+def _plain(number: Any) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def describe_validation_error(error: dict[str, Any]) -> str:
+    """One readable sentence for one pydantic error, naming the field and its allowed range."""
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    kind = error.get("type", "")
+    if kind in ("json_invalid", "json_type"):
+        return f"request body is not valid JSON: {error.get('msg', '')}".rstrip(": ")
+    if not loc:
+        return "request body must be a JSON object with the model's parameters"
+    name = loc[0]
+    if kind == "missing":
+        return f"{name}: required ({allowed_range_text(name)})"
+    got = error.get("input")
+    got_text = f"; got {got!r}" if not isinstance(got, (dict, list)) and len(repr(got)) < 80 else ""
+    expected = allowed_range_text(name)
+    return f"{name}: must be {expected}{got_text}" if expected else f"{name}: {error.get('msg', 'invalid')}"

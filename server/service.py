@@ -1,0 +1,149 @@
+"""What the routes ask for: submit a job, find a job, wait for one, expire old ones.
+
+Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import shutil
+from pathlib import Path
+
+from server.clock import Clock
+from server.errors import InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
+from server.images import check_image_bytes, classify_image_source, fetch_image_url
+from server.jobs import InMemoryJobStore, Job, new_job_id
+from server.messages import FAULT_INPUT
+from server.params import SEED_MAX, I2VParams
+from server.settings import Settings
+from server.supervisor import WorkerSupervisor
+
+log = logging.getLogger("ltx2.service")
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: InMemoryJobStore,
+        supervisor: WorkerSupervisor,
+        clock: Clock,
+        results_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.supervisor = supervisor
+        self.clock = clock
+        self.results_dir = results_dir
+        self.api_keys = settings.parsed_api_keys()
+        self.accepting = True
+        self._background: set[asyncio.Task] = set()
+
+    # ---- auth -------------------------------------------------------------------------------
+
+    def authenticate(self, presented: str | None) -> str | None:
+        """The caller's key (its identity), or None when auth is off; Unauthorized otherwise."""
+        if not self.api_keys:
+            return None
+        if not presented:
+            raise Unauthorized("missing API key: send it in the x-api-key header")
+        matched = False
+        for key in self.api_keys:
+            # Compare against every key so timing does not reveal which prefix matched.
+            matched |= hmac.compare_digest(presented.encode(), key.encode())
+        if not matched:
+            raise Unauthorized("invalid API key")
+        return presented
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    async def submit(self, params: I2VParams, owner: str | None) -> Job:
+        if not self.accepting:
+            raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
+        source = classify_image_source(params.image, self.settings.max_image_bytes)
+        if source.inline is not None:
+            await asyncio.to_thread(check_image_bytes, source.inline)
+        values = params.model_dump()
+        if values["seed"] == -1:
+            values["seed"] = secrets.randbelow(SEED_MAX + 1)
+        job_id = new_job_id()
+        job = Job(id=job_id, params=values, job_dir=self.results_dir / job_id, created_at=self.clock.now(), owner=owner)
+        self.store.add(job)
+        job.job_dir.mkdir(parents=True, exist_ok=True)
+        if source.inline is not None:
+            self._store_input(job, source.inline)
+        else:
+            self._in_background(self._fetch_input(job, source.url))
+        log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
+        return job
+
+    def _store_input(self, job: Job, raw: bytes) -> None:
+        path = job.job_dir / "input.img"
+        path.write_bytes(raw)
+        job.image_path = path
+        self.store.mark_input_ready(job)
+
+    async def _fetch_input(self, job: Job, url: str) -> None:
+        try:
+            raw = await fetch_image_url(url, max_bytes=self.settings.max_image_bytes, timeout=self.settings.image_timeout)
+            await asyncio.to_thread(check_image_bytes, raw)
+            self._store_input(job, raw)
+        except InvalidRequest as exc:
+            job.fail(self.clock.now(), exc.message, FAULT_INPUT)
+        except OSError as exc:
+            job.fail(self.clock.now(), f"storing the input image failed: {exc}")
+
+    def _in_background(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def get(self, job_id: str, owner: str | None) -> Job:
+        job = self.store.get(job_id)
+        # Another key's job answers exactly like a missing one, so ids leak nothing.
+        if job is None or job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
+
+    async def wait_until_final(self, job: Job, timeout: float) -> Job:
+        try:
+            await asyncio.wait_for(job.finished.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimedOut(
+                f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2"
+            ) from None
+        return job
+
+    def output_file(self, job_id: str, token: str) -> Path:
+        job = self.store.get(job_id)
+        if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
+            raise JobNotFound(job_id)
+        if not job.output_path.is_file():
+            raise JobNotFound(job_id)
+        return job.output_path
+
+    # ---- retention --------------------------------------------------------------------------
+
+    def sweep_expired(self) -> int:
+        expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
+        for job in expired:
+            shutil.rmtree(job.job_dir, ignore_errors=True)
+        if expired:
+            log.info("expired %d jobs", len(expired))
+        return len(expired)
+
+    async def sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                self.sweep_expired()
+            except Exception:  # noqa: BLE001 - a failed sweep must not stop the next one
+                log.exception("sweeping expired jobs failed")
+
+    async def close(self) -> None:
+        self.accepting = False
+        for task in list(self._background):
+            task.cancel()

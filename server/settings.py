@@ -1,0 +1,84 @@
+"""Server settings: the only place that reads ``LTX2_*`` environment variables.
+
+Every option is a command-line flag of ``ltx2-server serve`` and an environment variable with the
+same name, upper-cased, ``-`` as ``_``, prefixed ``LTX2_`` (``--max-queue`` is ``LTX2_MAX_QUEUE``).
+Flags win over the environment; the environment wins over the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+ENV_PREFIX = "LTX2_"
+KNOWN_MODELS = ("tiny",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = field(default="tiny", metadata={"help": "model to serve: tiny (offline test model), or module:factory"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
+    port: int = field(default=8000, metadata={"help": "port to bind"})
+    api_keys: str = field(
+        default="",
+        metadata={"help": "comma-separated API keys, or the path of a file with one key per line; empty: auth off"},
+    )
+    public_url: str = field(
+        default="", metadata={"help": "base URL for absolute URLs in responses (default: from the request)"}
+    )
+    results_dir: str = field(default="", metadata={"help": "where inputs and videos are kept (default: a temp dir)"})
+    ttl_seconds: float = field(default=3600.0, metadata={"help": "how long a job and its files are kept"})
+    max_queue: int = field(default=100, metadata={"help": "most jobs waiting; beyond it submissions get 429"})
+    sync_timeout: float = field(default=1800.0, metadata={"help": "seconds a /v1 call waits before 504"})
+    sweep_interval: float = field(default=30.0, metadata={"help": "seconds between expiry sweeps"})
+    x264_preset: str = field(default="", metadata={"help": "x264 preset for the mux (default: the model's own)"})
+    steps: int = field(default=0, metadata={"help": "denoising steps (default: the model's own)"})
+    max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
+    image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
+    worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+
+    def parsed_api_keys(self) -> frozenset[str]:
+        """Keys from a comma list, or from a file (one per line, '#' comments, optional label after a space)."""
+        raw = self.api_keys.strip()
+        if not raw:
+            return frozenset()
+        path = Path(raw)
+        if path.is_file():
+            lines = path.read_text().splitlines()
+            keys = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        else:
+            keys = [part.strip() for part in raw.split(",")]
+        return frozenset(key for key in keys if key)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _coerce(value: str, template: object) -> object:
+    if isinstance(template, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(template, int):
+        return int(value)
+    if isinstance(template, float):
+        return float(value)
+    return value
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Defaults, then ``LTX2_*`` variables, then explicit overrides (the CLI's flags)."""
+    environ = os.environ if environ is None else environ
+    base = Settings()
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        name = env_name(f.name)
+        if name in environ:
+            try:
+                values[f.name] = _coerce(environ[name], getattr(base, f.name))
+            except ValueError as exc:
+                raise SystemExit(f"{name}={environ[name]!r}: {exc}") from None
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return replace(base, **values)

@@ -1,0 +1,290 @@
+"""Runs the worker child from the API process: spawns it, feeds it jobs one at a time, restarts it.
+
+State changes happen on the event loop thread only. A reader thread per child blocks on the pipe
+and hands each message to the loop, so the loop itself never waits on generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import multiprocessing
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Callable
+
+from server.clock import Clock
+from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.messages import (
+    JobFailed,
+    JobProgress,
+    JobStarted,
+    JobSucceeded,
+    Shutdown,
+    SubmitJob,
+    WorkerLoadFailed,
+    WorkerReady,
+)
+from server.worker_child import WorkerConfig, run_worker
+
+log = logging.getLogger("ltx2.supervisor")
+
+MAX_RESTART_DELAY = 60.0
+
+
+class WorkerState(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    LOAD_FAILED = "load_failed"
+    STOPPED = "stopped"
+
+
+WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.STARTING: frozenset({WorkerState.READY, WorkerState.LOAD_FAILED, WorkerState.STOPPED, WorkerState.STARTING}),
+    WorkerState.READY: frozenset({WorkerState.BUSY, WorkerState.STARTING, WorkerState.STOPPED}),
+    WorkerState.BUSY: frozenset({WorkerState.READY, WorkerState.STARTING, WorkerState.STOPPED}),
+    WorkerState.LOAD_FAILED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
+    WorkerState.STOPPED: frozenset(),
+}
+
+
+class _Child:
+    """One incarnation of the worker process and the pipe to it."""
+
+    def __init__(self, generation: int, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.generation = generation
+        self.process = process
+        self.conn = conn
+
+
+class WorkerSupervisor:
+    def __init__(self, config: WorkerConfig, store: InMemoryJobStore, clock: Clock) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._context = multiprocessing.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._child: _Child | None = None
+        self._generation = 0
+        self._state = WorkerState.STOPPED
+        self._ready = asyncio.Event()
+        self._current: Job | None = None
+        self._current_done = asyncio.Event()
+        self._dispatcher: asyncio.Task | None = None
+        self._restart_task: asyncio.Task | None = None
+        self._consecutive_failures = 0
+        self.restarts = 0
+        self.last_load_error: str | None = None
+        self.on_job_finished: Callable[[Job], None] | None = None
+
+    # ---- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    @property
+    def is_ready(self) -> bool:
+        return self._state in (WorkerState.READY, WorkerState.BUSY)
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._child.process.pid if self._child else None
+
+    def _set_state(self, new: WorkerState) -> None:
+        if new not in WORKER_TRANSITIONS[self._state] and self._state is not WorkerState.STOPPED:
+            raise RuntimeError(f"worker: {self._state.value} -> {new.value} is not allowed")
+        self._state = new
+        if new in (WorkerState.READY, WorkerState.BUSY):
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._spawn_child()
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="ltx2-dispatcher")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._dispatcher:
+            self._dispatcher.cancel()
+        if self._restart_task:
+            self._restart_task.cancel()
+        child, self._child = self._child, None
+        self._state = WorkerState.STOPPED
+        self._ready.clear()
+        if child is not None:
+            await asyncio.to_thread(self._stop_child, child, timeout)
+
+    @staticmethod
+    def _stop_child(child: _Child, timeout: float) -> None:
+        try:
+            child.conn.send(Shutdown())
+        except (OSError, ValueError):
+            pass
+        child.process.join(timeout)
+        if child.process.is_alive():
+            child.process.kill()
+            child.process.join(5)
+        child.conn.close()
+
+    def _spawn_child(self) -> None:
+        self._generation += 1
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=run_worker,
+            args=(child_conn, self._config),
+            name=f"ltx2-worker-{self._generation}",
+            daemon=True,
+        )
+        self._set_state(WorkerState.STARTING)
+        process.start()
+        child_conn.close()
+        child = _Child(self._generation, process, parent_conn)
+        self._child = child
+        threading.Thread(target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True).start()
+        log.info("worker process %s started (pid %s), loading model %r", child.generation, process.pid, self._config.model)
+
+    def _read_child(self, child: _Child) -> None:
+        """Reader thread: forward every message to the loop; report the child's death at EOF."""
+        assert self._loop is not None
+        while True:
+            try:
+                message = child.conn.recv()
+            except (EOFError, OSError):
+                break
+            except Exception as exc:  # noqa: BLE001 - an unreadable message must not kill the reader
+                log.error("unreadable message from worker: %s", exc)
+                continue
+            self._call_on_loop(self._handle_message, child.generation, message)
+        child.process.join(5)
+        self._call_on_loop(self._handle_child_exit, child.generation, child.process.exitcode)
+
+    def _call_on_loop(self, func, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(func, *args)
+        except RuntimeError:
+            pass  # the loop is closed: the server is shutting down
+
+    # ---- messages from the child ------------------------------------------------------------
+
+    def _handle_message(self, generation: int, message: object) -> None:
+        if generation != self._generation or self._state is WorkerState.STOPPED:
+            return  # from a child we already gave up on
+        now = self._clock.now()
+        if isinstance(message, WorkerReady):
+            self._consecutive_failures = 0
+            self.last_load_error = None
+            self._set_state(WorkerState.READY)
+            log.info("worker ready: model %r loaded in %.1f s", message.model, message.load_seconds)
+        elif isinstance(message, WorkerLoadFailed):
+            self.last_load_error = message.error
+            self._set_state(WorkerState.LOAD_FAILED)
+            log.error("worker failed to load the model: %s", message.error)
+        elif isinstance(message, JobStarted):
+            pass
+        elif isinstance(message, JobProgress):
+            job = self._current_job(message.job_id)
+            if job is not None:
+                job.stage, job.step, job.total_steps = message.stage, message.step, message.total_steps
+        elif isinstance(message, JobSucceeded):
+            job = self._current_job(message.job_id)
+            if job is not None:
+                job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
+                self._finish_current(job)
+        elif isinstance(message, JobFailed):
+            job = self._current_job(message.job_id)
+            if job is not None:
+                job.fail(now, message.error, message.fault)
+                self._finish_current(job)
+
+    def _current_job(self, job_id: str) -> Job | None:
+        job = self._current
+        if job is None or job.id != job_id or job.status is not JobStatus.PROCESSING:
+            return None
+        return job
+
+    def _finish_current(self, job: Job) -> None:
+        log.info("job %s %s in %.2f s", job.id, job.status.value, job.metrics(self._clock.now())["inference_time"])
+        self._current = None
+        if self._state is WorkerState.BUSY:
+            self._set_state(WorkerState.READY)
+        self._current_done.set()
+        if self.on_job_finished:
+            self.on_job_finished(job)
+
+    def _handle_child_exit(self, generation: int, exitcode: int | None) -> None:
+        if generation != self._generation or self._state is WorkerState.STOPPED:
+            return
+        self._child = None
+        died_while_serving = self._state in (WorkerState.READY, WorkerState.BUSY)
+        # STARTING before failing the job, so the dispatcher cannot hand work to the dead child.
+        self._set_state(WorkerState.STARTING)
+        job = self._current
+        if job is not None and job.status is JobStatus.PROCESSING:
+            job.fail(
+                self._clock.now(),
+                f"the worker process died while generating this job (exit code {exitcode}); "
+                "the worker was restarted",
+            )
+            self._finish_current(job)
+        if died_while_serving:
+            self._consecutive_failures = 0
+            delay = 0.0
+        else:
+            # It never became ready: back off so a broken model does not spin the CPU.
+            self._consecutive_failures += 1
+            delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (self._consecutive_failures - 1))
+        log.warning("worker process exited (code %s); restarting in %.1f s", exitcode, delay)
+        self.restarts += 1
+        self._restart_task = asyncio.get_running_loop().create_task(self._restart_after(delay))
+
+    async def _restart_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._state is not WorkerState.STOPPED:
+            self._spawn_child()
+
+    # ---- dispatch ---------------------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            job = await self._store.next_job()
+            await self._ready.wait()
+            while self._state is not WorkerState.READY:
+                await asyncio.sleep(0.01)
+                await self._ready.wait()
+            if job.status is not JobStatus.QUEUED:
+                continue
+            await self._run_on_worker(job)
+
+    async def _run_on_worker(self, job: Job) -> None:
+        child = self._child
+        assert child is not None and job.image_path is not None
+        job.start(self._clock.now())
+        self._current = job
+        self._current_done.clear()
+        self._set_state(WorkerState.BUSY)
+        params = job.params
+        message = SubmitJob(
+            job_id=job.id,
+            image_path=str(job.image_path),
+            output_path=str(job.job_dir / "output.mp4"),
+            prompt=params["prompt"],
+            negative_prompt=params["negative_prompt"],
+            width=params["width"],
+            height=params["height"],
+            num_frames=params["num_frames"],
+            fps=params["fps"],
+            seed=params["seed"],
+            guidance_scale=params["guidance_scale"],
+        )
+        try:
+            child.conn.send(message)
+        except (OSError, ValueError):
+            pass  # the child is dying; its exit handler fails this job
+        await self._current_done.wait()

@@ -1,0 +1,118 @@
+"""The worker process: loads the generator once, then runs one job at a time.
+
+This module's functions run only in the spawned child. It is the one server module that reaches
+``pipelines``, and it does so inside ``run_worker`` so that the API process, which imports this
+module to name the child's entry point, never loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from server.messages import (
+    FAULT_INPUT,
+    JobFailed,
+    JobProgress,
+    JobStarted,
+    JobSucceeded,
+    Shutdown,
+    SubmitJob,
+    WorkerLoadFailed,
+    WorkerReady,
+)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    model: str
+    x264_preset: str = ""
+    steps: int = 0
+
+
+def run_worker(conn: Connection, config: WorkerConfig) -> None:
+    """Entry point of the child process."""
+    # Ctrl-C in a terminal reaches the whole process group; the API process decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    started = time.monotonic()
+    try:
+        generator = load_generator_for(config)
+    except BaseException as exc:  # noqa: BLE001 - any load failure must reach the API process as a value
+        conn.send(WorkerLoadFailed(error=f"{type(exc).__name__}: {exc}\n{_traceback_tail(exc)}"))
+        return
+    conn.send(WorkerReady(model=config.model, load_seconds=time.monotonic() - started))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the API process is gone
+        if isinstance(message, Shutdown):
+            return
+        if isinstance(message, SubmitJob):
+            conn.send(run_job(generator, message, conn))
+
+
+def load_generator_for(config: WorkerConfig):
+    """``module:factory`` names a test generator; anything else is a model pipelines knows."""
+    if ":" in config.model:
+        module_name, factory_name = config.model.split(":", 1)
+        factory = getattr(importlib.import_module(module_name), factory_name)
+        return factory()
+    from pipelines import load_generator
+
+    return load_generator(
+        config.model,
+        x264_preset=config.x264_preset or None,
+        num_inference_steps=config.steps or None,
+    )
+
+
+def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFailed:
+    from pipelines.interface import GenerationParams, InvalidInputError, MuxError
+
+    conn.send(JobStarted(job_id=job.job_id))
+
+    def report_progress(stage: str, step: int, total: int) -> None:
+        conn.send(JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
+
+    params = GenerationParams(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        width=job.width,
+        height=job.height,
+        num_frames=job.num_frames,
+        fps=job.fps,
+        seed=job.seed,
+        guidance_scale=job.guidance_scale,
+    )
+    started = time.monotonic()
+    try:
+        result = generator.generate(params, Path(job.image_path), Path(job.output_path), report_progress)
+    except InvalidInputError as exc:
+        return JobFailed(job_id=job.job_id, error=str(exc), fault=FAULT_INPUT)
+    except MuxError as exc:
+        return JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
+    except MemoryError:
+        return JobFailed(job_id=job.job_id, error="generation ran out of memory")
+    except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
+        return JobFailed(job_id=job.job_id, error=f"generation failed: {type(exc).__name__}: {exc}")
+    return JobSucceeded(
+        job_id=job.job_id,
+        output_path=str(result.output_path),
+        seed=result.seed,
+        inference_seconds=time.monotonic() - started,
+        stage_seconds=dict(result.stage_seconds),
+    )
+
+
+def _traceback_tail(exc: BaseException, limit: int = 2000) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return text[-limit:]
+
+
