@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODEL_SLUG = "ltx-2-19b-i2v"
 DEFAULT_NEGATIVE_PROMPT = (
@@ -12,6 +12,8 @@ DEFAULT_NEGATIVE_PROMPT = (
 )
 MAX_PROMPT_CHARS = 10_000
 SEED_MAX = 2**32 - 1
+# Room for a 20 MB image as base64 inside a data URI.
+MAX_IMAGE_CHARS = 28_000_000
 
 
 class I2VParams(BaseModel):
@@ -23,6 +25,7 @@ class I2VParams(BaseModel):
     image: str = Field(
         ...,
         min_length=1,
+        max_length=MAX_IMAGE_CHARS,
         description="Input image: an http(s) URL, a data URI, or a bare base64 string.",
         examples=["https://example.com/portrait.png"],
     )
@@ -45,6 +48,14 @@ class I2VParams(BaseModel):
     seed: int = Field(42, ge=-1, le=SEED_MAX, description="Random seed for reproducibility; -1 picks one at random.")
     guidance_scale: float = Field(4.0, ge=1, le=20, description="Guidance scale for prompt adherence.")
 
+    @field_validator("width", "height", "num_frames", "fps", "seed", "guidance_scale", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        # JSON true/false would otherwise pass as 1/0.
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return value
+
 
 def allowed_range_text(name: str) -> str:
     """'an integer from 256 to 1280' and the like, read off the model's own constraints."""
@@ -58,6 +69,8 @@ def allowed_range_text(name: str) -> str:
         min_len = getattr(item, "min_length", min_len)
         max_len = getattr(item, "max_length", max_len)
     kind = {int: "an integer", float: "a number", str: "a string"}.get(info.annotation, "a value")
+    if name == "image":
+        kind = "an http(s) URL, a data URI or base64 image data as a string"
     if low is not None and high is not None:
         return f"{kind} from {_plain(low)} to {_plain(high)}"
     if max_len is not None:
@@ -76,7 +89,9 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     if kind in ("json_invalid", "json_type"):
         return f"request body is not valid JSON: {error.get('msg', '')}".rstrip(": ")
     if not loc:
-        return "request body must be a JSON object with the model's parameters"
+        if kind == "missing":
+            return "request body is required: a JSON object with the model's parameters"
+        return "request body must be a JSON object with the model's parameters (Content-Type: application/json)"
     name = loc[0]
     if kind == "missing":
         return f"{name}: required ({allowed_range_text(name)})"

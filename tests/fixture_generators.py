@@ -1,0 +1,60 @@
+"""Small generators for worker fault tests, loaded by the worker as ``--model tests.fixture_generators:scripted``.
+
+They run in the real worker subprocess. The prompt scripts the behaviour, so one server can show
+crashes, failures and hangs followed by jobs that still complete.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+
+from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError
+
+
+def write_test_video(params: GenerationParams, output_path: Path) -> None:
+    """A real mp4 of the requested size, frames and fps with a tone, made by ffmpeg's own sources."""
+    duration = params.num_frames / params.fps
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
+        "-f", "lavfi", "-i", f"testsrc2=size={params.width}x{params.height}:rate={params.fps}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=24000:duration={duration}",
+        "-frames:v", str(params.num_frames), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-t", f"{duration}", "-movflags", "+faststart", str(output_path),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+
+
+class ScriptedGenerator:
+    """'crash' in the prompt kills the worker with SIGKILL, 'fail' raises, 'hang' sleeps for a
+    minute, 'unreadable' reports bad input; any other prompt makes a short real video."""
+
+    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+        prompt = params.prompt
+        on_progress("denoising", 1, 2)
+        if "crash" in prompt:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if "fail" in prompt:
+            raise RuntimeError("scripted failure")
+        if "hang" in prompt:
+            time.sleep(60)
+        if "unreadable" in prompt:
+            raise InvalidInputError("image: cannot decode (scripted)")
+        if "slow" in prompt:
+            time.sleep(1.0)
+        on_progress("denoising", 2, 2)
+        write_test_video(params, output_path)
+        return GenerationResult(output_path=output_path, seed=params.seed)
+
+
+def scripted() -> ScriptedGenerator:
+    return ScriptedGenerator()
+
+
+def broken() -> ScriptedGenerator:
+    raise RuntimeError("scripted load failure")
