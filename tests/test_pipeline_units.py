@@ -1,0 +1,105 @@
+"""Fast unit tests of size planning, image preparation, chunked decode and muxing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.decode import decode_video_chunks, to_uint8_frames
+from pipelines.generate import center_crop_frames, cover_and_center_crop, plan_generation_size
+from pipelines.interface import MuxError
+from pipelines.mux import fit_audio_length, mux_video
+
+sys.path.insert(0, str(Path(__file__).parent))
+from media_probe import probe_mp4  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "requested,expected",
+    [((720, 1280, 181), (736, 1280, 185)), ((256, 256, 9), (256, 256, 9)), ((257, 300, 10), (288, 320, 17)),
+     ((1280, 1280, 1), (1280, 1280, 1)), ((300, 256, 400), (320, 256, 401)), ((256, 256, 2), (256, 256, 9))],
+)
+def test_plan_generation_size_snaps_up(requested, expected):
+    size = plan_generation_size(*requested)
+    assert (size.width, size.height, size.num_frames) == expected
+    assert (size.out_width, size.out_height, size.out_num_frames) == requested
+
+
+def test_cover_and_center_crop_keeps_aspect_ratio():
+    # 400x100 image: left quarter blue, middle half red, right quarter green.
+    pixels = np.zeros((100, 400, 3), dtype=np.uint8)
+    pixels[:, :100] = (0, 0, 255)
+    pixels[:, 100:300] = (255, 0, 0)
+    pixels[:, 300:] = (0, 255, 0)
+    out = np.asarray(cover_and_center_crop(Image.fromarray(pixels), 64, 64))
+    assert out.shape == (64, 64, 3)
+    # Cover-scaling to height 64 makes it 256 wide; the central 64 columns are all red (no stretch).
+    assert (np.abs(out.astype(int) - (255, 0, 0)).max(axis=-1) < 40).all()
+
+
+def test_center_crop_frames():
+    frames = torch.arange(2 * 6 * 8 * 3).reshape(2, 6, 8, 3)
+    cropped = center_crop_frames(frames, 5, 3)
+    assert cropped.shape == (2, 3, 5, 3)
+    assert torch.equal(cropped, frames[:, 1:4, 1:6])
+
+
+def test_chunked_decode_matches_one_shot_decode():
+    from pipelines.tiny import _build_video_vae
+
+    vae = _build_video_vae()
+    latents = torch.randn(1, vae.config.latent_channels, 4, 3, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = to_uint8_frames(vae.decode(latents, None, return_dict=False)[0])
+    for chunk_frames in (1, 7, 24):
+        got = torch.cat(list(decode_video_chunks(vae, latents, num_frames=20, chunk_frames=chunk_frames)))
+        assert got.shape == (20, 96, 64, 3)
+        assert torch.equal(got, expected[:20])
+
+
+def test_fit_audio_length_pads_and_trims():
+    audio = np.ones((2, 10), dtype=np.float32)
+    assert fit_audio_length(audio, 4).shape == (2, 4)
+    padded = fit_audio_length(audio, 15)
+    assert padded.shape == (2, 15) and (padded[:, 10:] == 0).all()
+
+
+def _frames_and_audio(num_frames=6, width=64, height=48):
+    rng = np.random.RandomState(0)
+    frames = rng.randint(0, 255, (num_frames, height, width, 3), dtype=np.uint8)
+    audio = (rng.rand(2, 24000) * 0.2 - 0.1).astype(np.float32)
+    return frames, audio
+
+
+def test_mux_accepts_chunk_iterator_and_fits_audio(tmp_path):
+    frames, audio = _frames_and_audio(num_frames=12)
+    output = tmp_path / "out.mp4"
+    mux_video(iter([frames[:5], frames[5:]]), audio, 24000, 12, output, "ultrafast", num_frames=12)
+    info = probe_mp4(output)
+    assert (info["width"], info["height"], info["frame_count"]) == (64, 48, 12)
+    assert info["audio_duration"] == pytest.approx(1.0, abs=1 / 12)
+
+
+def test_mux_failure_raises_with_ffmpeg_stderr_and_leaves_nothing(tmp_path):
+    frames, audio = _frames_and_audio()
+    output = tmp_path / "out.mp4"
+    with pytest.raises(MuxError, match="preset"):
+        mux_video(frames, audio, 24000, 24, output, "no-such-preset")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mux_error_from_frame_source_leaves_nothing(tmp_path):
+    frames, audio = _frames_and_audio()
+
+    def failing_chunks():
+        yield frames[:2]
+        raise RuntimeError("decoder blew up")
+
+    with pytest.raises(RuntimeError, match="decoder blew up"):
+        mux_video(failing_chunks(), audio, 24000, 24, tmp_path / "out.mp4", "ultrafast", num_frames=6)
+    assert list(tmp_path.iterdir()) == []
