@@ -1,0 +1,23 @@
+# The two commands of the README: `make serve` and `make test`. Both set up .venv first if needed.
+VENV ?= .venv
+PYTHON ?= python3
+# The CPU wheel of torch; on a CUDA host install the CUDA build into .venv first (see README).
+TORCH ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: setup serve test
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/pip install --quiet "$(TORCH)"
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+serve: setup
+	$(VENV)/bin/ltx2-server serve $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
