@@ -40,7 +40,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         results_dir, owns_dir = _prepare_results_dir(settings)
         store = InMemoryJobStore(max_queue=settings.max_queue)
         supervisor = WorkerSupervisor(
-            WorkerConfig(model=settings.model, x264_preset=settings.x264_preset, steps=settings.steps), store, clock
+            WorkerConfig(
+                model=settings.model, x264_preset=settings.x264_preset, steps=settings.steps, nice=settings.worker_nice
+            ), store, clock
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service

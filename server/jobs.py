@@ -83,7 +83,7 @@ class Job:
         self.output_path = output_path
         self.seed = seed
         self.stage = "completed"
-        self.stage_seconds = dict(stage_seconds)
+        self.stage_seconds.update(stage_seconds)
         self.finished.set()
 
     def fail(self, now: float, error: str, fault: str = FAULT_GENERATION) -> None:

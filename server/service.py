@@ -10,6 +10,7 @@ import hmac
 import logging
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 from server.clock import Clock
@@ -66,7 +67,8 @@ class JobService:
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
             await asyncio.to_thread(check_image_bytes, source.inline)
-        values = params.model_dump()
+        # The image itself goes to disk; keeping a base64 string in the table would hold megabytes for an hour.
+        values = params.model_dump(exclude={"image"})
         if values["seed"] == -1:
             values["seed"] = secrets.randbelow(SEED_MAX + 1)
         job_id = new_job_id()
@@ -87,9 +89,11 @@ class JobService:
         self.store.mark_input_ready(job)
 
     async def _fetch_input(self, job: Job, url: str) -> None:
+        started = time.monotonic()
         try:
             raw = await fetch_image_url(url, max_bytes=self.settings.max_image_bytes, timeout=self.settings.image_timeout)
             await asyncio.to_thread(check_image_bytes, raw)
+            job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
             self._store_input(job, raw)
         except InvalidRequest as exc:
             job.fail(self.clock.now(), exc.message, FAULT_INPUT)

@@ -38,6 +38,9 @@ class Settings:
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
     worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
+    worker_nice: int = field(
+        default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
 
     def parsed_api_keys(self) -> frozenset[str]:

@@ -210,7 +210,14 @@ class WorkerSupervisor:
         return job
 
     def _finish_current(self, job: Job) -> None:
-        log.info("job %s %s in %.2f s", job.id, job.status.value, job.metrics(self._clock.now())["inference_time"])
+        stages = " ".join(f"{name}={seconds:.2f}" for name, seconds in job.stage_seconds.items())
+        log.info(
+            "job %s %s in %.2f s%s",
+            job.id,
+            job.status.value,
+            job.metrics(self._clock.now())["inference_time"],
+            f" (stages: {stages})" if stages else "",
+        )
         self._current = None
         if self._state is WorkerState.BUSY:
             self._set_state(WorkerState.READY)

@@ -34,12 +34,17 @@ class WorkerConfig:
     model: str
     x264_preset: str = ""
     steps: int = 0
+    nice: int = 0
 
 
 def run_worker(conn: Connection, config: WorkerConfig) -> None:
     """Entry point of the child process."""
     # Ctrl-C in a terminal reaches the whole process group; the API process decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.nice:
+        # On a CPU-bound worker (the tiny model, or CPU-side work on a GPU host) the API process
+        # must still win the CPU, or status polls queue behind generation.
+        os.nice(config.nice)
     started = time.monotonic()
     try:
         generator = load_generator_for(config)
