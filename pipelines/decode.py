@@ -23,15 +23,29 @@ def _decoder_head(decoder, latents: torch.Tensor, causal: bool) -> torch.Tensor:
     return hidden
 
 
-def _decoder_tail(decoder, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
+def _decoder_tail_uint8(decoder, hidden: torch.Tensor, causal: bool) -> torch.Tensor:
+    """Last up-block + output conv, then uint8 [F, H, W, 3] frames.
+
+    The [-1, 1] -> uint8 mapping is elementwise, so it runs on the conv output before unpatchifying:
+    the one big layout shuffle (patches -> pixels, channels last) then moves 1 byte per value, not 4.
+    """
     hidden = decoder.up_blocks[-1](hidden, None, causal=causal)
     hidden = decoder.norm_out(hidden)
     hidden = decoder.conv_act(hidden)
     hidden = decoder.conv_out(hidden, causal=causal)
+    pixels = _to_uint8(hidden[0])
     p, p_t = decoder.patch_size, decoder.patch_size_t
-    batch, _, frames, height, width = hidden.shape
-    hidden = hidden.reshape(batch, -1, p_t, p, p, frames, height, width)
-    return hidden.permute(0, 1, 5, 2, 6, 4, 7, 3).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+    _, frames, height, width = pixels.shape
+    # Channel layout (see LTX2VideoDecoder3d.forward): (rgb, p_t, p_w, p_h); p_w is the minor patch
+    # index along width, p_h along height.
+    pixels = pixels.reshape(-1, p_t, p, p, frames, height, width)
+    pixels = pixels.permute(4, 1, 5, 3, 6, 2, 0)  # (F, p_t, h, p_h, w, p_w, rgb)
+    return pixels.reshape(frames * p_t, height * p, width * p, -1)
+
+
+def _to_uint8(values: torch.Tensor) -> torch.Tensor:
+    # round(x * 127.5 + 127.5) == floor(x * 127.5 + 128) for the clamped range; in place to save memory.
+    return values.mul_(127.5).add_(128.0).clamp_(0.0, 255.0).to(torch.uint8)
 
 
 def _tail_temporal_upscale(decoder) -> int:
@@ -55,8 +69,7 @@ def supports_chunked_decode(vae) -> bool:
 
 def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
     """[B=1, 3, F, H, W] in [-1, 1] -> uint8 [F, H, W, 3] (same mapping as diffusers' postprocess)."""
-    video = video[0].permute(1, 2, 3, 0)
-    return video.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return _to_uint8(video[0].clone()).permute(1, 2, 3, 0)
 
 
 @torch.no_grad()
@@ -86,6 +99,6 @@ def decode_video_chunks(
         last = min(first + chunk_frames, total_frames)
         start = max(0, first // upscale - halo)
         stop = min(head_frames, -(-last // upscale) + halo)
-        window = _decoder_tail(decoder, hidden[:, :, start:stop], causal)
+        window = _decoder_tail_uint8(decoder, hidden[:, :, start:stop], causal)
         offset = upscale * start
-        yield to_uint8_frames(window[:, :, first - offset : last - offset])
+        yield window[first - offset : last - offset]

@@ -114,7 +114,7 @@ class LTX2Generator:
         x264_preset: str,
         max_sequence_length: int = 1024,
         image_crf: int | None = None,
-        decode_chunk_frames: int = 24,
+        decode_chunk_frames: int = 48,
     ) -> None:
         if num_inference_steps < 2:
             # The dev scheduler (shift_terminal=0.1) yields NaN with a single step.
