@@ -42,7 +42,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         supervisor = WorkerSupervisor(
             WorkerConfig(
                 model=settings.model, x264_preset=settings.x264_preset, steps=settings.steps, nice=settings.worker_nice
-            ), store, clock
+            ),
+            store,
+            clock,
+            start_timeout=settings.worker_start_timeout,
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service

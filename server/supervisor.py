@@ -61,8 +61,11 @@ class _Child:
 
 
 class WorkerSupervisor:
-    def __init__(self, config: WorkerConfig, store: InMemoryJobStore, clock: Clock) -> None:
+    def __init__(
+        self, config: WorkerConfig, store: InMemoryJobStore, clock: Clock, start_timeout: float = 600.0
+    ) -> None:
         self._config = config
+        self._start_timeout = start_timeout
         self._store = store
         self._clock = clock
         self._context = multiprocessing.get_context("spawn")
@@ -149,6 +152,15 @@ class WorkerSupervisor:
         self._child = child
         threading.Thread(target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True).start()
         log.info("worker process %s started (pid %s), loading model %r", child.generation, process.pid, self._config.model)
+        asyncio.get_running_loop().create_task(self._kill_if_not_ready(child))
+
+    async def _kill_if_not_ready(self, child: _Child) -> None:
+        """A worker that hangs while loading is killed; its exit then restarts it with backoff."""
+        await asyncio.sleep(self._start_timeout)
+        if child.generation == self._generation and self._state is WorkerState.STARTING:
+            log.error("worker did not load the model within %.0f s; killing it", self._start_timeout)
+            self.last_load_error = f"the worker did not load the model within {self._start_timeout:g} s"
+            child.process.kill()
 
     def _read_child(self, child: _Child) -> None:
         """Reader thread: forward every message to the loop; report the child's death at EOF."""

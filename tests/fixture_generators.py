@@ -58,3 +58,8 @@ def scripted() -> ScriptedGenerator:
 
 def broken() -> ScriptedGenerator:
     raise RuntimeError("scripted load failure")
+
+
+def hangs_while_loading() -> ScriptedGenerator:
+    time.sleep(600)
+    return ScriptedGenerator()

@@ -1,0 +1,45 @@
+"""Workers that cannot load: /ready says why, jobs wait instead of being lost, the worker is retried."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from server.app import create_app
+from server.settings import Settings
+from tests.servers import png_data_uri, thread_server
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def test_load_failure_shows_on_ready_and_is_retried(tmp_path):
+    settings = Settings(model="tests.fixture_generators:broken", results_dir=str(tmp_path))
+    with thread_server(create_app(settings), wait_ready=False) as base_url:
+        ready = wait_for(lambda: (r := httpx.get(f"{base_url}/ready")).json().get("error") and r)
+        assert ready.status_code == 503 and "scripted load failure" in ready.json()["error"]
+        assert httpx.get(f"{base_url}/health").status_code == 200
+        wait_for(lambda: httpx.get(f"{base_url}/ready").json()["worker_restarts"] >= 2)
+        submitted = httpx.post(
+            f"{base_url}/v2/ltx-2-19b-i2v", json={"image": png_data_uri(), "prompt": "waits"}
+        ).json()
+        # No worker can take it, so it waits in the queue rather than being dropped.
+        assert httpx.get(submitted["status_url"]).json()["status"] == "QUEUED"
+
+
+def test_worker_hanging_at_load_is_killed_after_the_start_timeout(tmp_path):
+    settings = Settings(
+        model="tests.fixture_generators:hangs_while_loading", results_dir=str(tmp_path), worker_start_timeout=1.0
+    )
+    with thread_server(create_app(settings), wait_ready=False) as base_url:
+        ready = wait_for(lambda: (r := httpx.get(f"{base_url}/ready")).json()["worker_restarts"] >= 1 and r)
+        assert ready.status_code == 503
+        assert "did not load the model within 1 s" in ready.json()["error"]
