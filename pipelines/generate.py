@@ -2,6 +2,17 @@
 
 Flow: load image -> encode prompt -> denoise (pipeline, output_type="latent") -> decode audio ->
 decode video in chunks, streamed into ffmpeg while it encodes -> mp4 renamed into place.
+
+Sizes: the model only makes multiples of 32 px and 8k+1 frames, so a request is generated at the next
+size up (the conditioning image is cover-resized and centre-cropped to it, never stretched) and the
+frames are centre-cropped back to exactly the requested width x height and cut to num_frames.
+
+image_crf: left at None, so the pipeline applies its own default (CRF 33 for Gemma-3 text encoders,
+i.e. LTX-2.0): the conditioning image is re-encoded as one H.264 frame through PyAV before use, as in
+training. It needs the `av` package and a PIL image, which is what we pass. Costs milliseconds.
+
+stage_seconds: "decode" is audio decode plus the video VAE decode; the video decode runs lazily while
+ffmpeg encodes the previous chunk (separate process), and its time is moved from "mux" into "decode".
 """
 
 from __future__ import annotations
