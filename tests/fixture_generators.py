@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 
 from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError
+from pipelines.mux import mux_video
 
 
 def write_test_video(params: GenerationParams, output_path: Path) -> None:
@@ -45,6 +47,11 @@ class ScriptedGenerator:
             time.sleep(60)
         if "unreadable" in prompt:
             raise InvalidInputError("image: cannot decode (scripted)")
+        if "badmux" in prompt:
+            # The real mux with a preset x264 does not know: ffmpeg fails and MuxError carries its stderr.
+            frames = np.zeros((params.num_frames, params.height, params.width, 3), dtype=np.uint8)
+            audio = np.zeros((2, 24000), dtype=np.float32)
+            mux_video(frames, audio, 24000, params.fps, output_path, "no-such-preset")
         if "slow" in prompt:
             time.sleep(1.0)
         on_progress("denoising", 2, 2)

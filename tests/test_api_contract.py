@@ -145,6 +145,15 @@ def test_failed_job_is_422_with_the_error_on_status_and_result(scripted_server):
     assert result.status_code == 422 and result.json()["status"] == "FAILED"
 
 
+def test_ffmpeg_failure_fails_the_job_with_ffmpegs_own_words(scripted_server):
+    body = submit(scripted_server, payload("badmux")).json()
+    status = wait_final(body["status_url"])
+    assert status.status_code == 422
+    error = status.json()["error"]
+    assert error.startswith("encoding the video failed") and "no-such-preset" in error
+    assert wait_final(submit(scripted_server, payload()).json()["status_url"]).json()["status"] == "COMPLETED"
+
+
 def test_v1_generation_failure_is_500_and_input_failure_is_400(scripted_server):
     failed = httpx.post(f"{scripted_server}/v1/{SLUG}", json=payload("please fail"), timeout=60)
     assert failed.status_code == 500 and "scripted failure" in failed.json()["error"]
