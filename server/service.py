@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from server.clock import Clock
-from server.errors import InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
+from server.errors import GenerationFailed, InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
 from server.jobs import InMemoryJobStore, Job, new_job_id
 from server.messages import FAULT_INPUT
@@ -74,10 +74,15 @@ class JobService:
         job_id = new_job_id()
         job = Job(id=job_id, params=values, job_dir=self.results_dir / job_id, created_at=self.clock.now(), owner=owner)
         self.store.add(job)
-        job.job_dir.mkdir(parents=True, exist_ok=True)
-        if source.inline is not None:
-            self._store_input(job, source.inline)
-        else:
+        try:
+            job.job_dir.mkdir(parents=True, exist_ok=True)
+            if source.inline is not None:
+                self._store_input(job, source.inline)
+        except OSError as exc:
+            # Fail the job rather than leave it queued forever with no input on disk.
+            job.fail(self.clock.now(), f"storing the input image failed: {exc}")
+            raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
+        if source.inline is None:
             self._in_background(self._fetch_input(job, source.url))
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job

@@ -43,3 +43,22 @@ def test_worker_hanging_at_load_is_killed_after_the_start_timeout(tmp_path):
         ready = wait_for(lambda: (r := httpx.get(f"{base_url}/ready")).json()["worker_restarts"] >= 1 and r)
         assert ready.status_code == 503
         assert "did not load the model within 1 s" in ready.json()["error"]
+
+
+def test_unwritable_results_dir_fails_the_submission_clearly_and_recovers(tmp_path):
+    import shutil
+
+    results = tmp_path / "results"
+    settings = Settings(model="tests.fixture_generators:scripted", results_dir=str(results))
+    body = {"image": png_data_uri(), "prompt": "p", "width": 256, "height": 256, "num_frames": 9, "fps": 8}
+    with thread_server(create_app(settings)) as base_url:
+        shutil.rmtree(results)
+        results.write_text("a file where the results directory should be")
+        refused = httpx.post(f"{base_url}/v2/ltx-2-19b-i2v", json=body)
+        assert refused.status_code == 500 and "storing the input image failed" in refused.json()["error"]
+
+        results.unlink()
+        results.mkdir()
+        accepted = httpx.post(f"{base_url}/v2/ltx-2-19b-i2v", json=body).json()
+        final = wait_for(lambda: (s := httpx.get(accepted["status_url"]).json())["status"] in ("COMPLETED", "FAILED") and s)
+        assert final["status"] == "COMPLETED"
