@@ -51,7 +51,7 @@ class Job:
     owner: str | None = None
     status: JobStatus = JobStatus.QUEUED
     image_path: Path | None = None
-    # A job waits in PREPARING-free QUEUED until its image is on disk; only then may it be dispatched.
+    # A QUEUED job is dispatched only once its image is on disk (URLs are fetched after submission).
     input_ready: bool = False
     started_at: float | None = None
     finished_at: float | None = None
@@ -164,12 +164,6 @@ class InMemoryJobStore:
 
     def queued_count(self) -> int:
         return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)
-
-    def queue_position(self, job: Job) -> int | None:
-        if job.status is not JobStatus.QUEUED:
-            return None
-        ahead = [j for j in self._jobs.values() if j.status is JobStatus.QUEUED and j.created_at < job.created_at]
-        return len(ahead)
 
     def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]:
         """Drop finished jobs older than the TTL; unfinished ones stay so no job is ever lost."""

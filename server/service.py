@@ -16,7 +16,7 @@ from pathlib import Path
 from server.clock import Clock
 from server.errors import GenerationFailed, InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
-from server.jobs import InMemoryJobStore, Job, new_job_id
+from server.jobs import Job, JobStore, new_job_id
 from server.messages import FAULT_INPUT
 from server.params import SEED_MAX, I2VParams
 from server.settings import Settings
@@ -29,7 +29,7 @@ class JobService:
     def __init__(
         self,
         settings: Settings,
-        store: InMemoryJobStore,
+        store: JobStore,
         supervisor: WorkerSupervisor,
         clock: Clock,
         results_dir: Path,

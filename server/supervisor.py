@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from server.clock import Clock
-from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.jobs import Job, JobStatus, JobStore
 from server.messages import (
     JobFailed,
     JobProgress,
@@ -62,7 +62,7 @@ class _Child:
 
 class WorkerSupervisor:
     def __init__(
-        self, config: WorkerConfig, store: InMemoryJobStore, clock: Clock, start_timeout: float = 600.0
+        self, config: WorkerConfig, store: JobStore, clock: Clock, start_timeout: float = 600.0
     ) -> None:
         self._config = config
         self._start_timeout = start_timeout
