@@ -13,7 +13,6 @@ import multiprocessing
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable
 
 from server.clock import Clock
 from server.jobs import Job, JobStatus, JobStore
@@ -35,6 +34,7 @@ MAX_RESTART_DELAY = 60.0
 
 
 class WorkerState(str, enum.Enum):
+    NOT_STARTED = "not_started"
     STARTING = "starting"
     READY = "ready"
     BUSY = "busy"
@@ -43,6 +43,7 @@ class WorkerState(str, enum.Enum):
 
 
 WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.NOT_STARTED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.STARTING: frozenset({WorkerState.READY, WorkerState.LOAD_FAILED, WorkerState.STOPPED, WorkerState.STARTING}),
     WorkerState.READY: frozenset({WorkerState.BUSY, WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.BUSY: frozenset({WorkerState.READY, WorkerState.STARTING, WorkerState.STOPPED}),
@@ -72,7 +73,7 @@ class WorkerSupervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._child: _Child | None = None
         self._generation = 0
-        self._state = WorkerState.STOPPED
+        self._state = WorkerState.NOT_STARTED
         self._ready = asyncio.Event()
         self._current: Job | None = None
         self._current_done = asyncio.Event()
@@ -81,7 +82,6 @@ class WorkerSupervisor:
         self._consecutive_failures = 0
         self.restarts = 0
         self.last_load_error: str | None = None
-        self.on_job_finished: Callable[[Job], None] | None = None
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class WorkerSupervisor:
         return self._child.process.pid if self._child else None
 
     def _set_state(self, new: WorkerState) -> None:
-        if new not in WORKER_TRANSITIONS[self._state] and self._state is not WorkerState.STOPPED:
+        if new not in WORKER_TRANSITIONS[self._state]:
             raise RuntimeError(f"worker: {self._state.value} -> {new.value} is not allowed")
         self._state = new
         if new in (WorkerState.READY, WorkerState.BUSY):
@@ -119,8 +119,8 @@ class WorkerSupervisor:
         if self._restart_task:
             self._restart_task.cancel()
         child, self._child = self._child, None
-        self._state = WorkerState.STOPPED
-        self._ready.clear()
+        if self._state is not WorkerState.STOPPED:
+            self._set_state(WorkerState.STOPPED)
         if child is not None:
             await asyncio.to_thread(self._stop_child, child, timeout)
 
@@ -234,8 +234,6 @@ class WorkerSupervisor:
         if self._state is WorkerState.BUSY:
             self._set_state(WorkerState.READY)
         self._current_done.set()
-        if self.on_job_finished:
-            self.on_job_finished(job)
 
     def _handle_child_exit(self, generation: int, exitcode: int | None) -> None:
         if generation != self._generation or self._state is WorkerState.STOPPED:

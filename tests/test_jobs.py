@@ -105,3 +105,14 @@ def test_retention_expires_finished_jobs_after_ttl_but_never_unfinished_ones():
     clock.advance(1)
     assert [job.id for job in store.remove_expired(clock.now(), 3600)] == ["done"]
     assert store.get("done") is None and store.get("waiting") is waiting
+
+
+def test_worker_state_machine_has_one_way_out_of_stopped():
+    from server.supervisor import WORKER_TRANSITIONS, WorkerState
+
+    assert WORKER_TRANSITIONS[WorkerState.STOPPED] == frozenset()
+    assert all(WorkerState.STOPPED in targets for state, targets in WORKER_TRANSITIONS.items() if state is not WorkerState.STOPPED)
+    # Only a loaded worker takes jobs; a crashed one always goes back through STARTING.
+    assert WorkerState.BUSY in WORKER_TRANSITIONS[WorkerState.READY]
+    assert WorkerState.BUSY not in WORKER_TRANSITIONS[WorkerState.STARTING]
+    assert WorkerState.READY not in WORKER_TRANSITIONS[WorkerState.LOAD_FAILED]
