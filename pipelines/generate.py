@@ -30,6 +30,7 @@ from PIL import Image
 from .decode import decode_video_chunks
 from .interface import GenerationParams, GenerationResult, InvalidInputError, ProgressCallback
 from .mux import mux_video
+from .schedule import with_bounded_shift
 
 # LTX-2.0 guidance without the passes that do nothing for 2.0 weights (STG: perturbed_attn=False) or
 # cost a forward each (modality isolation): CFG alone, one batch-2 forward per step.
@@ -130,6 +131,7 @@ class LTX2Generator:
         if num_inference_steps < 2:
             # The dev scheduler (shift_terminal=0.1) yields NaN with a single step.
             raise ValueError("num_inference_steps must be >= 2")
+        with_bounded_shift(pipe)
         self.pipe = pipe
         self.num_inference_steps = num_inference_steps
         self.x264_preset = x264_preset

@@ -103,3 +103,35 @@ def test_mux_error_from_frame_source_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="decoder blew up"):
         mux_video(failing_chunks(), audio, 24000, 24, tmp_path / "out.mp4", "ultrafast", num_frames=6)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_schedule_stays_finite_far_beyond_the_shift_fit():
+    import numpy as np
+    import torch
+    from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import calculate_shift
+
+    from pipelines.schedule import BoundedShiftScheduler
+    from pipelines.tiny import _build_scheduler
+
+    scheduler = BoundedShiftScheduler.from_config(_build_scheduler().config)
+    for tokens in (22_080, 50_000, 81_600):  # the default payload ... the API's largest request
+        for steps in (2, 40):
+            mu = calculate_shift(tokens, 1024, 4096, 0.95, 2.05)
+            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+            assert torch.isfinite(scheduler.sigmas).all()
+            assert scheduler.sigmas[0] == 1.0 and scheduler.sigmas[-2] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_bounded_shift_leaves_the_default_payload_schedule_unchanged():
+    import numpy as np
+    from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import calculate_shift
+
+    from pipelines.schedule import BoundedShiftScheduler
+    from pipelines.tiny import _build_scheduler
+
+    plain = _build_scheduler()
+    bounded = BoundedShiftScheduler.from_config(plain.config)
+    mu = calculate_shift(22_080, 1024, 4096, 0.95, 2.05)
+    for scheduler in (plain, bounded):
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 40, 40), mu=mu)
+    assert (plain.sigmas == bounded.sigmas).all()
