@@ -261,3 +261,16 @@ def test_output_url_needs_its_token(scripted_server):
     output = httpx.get(body["response_url"]).json()["output"]
     forged = output.replace("/outputs/" + body["request_id"] + "/", "/outputs/" + body["request_id"] + "/AAAA")
     assert httpx.get(forged).status_code == 404
+
+
+def test_public_url_is_the_base_of_every_absolute_url(tmp_path):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), public_url="https://videos.example.com/")
+    with thread_server(create_app(settings)) as base_url:
+        body = submit(base_url, payload()).json()
+        assert body["status_url"] == f"https://videos.example.com/v2/requests/{body['request_id']}/status"
+        assert body["response_url"].startswith("https://videos.example.com/v2/requests/")
+        assert body["poll_url"].startswith("https://videos.example.com/v1/requests/")
+        local_status = body["status_url"].replace("https://videos.example.com", base_url)
+        assert wait_final(local_status).json()["status"] == "COMPLETED"
+        result = httpx.get(body["response_url"].replace("https://videos.example.com", base_url)).json()
+        assert result["output"].startswith("https://videos.example.com/outputs/")
