@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import signal
 import sys
 from dataclasses import MISSING, fields
 
@@ -51,6 +52,10 @@ def warn_if_open_without_auth(settings: Settings) -> None:
         log.warning("authentication is OFF and the server listens on %s: anyone who reaches it can submit jobs", settings.host)
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
@@ -59,6 +64,10 @@ def serve(settings: Settings) -> int:
     configure_logging(settings.log_level)
     warn_if_open_without_auth(settings)
     app = create_app(settings)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever handler
+    # was there before; make that a clean exit so a requested stop reads as success (status 0).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
     return 0
 

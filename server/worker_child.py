@@ -39,8 +39,10 @@ class WorkerConfig:
 
 def run_worker(conn: Connection, config: WorkerConfig) -> None:
     """Entry point of the child process."""
-    # Ctrl-C in a terminal reaches the whole process group; the API process decides when we stop.
+    # Ctrl-C, `timeout` and service managers signal the whole process group; the API process alone
+    # decides when the worker stops (Shutdown message, or the pipe closing if it dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if config.nice:
         # On a CPU-bound worker (the tiny model, or CPU-side work on a GPU host) the API process
         # must still win the CPU, or status polls queue behind generation.

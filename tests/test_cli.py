@@ -1,0 +1,56 @@
+"""The ltx2-server console script as a user runs it: options, environment, start-up and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+
+from tests.conftest import SCRIPTED_MODEL
+from tests.servers import REPO_ROOT, free_port, wait_until_ready
+
+
+def test_every_option_has_an_environment_variable_in_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for option, env in [("--model", "LTX2_MODEL"), ("--api-keys", "LTX2_API_KEYS"), ("--public-url", "LTX2_PUBLIC_URL"),
+                        ("--results-dir", "LTX2_RESULTS_DIR"), ("--ttl-seconds", "LTX2_TTL_SECONDS"),
+                        ("--max-queue", "LTX2_MAX_QUEUE"), ("--host", "LTX2_HOST"), ("--port", "LTX2_PORT")]:
+        assert option in out and env in out
+
+
+def test_bad_environment_value_is_a_clear_start_up_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve"], cwd=REPO_ROOT, capture_output=True, text=True,
+        env={**os.environ, "LTX2_PORT": "eighty"},
+    )
+    assert result.returncode != 0 and "LTX2_PORT" in result.stderr
+
+
+def test_environment_configures_the_server_and_sigterm_to_the_group_stops_it_cleanly(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LTX2_PORT": str(port), "LTX2_MODEL": SCRIPTED_MODEL,
+           "LTX2_RESULTS_DIR": str(tmp_path)}
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}", 60, process)
+            worker_pid = httpx.get(f"http://127.0.0.1:{port}/ready").json()["worker_pid"]
+            # As `timeout`, Ctrl-C or a service manager would: the whole process group at once.
+            os.killpg(process.pid, signal.SIGTERM)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "authentication is OFF" in text
+    assert "restarting" not in text
+    assert not os.path.exists(f"/proc/{worker_pid}") or "zombie" in open(f"/proc/{worker_pid}/status").read().lower()
