@@ -27,11 +27,6 @@ class SubmitJob:
 
 
 @dataclass(frozen=True)
-class CancelJob:
-    job_id: str
-
-
-@dataclass(frozen=True)
 class Shutdown:
     pass
 
