@@ -122,7 +122,8 @@ class JobService:
             await asyncio.wait_for(job.finished.wait(), timeout)
         except asyncio.TimeoutError:
             raise WaitTimedOut(
-                f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2"
+                f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2",
+                headers={"x-request-id": job.id},
             ) from None
         return job
 

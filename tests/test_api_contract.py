@@ -274,3 +274,33 @@ def test_public_url_is_the_base_of_every_absolute_url(tmp_path):
         assert wait_final(local_status).json()["status"] == "COMPLETED"
         result = httpx.get(body["response_url"].replace("https://videos.example.com", base_url)).json()
         assert result["output"].startswith("https://videos.example.com/outputs/")
+
+
+def test_full_queue_answers_429_with_retry_after(tmp_path):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), max_queue=1)
+    with thread_server(create_app(settings)) as base_url:
+        running = submit(base_url, payload("slow")).json()
+        deadline = time.monotonic() + 10
+        while httpx.get(running["status_url"]).json()["status"] != "PROCESSING":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        queued = submit(base_url, payload("slow"))
+        assert queued.status_code == 200
+        refused = submit(base_url, payload())
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 0 and "queue is full" in refused.json()["error"]
+        assert wait_final(queued.json()["status_url"]).json()["status"] == "COMPLETED"
+        assert submit(base_url, payload()).status_code == 200
+
+
+def test_v1_caller_past_the_sync_timeout_gets_504_and_the_job_goes_on(tmp_path):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), sync_timeout=0.3)
+    with thread_server(create_app(settings)) as base_url:
+        response = httpx.post(f"{base_url}/v1/{SLUG}", json=payload("slow"), timeout=30)
+        assert response.status_code == 504
+        error = response.json()["error"]
+        assert "poll it through /v2" in error
+        request_id = response.headers["x-request-id"]
+        assert request_id in error
+        status = wait_final(f"{base_url}/v2/requests/{request_id}/status")
+        assert status.json()["status"] == "COMPLETED"
