@@ -12,7 +12,7 @@ import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -169,10 +169,12 @@ def _install_routes(app: FastAPI) -> None:
     def service_of(request: Request) -> JobService:
         return request.app.state.service
 
-    async def submit(request: Request, params: I2VParams, api_key: str | None) -> Job:
-        service = service_of(request)
-        owner = service.authenticate(api_key)
-        return await service.submit(params, owner)
+    def caller(request: Request, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> str | None:
+        """The caller's identity (its API key), or None with auth off; 401 otherwise."""
+        return service_of(request).authenticate(x_api_key)
+
+    def callers_job(request: Request, request_id: str, owner: str | None = Depends(caller)) -> Job:
+        return service_of(request).get(request_id, owner)
 
     @app.post(
         f"/v1/{MODEL_SLUG}",
@@ -181,11 +183,9 @@ def _install_routes(app: FastAPI) -> None:
         summary="Generate a video and wait for it (blocking)",
         tags=["v1"],
     )
-    async def run_v1(
-        request: Request, params: I2VParams, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
-    ):
+    async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
         service = service_of(request)
-        job = await submit(request, params, x_api_key)
+        job = await service.submit(params, owner)
         await service.wait_until_final(job, service.settings.sync_timeout)
         if job.status is JobStatus.FAILED:
             if job.fault == FAULT_INPUT:
@@ -204,10 +204,8 @@ def _install_routes(app: FastAPI) -> None:
         )
 
     @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
-    async def submit_v2(
-        request: Request, params: I2VParams, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
-    ) -> dict:
-        job = await submit(request, params, x_api_key)
+    async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
+        job = await service_of(request).submit(params, owner)
         base = base_url(request)
         return {
             "request_id": job.id,
@@ -223,20 +221,12 @@ def _install_routes(app: FastAPI) -> None:
         raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG}")
 
     @app.get("/v2/requests/{request_id}/status", summary="Poll a job's status", tags=["v2"])
-    async def job_status(
-        request: Request, request_id: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
-    ):
-        service = service_of(request)
-        job = service.get(request_id, service.authenticate(x_api_key))
+    async def job_status(request: Request, job: Job = Depends(callers_job)):
         return job_json(job, status_body(request, job))
 
     @app.get("/v2/requests/{request_id}", summary="Fetch a job's result", tags=["v2"])
     @app.get("/v1/requests/{request_id}", summary="Fetch a job's result (legacy poll_url)", tags=["v1"])
-    async def job_result(
-        request: Request, request_id: str, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)
-    ):
-        service = service_of(request)
-        job = service.get(request_id, service.authenticate(x_api_key))
+    async def job_result(request: Request, job: Job = Depends(callers_job)):
         return job_json(job, result_body(request, job))
 
     @app.get(
