@@ -56,27 +56,79 @@ def _as_chunks(frames: np.ndarray | Iterable[np.ndarray]) -> Iterator[np.ndarray
 
 
 def _ffmpeg_command(
-    *, width: int, height: int, fps: int, audio_path: Path, channels: int, sample_rate: int,
-    num_frames: int, preset: str, output_path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    audio_path: Path,
+    channels: int,
+    sample_rate: int,
+    num_frames: int,
+    preset: str,
+    output_path: Path,
 ) -> list[str]:
     import imageio_ffmpeg
 
     return [
         imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-fflags", "+bitexact",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-fflags",
+        "+bitexact",
         # input 0: raw video frames on stdin
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps), "-i", "pipe:0",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-framerate",
+        str(fps),
+        "-i",
+        "pipe:0",
         # input 1: float PCM already trimmed/padded to the video's duration
-        "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", str(audio_path),
-        "-map", "0:v:0", "-map", "1:a:0",
-        "-frames:v", str(num_frames),
-        "-c:v", "libx264", "-preset", preset, "-pix_fmt", pixel_format_for(width, height),
-        "-threads", str(X264_THREADS), "-r", str(fps),
-        "-c:a", "aac", "-b:a", "128k",
-        "-map_metadata", "-1", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
-        "-movflags", "+faststart",
-        "-f", "mp4", str(output_path),
+        "-f",
+        "f32le",
+        "-ar",
+        str(sample_rate),
+        "-ac",
+        str(channels),
+        "-i",
+        str(audio_path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-frames:v",
+        str(num_frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-pix_fmt",
+        pixel_format_for(width, height),
+        "-threads",
+        str(X264_THREADS),
+        "-r",
+        str(fps),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-map_metadata",
+        "-1",
+        "-flags:v",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(output_path),
     ]
 
 
@@ -128,8 +180,15 @@ def mux_video(
             raise ValueError("frames must be uint8 [F, H, W, 3] with at least one frame")
         height, width = first.shape[1], first.shape[2]
         command = _ffmpeg_command(
-            width=width, height=height, fps=fps, audio_path=audio_path, channels=audio.shape[0],
-            sample_rate=sample_rate, num_frames=num_frames, preset=preset, output_path=partial_path,
+            width=width,
+            height=height,
+            fps=fps,
+            audio_path=audio_path,
+            channels=audio.shape[0],
+            sample_rate=sample_rate,
+            num_frames=num_frames,
+            preset=preset,
+            output_path=partial_path,
         )
         with tempfile.TemporaryFile() as stderr_file:
             # stderr goes to a file, not a pipe: a chatty ffmpeg can never block on a full pipe buffer.
@@ -149,8 +208,9 @@ def mux_video(
         _remove_quietly(partial_path)
 
 
-def _feed_frames(process: subprocess.Popen, first: np.ndarray, rest: Iterator[np.ndarray],
-                 num_frames: int, width: int, height: int) -> None:
+def _feed_frames(
+    process: subprocess.Popen, first: np.ndarray, rest: Iterator[np.ndarray], num_frames: int, width: int, height: int
+) -> None:
     written = 0
     try:
         for chunk in _prepend(first, rest):

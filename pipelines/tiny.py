@@ -33,7 +33,16 @@ def _build_tokenizer():
 
     # Special tokens first, then the 256 byte-fallback tokens so every UTF-8 string can be encoded
     # with merges=[] (no BPE merges: one token per byte, which is all a random model needs).
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    specials = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<mask>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     vocab = {token: index for index, token in enumerate(specials)}
     for byte in range(256):
         vocab[f"<0x{byte:02X}>"] = len(vocab)

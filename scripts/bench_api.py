@@ -76,9 +76,7 @@ def wait_final(client: httpx.Client, status_url: str) -> dict:
         time.sleep(0.05)
 
 
-async def _poll_on_one_connection(
-    url: str, interval: float, stop: threading.Event, latencies: list[float]
-) -> None:
+async def _poll_on_one_connection(url: str, interval: float, stop: threading.Event, latencies: list[float]) -> None:
     """One keep-alive HTTP/1.1 connection polling at a random phase, like independent clients.
 
     A bare socket client: httpx in this process would cost more CPU per request than the server
@@ -120,7 +118,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--pollers", type=int, default=100)
-    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds each poller waits between polls (the SDK default is 1)")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help="seconds each poller waits between polls (the SDK default is 1)",
+    )
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
@@ -141,7 +144,15 @@ def main() -> int:
                             submitted = client.post(f"{base_url}/v2/{SLUG}", json=body).json()
                             final = wait_final(client, submitted["status_url"])
                             wall = time.perf_counter() - t0
-                        rows.append((name, final["status"], wall, sampler.peak, stages_from_log(log_path, submitted["request_id"])))
+                        rows.append(
+                            (
+                                name,
+                                final["status"],
+                                wall,
+                                sampler.peak,
+                                stages_from_log(log_path, submitted["request_id"]),
+                            )
+                        )
                         print(f"{name}: {final['status']} in {wall:.2f} s", flush=True)
 
                 # Status-poll latency while the default payload generates.
@@ -150,7 +161,9 @@ def main() -> int:
                 while client.get(submitted["status_url"]).json()["status"] == "QUEUED":
                     time.sleep(0.02)
                 stop = threading.Event()
-                latencies = asyncio.run(poll_concurrently(submitted["status_url"], args.pollers, args.poll_interval, stop))
+                latencies = asyncio.run(
+                    poll_concurrently(submitted["status_url"], args.pollers, args.poll_interval, stop)
+                )
             latencies.sort()
 
     print()
@@ -161,7 +174,10 @@ def main() -> int:
     if latencies:
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-        print(f"status polls during generation: {len(latencies)} polls by {args.pollers} pollers each every {args.poll_interval:g} s at random phase, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        print(
+            f"status polls during generation: {len(latencies)} polls by {args.pollers} pollers, "
+            f"each every {args.poll_interval:g} s at random phase: p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
     return 0
 
 

@@ -55,8 +55,9 @@ def main() -> None:
         _write_test_image(image_path)
         for name in names:
             for attempt in range(args.repeat):
-                params = GenerationParams(prompt="a red fox running through snow", negative_prompt="blurry",
-                                          seed=42, **PAYLOADS[name])
+                params = GenerationParams(
+                    prompt="a red fox running through snow", negative_prompt="blurry", seed=42, **PAYLOADS[name]
+                )
                 output = Path(tmp) / f"{name}.mp4"
                 begin = time.perf_counter()
                 result = generator.generate(params, image_path, output, lambda *a: None)
@@ -64,9 +65,11 @@ def main() -> None:
                 stages = " ".join(f"{k}={v:.2f}" for k, v in result.stage_seconds.items())
                 own, children = _peak_rss_mb()
                 p = PAYLOADS[name]
-                print(f"{name} {p['width']}x{p['height']}x{p['num_frames']}@{p['fps']} run {attempt + 1}: "
-                      f"total {total:.2f} s | {stages} | {output.stat().st_size / 1e6:.2f} MB | "
-                      f"peak RSS self {own:.0f} MB, children {children:.0f} MB")
+                print(
+                    f"{name} {p['width']}x{p['height']}x{p['num_frames']}@{p['fps']} run {attempt + 1}: "
+                    f"total {total:.2f} s | {stages} | {output.stat().st_size / 1e6:.2f} MB | "
+                    f"peak RSS self {own:.0f} MB, children {children:.0f} MB"
+                )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         summary="Segmind-compatible LTX-2 19B image-to-video server",
         description=(
             "Drop-in local replacement for Segmind's `ltx-2-19b-i2v`: point the `segmind` SDK at "
-            "`http://HOST:PORT/v1`. Every error body is `{\"error\": \"...\"}`."
+            '`http://HOST:PORT/v1`. Every error body is `{"error": "..."}`.'
         ),
         version="0.1.0",
         lifespan=lifespan,

@@ -49,7 +49,9 @@ def warn_if_open_without_auth(settings: Settings) -> None:
     except ValueError:
         public = settings.host not in ("localhost",)
     if public:
-        log.warning("authentication is OFF and the server listens on %s: anyone who reaches it can submit jobs", settings.host)
+        log.warning(
+            "authentication is OFF and the server listens on %s: anyone who reaches it can submit jobs", settings.host
+        )
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

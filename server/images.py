@@ -57,9 +57,7 @@ def _decode_base64(data: str, max_bytes: int) -> bytes:
         try:
             raw = base64.urlsafe_b64decode(padded)
         except (binascii.Error, ValueError):
-            raise InvalidRequest(
-                "image: not an http(s) URL, a data URI, or valid base64 image data"
-            ) from None
+            raise InvalidRequest("image: not an http(s) URL, a data URI, or valid base64 image data") from None
     if not raw:
         raise InvalidRequest("image: empty image data")
     return raw
@@ -71,9 +69,7 @@ def check_image_bytes(raw: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(raw)) as img:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise InvalidRequest(
-                    f"image: {width}x{height} is more than the {MAX_IMAGE_PIXELS} pixel limit"
-                )
+                raise InvalidRequest(f"image: {width}x{height} is more than the {MAX_IMAGE_PIXELS} pixel limit")
             img.load()
     except InvalidRequest:
         raise

@@ -167,11 +167,7 @@ class InMemoryJobStore:
 
     def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]:
         """Drop finished jobs older than the TTL; unfinished ones stay so no job is ever lost."""
-        expired = [
-            job
-            for job in self._jobs.values()
-            if job.status.is_final and now - job.created_at >= ttl_seconds
-        ]
+        expired = [job for job in self._jobs.values() if job.status.is_final and now - job.created_at >= ttl_seconds]
         for job in expired:
             del self._jobs[job.id]
         return expired

@@ -96,7 +96,9 @@ class JobService:
     async def _fetch_input(self, job: Job, url: str) -> None:
         started = time.monotonic()
         try:
-            raw = await fetch_image_url(url, max_bytes=self.settings.max_image_bytes, timeout=self.settings.image_timeout)
+            raw = await fetch_image_url(
+                url, max_bytes=self.settings.max_image_bytes, timeout=self.settings.image_timeout
+            )
             await asyncio.to_thread(check_image_bytes, raw)
             job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
             self._store_input(job, raw)

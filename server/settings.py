@@ -18,7 +18,9 @@ KNOWN_MODELS = ("tiny",)
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = field(default="tiny", metadata={"help": "model to serve: tiny (offline test model), or module:factory"})
+    model: str = field(
+        default="tiny", metadata={"help": "model to serve: tiny (offline test model), or module:factory"}
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
     port: int = field(default=8000, metadata={"help": "port to bind"})
     api_keys: str = field(

@@ -44,7 +44,9 @@ class WorkerState(str, enum.Enum):
 
 WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.NOT_STARTED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
-    WorkerState.STARTING: frozenset({WorkerState.READY, WorkerState.LOAD_FAILED, WorkerState.STOPPED, WorkerState.STARTING}),
+    WorkerState.STARTING: frozenset(
+        {WorkerState.READY, WorkerState.LOAD_FAILED, WorkerState.STOPPED, WorkerState.STARTING}
+    ),
     WorkerState.READY: frozenset({WorkerState.BUSY, WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.BUSY: frozenset({WorkerState.READY, WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.LOAD_FAILED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
@@ -62,9 +64,7 @@ class _Child:
 
 
 class WorkerSupervisor:
-    def __init__(
-        self, config: WorkerConfig, store: JobStore, clock: Clock, start_timeout: float = 600.0
-    ) -> None:
+    def __init__(self, config: WorkerConfig, store: JobStore, clock: Clock, start_timeout: float = 600.0) -> None:
         self._config = config
         self._start_timeout = start_timeout
         self._store = store
@@ -150,8 +150,12 @@ class WorkerSupervisor:
         child_conn.close()
         child = _Child(self._generation, process, parent_conn)
         self._child = child
-        threading.Thread(target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True).start()
-        log.info("worker process %s started (pid %s), loading model %r", child.generation, process.pid, self._config.model)
+        threading.Thread(
+            target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True
+        ).start()
+        log.info(
+            "worker process %s started (pid %s), loading model %r", child.generation, process.pid, self._config.model
+        )
         asyncio.get_running_loop().create_task(self._kill_if_not_ready(child))
 
     async def _kill_if_not_ready(self, child: _Child) -> None:
@@ -246,8 +250,7 @@ class WorkerSupervisor:
         if job is not None and job.status is JobStatus.PROCESSING:
             job.fail(
                 self._clock.now(),
-                f"the worker process died while generating this job (exit code {exitcode}); "
-                "the worker was restarted",
+                f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
             )
             self._finish_current(job)
         if died_while_serving:

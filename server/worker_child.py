@@ -121,5 +121,3 @@ def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFa
 def _traceback_tail(exc: BaseException, limit: int = 2000) -> str:
     text = "".join(traceback.format_exception(exc))
     return text[-limit:]
-
-

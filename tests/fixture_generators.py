@@ -23,11 +23,33 @@ def write_test_video(params: GenerationParams, output_path: Path) -> None:
     """A real mp4 of the requested size, frames and fps with a tone, made by ffmpeg's own sources."""
     duration = params.num_frames / params.fps
     command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={params.width}x{params.height}:rate={params.fps}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=24000:duration={duration}",
-        "-frames:v", str(params.num_frames), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-t", f"{duration}", "-movflags", "+faststart", str(output_path),
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={params.width}x{params.height}:rate={params.fps}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:sample_rate=24000:duration={duration}",
+        "-frames:v",
+        str(params.num_frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-t",
+        f"{duration}",
+        "-movflags",
+        "+faststart",
+        str(output_path),
     ]
     subprocess.run(command, check=True, capture_output=True)
 

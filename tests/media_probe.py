@@ -25,21 +25,15 @@ def probe_mp4(path: Path | str) -> dict:
         info["pix_fmt"] = video.codec_context.pix_fmt
         rate = video.average_rate or video.guessed_rate or video.base_rate
         info["fps"] = float(Fraction(rate)) if rate else None
-        info["video_duration"] = (
-            float(video.duration * video.time_base) if video.duration is not None else None
-        )
-        info["container_duration"] = (
-            container.duration / av.time_base if container.duration is not None else None
-        )
+        info["video_duration"] = float(video.duration * video.time_base) if video.duration is not None else None
+        info["container_duration"] = container.duration / av.time_base if container.duration is not None else None
         audio_streams = container.streams.audio
         if audio_streams:
             audio = audio_streams[0]
             info["audio_codec"] = audio.codec_context.name
             info["audio_sample_rate"] = audio.codec_context.sample_rate
             info["audio_channels"] = audio.codec_context.channels
-            info["audio_duration"] = (
-                float(audio.duration * audio.time_base) if audio.duration is not None else None
-            )
+            info["audio_duration"] = float(audio.duration * audio.time_base) if audio.duration is not None else None
         else:
             info.update(audio_codec=None, audio_sample_rate=None, audio_channels=None, audio_duration=None)
     with av.open(str(path)) as container:

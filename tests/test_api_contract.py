@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -74,7 +73,10 @@ def test_v1_returns_the_mp4_with_segmind_headers(scripted_server):
     assert response.content[4:8] == b"ftyp"
     assert response.headers["x-seed-value"] == "7"
     assert float(response.headers["x-generation-time"]) >= 0
-    assert httpx.get(f"{scripted_server}/v2/requests/{response.headers['x-request-id']}/status").json()["status"] == "COMPLETED"
+    assert (
+        httpx.get(f"{scripted_server}/v2/requests/{response.headers['x-request-id']}/status").json()["status"]
+        == "COMPLETED"
+    )
 
 
 def test_random_seed_is_reported(scripted_server):
@@ -84,9 +86,22 @@ def test_random_seed_is_reported(scripted_server):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("width", 255), ("width", 1281), ("height", 250), ("height", 2000), ("num_frames", 0), ("num_frames", 401),
-     ("fps", 0), ("fps", 31), ("guidance_scale", 0.9), ("guidance_scale", 20.5), ("seed", -7), ("width", "abc"),
-     ("prompt", ""), ("image", "")],
+    [
+        ("width", 255),
+        ("width", 1281),
+        ("height", 250),
+        ("height", 2000),
+        ("num_frames", 0),
+        ("num_frames", 401),
+        ("fps", 0),
+        ("fps", 31),
+        ("guidance_scale", 0.9),
+        ("guidance_scale", 20.5),
+        ("seed", -7),
+        ("width", "abc"),
+        ("prompt", ""),
+        ("image", ""),
+    ],
 )
 def test_out_of_range_parameters_get_400_naming_the_field(scripted_server, field, value):
     for version in ("v1", "v2"):
@@ -208,7 +223,9 @@ def test_killed_worker_fails_its_job_and_queued_jobs_go_on(scripted_server):
 def test_openapi_describes_parameters_with_defaults_and_ranges(scripted_server):
     spec = httpx.get(f"{scripted_server}/openapi.json").json()
     schema = spec["components"]["schemas"]["I2VParams"]["properties"]
-    assert schema["width"]["minimum"] == 256 and schema["width"]["maximum"] == 1280 and schema["width"]["default"] == 720
+    assert (
+        schema["width"]["minimum"] == 256 and schema["width"]["maximum"] == 1280 and schema["width"]["default"] == 720
+    )
     assert schema["num_frames"]["maximum"] == 400 and schema["fps"]["default"] == 24
     assert httpx.get(f"{scripted_server}/docs").status_code == 200
 

@@ -15,17 +15,31 @@ from tests.servers import REPO_ROOT, free_port, wait_until_ready
 
 def test_every_option_has_an_environment_variable_in_help():
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "server.cli", "serve", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    for option, env in [("--model", "LTX2_MODEL"), ("--api-keys", "LTX2_API_KEYS"), ("--public-url", "LTX2_PUBLIC_URL"),
-                        ("--results-dir", "LTX2_RESULTS_DIR"), ("--ttl-seconds", "LTX2_TTL_SECONDS"),
-                        ("--max-queue", "LTX2_MAX_QUEUE"), ("--host", "LTX2_HOST"), ("--port", "LTX2_PORT")]:
+    for option, env in [
+        ("--model", "LTX2_MODEL"),
+        ("--api-keys", "LTX2_API_KEYS"),
+        ("--public-url", "LTX2_PUBLIC_URL"),
+        ("--results-dir", "LTX2_RESULTS_DIR"),
+        ("--ttl-seconds", "LTX2_TTL_SECONDS"),
+        ("--max-queue", "LTX2_MAX_QUEUE"),
+        ("--host", "LTX2_HOST"),
+        ("--port", "LTX2_PORT"),
+    ]:
         assert option in out and env in out
 
 
 def test_bad_environment_value_is_a_clear_start_up_error():
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve"], cwd=REPO_ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "server.cli", "serve"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         env={**os.environ, "LTX2_PORT": "eighty"},
     )
     assert result.returncode != 0 and "LTX2_PORT" in result.stderr
@@ -33,12 +47,21 @@ def test_bad_environment_value_is_a_clear_start_up_error():
 
 def test_environment_configures_the_server_and_sigterm_to_the_group_stops_it_cleanly(tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LTX2_PORT": str(port), "LTX2_MODEL": SCRIPTED_MODEL,
-           "LTX2_RESULTS_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "LTX2_PORT": str(port),
+        "LTX2_MODEL": SCRIPTED_MODEL,
+        "LTX2_RESULTS_DIR": str(tmp_path),
+    }
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"], cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "server.cli", "serve"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:

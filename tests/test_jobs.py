@@ -111,7 +111,11 @@ def test_worker_state_machine_has_one_way_out_of_stopped():
     from server.supervisor import WORKER_TRANSITIONS, WorkerState
 
     assert WORKER_TRANSITIONS[WorkerState.STOPPED] == frozenset()
-    assert all(WorkerState.STOPPED in targets for state, targets in WORKER_TRANSITIONS.items() if state is not WorkerState.STOPPED)
+    assert all(
+        WorkerState.STOPPED in targets
+        for state, targets in WORKER_TRANSITIONS.items()
+        if state is not WorkerState.STOPPED
+    )
     # Only a loaded worker takes jobs; a crashed one always goes back through STARTING.
     assert WorkerState.BUSY in WORKER_TRANSITIONS[WorkerState.READY]
     assert WorkerState.BUSY not in WORKER_TRANSITIONS[WorkerState.STARTING]

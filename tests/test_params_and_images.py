@@ -43,7 +43,12 @@ def test_out_of_range_message_names_field_and_range(field, value, range_text):
 def test_defaults_are_segmind_defaults():
     params = I2VParams(image="x", prompt="p")
     assert (params.width, params.height, params.num_frames, params.fps, params.seed, params.guidance_scale) == (
-        720, 1280, 181, 24, 42, 4.0,
+        720,
+        1280,
+        181,
+        24,
+        42,
+        4.0,
     )
     assert params.negative_prompt.startswith("blurry, low quality")
 

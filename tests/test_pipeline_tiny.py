@@ -13,9 +13,7 @@ from PIL import Image
 
 import pipelines
 from pipelines.interface import GenerationParams, InvalidInputError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from media_probe import probe_mp4  # noqa: E402
+from tests.media_probe import probe_mp4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +32,16 @@ def image_path(tmp_path_factory) -> Path:
 
 
 def make_params(**overrides) -> GenerationParams:
-    values = dict(prompt="a cat on a sofa", negative_prompt="blurry", width=256, height=256,
-                  num_frames=9, fps=24, seed=7, guidance_scale=4.0)
+    values = dict(
+        prompt="a cat on a sofa",
+        negative_prompt="blurry",
+        width=256,
+        height=256,
+        num_frames=9,
+        fps=24,
+        seed=7,
+        guidance_scale=4.0,
+    )
     values.update(overrides)
     return GenerationParams(**values)
 
@@ -53,8 +59,9 @@ def test_load_generator_rejects_unknown_model():
     "width,height,expected_pix_fmt",
     [(258, 300, "yuv420p"), (257, 300, "yuv444p")],  # odd sizes cannot be 4:2:0 in H.264
 )
-def test_output_has_exact_requested_size_frames_fps_and_audio(generator, image_path, tmp_path,
-                                                              width, height, expected_pix_fmt):
+def test_output_has_exact_requested_size_frames_fps_and_audio(
+    generator, image_path, tmp_path, width, height, expected_pix_fmt
+):
     output = tmp_path / "out.mp4"
     params = make_params(width=width, height=height, num_frames=10, fps=8)
     result = generator.generate(params, image_path, output, lambda *a: None)
@@ -92,8 +99,9 @@ def test_same_seed_same_bytes_across_processes(generator, image_path, tmp_path):
         "g.generate(P(prompt='a cat on a sofa', negative_prompt='blurry', width=256, height=256, num_frames=9,"
         " fps=24, seed=3, guidance_scale=4.0), Path(sys.argv[1]), Path(sys.argv[2]), lambda *a: None)"
     )
-    subprocess.run([sys.executable, "-c", script, str(image_path), str(other_process)],
-                   cwd=REPO_ROOT, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", script, str(image_path), str(other_process)], cwd=REPO_ROOT, check=True, timeout=120
+    )
     assert sha256(in_process) == sha256(other_process)
 
 
@@ -139,5 +147,3 @@ def test_exception_from_progress_propagates_and_leaves_no_output(generator, imag
     with pytest.raises(Cancelled):
         generator.generate(make_params(), image_path, output, cancel_on_first_step)
     assert list(tmp_path.iterdir()) == []
-
-

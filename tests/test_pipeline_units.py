@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,15 +11,19 @@ from pipelines.decode import decode_video_chunks, to_uint8_frames
 from pipelines.generate import center_crop_frames, cover_and_center_crop, plan_generation_size
 from pipelines.interface import MuxError
 from pipelines.mux import fit_audio_length, mux_video
-
-sys.path.insert(0, str(Path(__file__).parent))
-from media_probe import probe_mp4  # noqa: E402
+from tests.media_probe import probe_mp4
 
 
 @pytest.mark.parametrize(
     "requested,expected",
-    [((720, 1280, 181), (736, 1280, 185)), ((256, 256, 9), (256, 256, 9)), ((257, 300, 10), (288, 320, 17)),
-     ((1280, 1280, 1), (1280, 1280, 1)), ((300, 256, 400), (320, 256, 401)), ((256, 256, 2), (256, 256, 9))],
+    [
+        ((720, 1280, 181), (736, 1280, 185)),
+        ((256, 256, 9), (256, 256, 9)),
+        ((257, 300, 10), (288, 320, 17)),
+        ((1280, 1280, 1), (1280, 1280, 1)),
+        ((300, 256, 400), (320, 256, 401)),
+        ((256, 256, 2), (256, 256, 9)),
+    ],
 )
 def test_plan_generation_size_snaps_up(requested, expected):
     size = plan_generation_size(*requested)

@@ -58,7 +58,9 @@ def test_hosted_page_example_with_the_default_payload(tiny_server, picture_host,
     client = SegmindClient(base_url=f"{tiny_server}/v1")
     payload = {
         "prompt": HOSTED_PAGE_PROMPT,
-        "negative_prompt": "blurry, low quality, still frame, frames, watermark, overlay, titles, has blurbox, has subtitles",
+        "negative_prompt": (
+            "blurry, low quality, still frame, frames, watermark, overlay, titles, has blurbox, has subtitles"
+        ),
         "image": f"{picture_host}/portrait.png",
         "width": 720,
         "height": 1280,
@@ -148,7 +150,9 @@ def test_killed_worker_fails_the_running_job_and_the_next_one_completes(tiny_ser
 def test_wrong_key_is_401_through_the_sdk():
     with cli_server("--model", SCRIPTED_MODEL, env={"LTX2_API_KEYS": "secret-one,secret-two"}) as (base_url, _):
         with pytest.raises(SegmindError) as caught:
-            SegmindClient(api_key="wrong", base_url=f"{base_url}/v1").submit_async(SLUG, image=png_data_uri(), prompt="x")
+            SegmindClient(api_key="wrong", base_url=f"{base_url}/v1").submit_async(
+                SLUG, image=png_data_uri(), prompt="x"
+            )
         assert caught.value.status == 401
         job = SegmindClient(api_key="secret-two", base_url=f"{base_url}/v1").submit_async(
             SLUG, image=png_data_uri(), prompt="x", width=256, height=256, num_frames=9, fps=8
@@ -163,7 +167,8 @@ def test_the_api_process_never_imports_torch():
         "from server.cli import build_parser\n"
         "from server.settings import Settings\n"
         "create_app(Settings())\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers', 'transformers', 'pipelines'))\n"
+        "heavy = ('torch', 'diffusers', 'transformers', 'pipelines')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)

@@ -28,9 +28,7 @@ def test_load_failure_shows_on_ready_and_is_retried(tmp_path):
         assert ready.status_code == 503 and "scripted load failure" in ready.json()["error"]
         assert httpx.get(f"{base_url}/health").status_code == 200
         wait_for(lambda: httpx.get(f"{base_url}/ready").json()["worker_restarts"] >= 2)
-        submitted = httpx.post(
-            f"{base_url}/v2/ltx-2-19b-i2v", json={"image": png_data_uri(), "prompt": "waits"}
-        ).json()
+        submitted = httpx.post(f"{base_url}/v2/ltx-2-19b-i2v", json={"image": png_data_uri(), "prompt": "waits"}).json()
         # No worker can take it, so it waits in the queue rather than being dropped.
         assert httpx.get(submitted["status_url"]).json()["status"] == "QUEUED"
 
@@ -60,5 +58,7 @@ def test_unwritable_results_dir_fails_the_submission_clearly_and_recovers(tmp_pa
         results.unlink()
         results.mkdir()
         accepted = httpx.post(f"{base_url}/v2/ltx-2-19b-i2v", json=body).json()
-        final = wait_for(lambda: (s := httpx.get(accepted["status_url"]).json())["status"] in ("COMPLETED", "FAILED") and s)
+        final = wait_for(
+            lambda: (s := httpx.get(accepted["status_url"]).json())["status"] in ("COMPLETED", "FAILED") and s
+        )
         assert final["status"] == "COMPLETED"
