@@ -29,7 +29,7 @@ from PIL import Image
 
 from .decode import decode_video_chunks
 from .interface import GenerationParams, GenerationResult, InvalidInputError, ProgressCallback
-from .mux import mux_video
+from .mux import DEFAULT_CRF, mux_video
 from .schedule import with_bounded_shift
 
 # LTX-2.0 guidance without the passes that do nothing for 2.0 weights (STG: perturbed_attn=False) or
@@ -124,6 +124,7 @@ class LTX2Generator:
         *,
         num_inference_steps: int,
         x264_preset: str,
+        x264_crf: int = DEFAULT_CRF,
         max_sequence_length: int = 1024,
         image_crf: int | None = None,
         decode_chunk_frames: int = 48,
@@ -135,6 +136,7 @@ class LTX2Generator:
         self.pipe = pipe
         self.num_inference_steps = num_inference_steps
         self.x264_preset = x264_preset
+        self.x264_crf = x264_crf
         self.max_sequence_length = max_sequence_length
         self.image_crf = image_crf
         self.decode_chunk_frames = decode_chunk_frames
@@ -189,6 +191,7 @@ class LTX2Generator:
                     Path(output_path),
                     self.x264_preset,
                     num_frames=size.out_num_frames,
+                    crf=self.x264_crf,
                 )
             on_progress("muxing", 1, 1)
         video_decode = decode_clock.seconds.get("chunk", 0.0)

@@ -27,6 +27,8 @@ from .interface import MuxError
 _STDERR_TAIL_CHARS = 2000
 # x264 output depends on its thread count; pinning it makes the bytes reproducible across machines.
 X264_THREADS = 2
+# x264's own default quality; lower is better and bigger.
+DEFAULT_CRF = 23
 
 
 def pixel_format_for(width: int, height: int) -> str:
@@ -65,6 +67,7 @@ def _ffmpeg_command(
     sample_rate: int,
     num_frames: int,
     preset: str,
+    crf: int,
     output_path: Path,
 ) -> list[str]:
     import imageio_ffmpeg
@@ -108,6 +111,8 @@ def _ffmpeg_command(
         "libx264",
         "-preset",
         preset,
+        "-crf",
+        str(crf),
         "-pix_fmt",
         pixel_format_for(width, height),
         "-threads",
@@ -153,6 +158,7 @@ def mux_video(
     preset: str,
     *,
     num_frames: int | None = None,
+    crf: int = DEFAULT_CRF,
 ) -> None:
     """Encode uint8 frames [F, H, W, 3] (an array, or an iterable of such chunks) and float audio
     [channels, samples] into output_path.
@@ -188,6 +194,7 @@ def mux_video(
             sample_rate=sample_rate,
             num_frames=num_frames,
             preset=preset,
+            crf=crf,
             output_path=partial_path,
         )
         with tempfile.TemporaryFile() as stderr_file:

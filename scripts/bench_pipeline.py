@@ -40,13 +40,14 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--payload", default="all", choices=[*PAYLOADS, "all"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--crf", type=int, default=None, help="x264 CRF (default: the model's own)")
     args = parser.parse_args()
 
     start = time.perf_counter()
     import pipelines
     from pipelines.interface import GenerationParams
 
-    generator = pipelines.load_generator(args.model)
+    generator = pipelines.load_generator(args.model, x264_crf=args.crf)
     print(f"load_generator({args.model!r}): {time.perf_counter() - start:.2f} s (imports + build)")
 
     names = list(PAYLOADS) if args.payload == "all" else [args.payload]

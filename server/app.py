@@ -41,7 +41,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         store = InMemoryJobStore(max_queue=settings.max_queue)
         supervisor = WorkerSupervisor(
             WorkerConfig(
-                model=settings.model, x264_preset=settings.x264_preset, steps=settings.steps, nice=settings.worker_nice
+                model=settings.model,
+                x264_preset=settings.x264_preset,
+                x264_crf=settings.x264_crf,
+                steps=settings.steps,
+                nice=settings.worker_nice,
             ),
             store,
             clock,

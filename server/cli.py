@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {key: value for key, value in vars(args).items() if key != "command"}
     settings = settings_from_env(**overrides)
+    problems = settings.problems()
+    if problems:
+        raise SystemExit("ltx2-server: " + "; ".join(problems))
     if args.command == "serve":
         return serve(settings)
     return 2

@@ -36,7 +36,10 @@ class Settings:
     sync_timeout: float = field(default=1800.0, metadata={"help": "seconds a /v1 call waits before 504"})
     sweep_interval: float = field(default=30.0, metadata={"help": "seconds between expiry sweeps"})
     x264_preset: str = field(default="", metadata={"help": "x264 preset for the mux (default: the model's own)"})
-    steps: int = field(default=0, metadata={"help": "denoising steps (default: the model's own)"})
+    x264_crf: int = field(
+        default=-1, metadata={"help": "x264 CRF 0-51, lower is better and bigger (-1: the model's own)"}
+    )
+    steps: int = field(default=0, metadata={"help": "denoising steps, 2 or more (0: the model's own)"})
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
     worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
@@ -57,6 +60,22 @@ class Settings:
         else:
             keys = [part.strip() for part in raw.split(",")]
         return frozenset(key for key in keys if key)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one readable line each."""
+        checks = [
+            (1 <= self.port <= 65535, f"port: must be from 1 to 65535; got {self.port}"),
+            (self.ttl_seconds > 0, f"ttl-seconds: must be more than 0; got {self.ttl_seconds:g}"),
+            (self.max_queue >= 1, f"max-queue: must be 1 or more; got {self.max_queue}"),
+            (self.sync_timeout > 0, f"sync-timeout: must be more than 0; got {self.sync_timeout:g}"),
+            (self.sweep_interval > 0, f"sweep-interval: must be more than 0; got {self.sweep_interval:g}"),
+            (-1 <= self.x264_crf <= 51, f"x264-crf: must be from 0 to 51, or -1; got {self.x264_crf}"),
+            (self.steps == 0 or self.steps >= 2, f"steps: must be 2 or more, or 0; got {self.steps}"),
+            (self.max_image_bytes >= 1, f"max-image-bytes: must be 1 or more; got {self.max_image_bytes}"),
+            (self.image_timeout > 0, f"image-timeout: must be more than 0; got {self.image_timeout:g}"),
+            (-20 <= self.worker_nice <= 19, f"worker-nice: must be from -20 to 19; got {self.worker_nice}"),
+        ]
+        return [message for ok, message in checks if not ok]
 
 
 def env_name(field_name: str) -> str:

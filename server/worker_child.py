@@ -33,6 +33,7 @@ from server.messages import (
 class WorkerConfig:
     model: str
     x264_preset: str = ""
+    x264_crf: int = -1
     steps: int = 0
     nice: int = 0
 
@@ -76,6 +77,7 @@ def load_generator_for(config: WorkerConfig):
     return load_generator(
         config.model,
         x264_preset=config.x264_preset or None,
+        x264_crf=config.x264_crf if config.x264_crf >= 0 else None,
         num_inference_steps=config.steps or None,
     )
 

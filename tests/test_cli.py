@@ -77,3 +77,15 @@ def test_environment_configures_the_server_and_sigterm_to_the_group_stops_it_cle
     assert "authentication is OFF" in text
     assert "restarting" not in text
     assert not os.path.exists(f"/proc/{worker_pid}") or "zombie" in open(f"/proc/{worker_pid}/status").read().lower()
+
+
+def test_out_of_range_options_are_refused_before_anything_starts():
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--steps", "1", "--x264-crf", "60"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "steps: must be 2 or more" in result.stderr and "x264-crf: must be from 0 to 51" in result.stderr
