@@ -173,11 +173,13 @@ def _install_routes(app: FastAPI) -> None:
     def service_of(request: Request) -> JobService:
         return request.app.state.service
 
-    def caller(request: Request, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> str | None:
+    # Dependencies are async on purpose: FastAPI runs plain `def` ones in a thread pool, which costs
+    # more than the status route's whole work.
+    async def caller(request: Request, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> str | None:
         """The caller's identity (its API key), or None with auth off; 401 otherwise."""
         return service_of(request).authenticate(x_api_key)
 
-    def callers_job(request: Request, request_id: str, owner: str | None = Depends(caller)) -> Job:
+    async def callers_job(request: Request, request_id: str, owner: str | None = Depends(caller)) -> Job:
         return service_of(request).get(request_id, owner)
 
     @app.post(
