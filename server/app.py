@@ -120,8 +120,30 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def base_url(request: Request) -> str:
-    configured = request.app.state.service.settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+    """Where clients reach us: --public-url, else a trusted proxy's forwarded headers, else the request."""
+    settings = request.app.state.service.settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    if settings.trust_forwarded_headers:
+        forwarded = _forwarded_base_url(request)
+        if forwarded:
+            return forwarded
+    return str(request.base_url).rstrip("/")
+
+
+def _forwarded_base_url(request: Request) -> str | None:
+    # Proxies append to these headers; the first value is the one the client used.
+    def first(name: str) -> str:
+        return request.headers.get(name, "").split(",")[0].strip()
+
+    host = first("x-forwarded-host")
+    if not host:
+        return None
+    proto = first("x-forwarded-proto") or request.url.scheme
+    prefix = first("x-forwarded-prefix").rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    return f"{proto}://{host}{prefix}"
 
 
 def output_url(request: Request, job: Job) -> str:

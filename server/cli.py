@@ -25,12 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(Settings):
         default = getattr(defaults, f.name)
         kind = type(default) if f.default is not MISSING else str
-        serve.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=kind,
-            default=None,
-            help=f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]",
-        )
+        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            serve.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            serve.add_argument(flag, type=kind, default=None, help=help_text)
     return parser
 
 

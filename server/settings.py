@@ -30,6 +30,12 @@ class Settings:
     public_url: str = field(
         default="", metadata={"help": "base URL for absolute URLs in responses (default: from the request)"}
     )
+    trust_forwarded_headers: bool = field(
+        default=False,
+        metadata={
+            "help": "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)"
+        },
+    )
     results_dir: str = field(default="", metadata={"help": "where inputs and videos are kept (default: a temp dir)"})
     ttl_seconds: float = field(default=3600.0, metadata={"help": "how long a job and its files are kept"})
     max_queue: int = field(default=100, metadata={"help": "most jobs waiting; beyond it submissions get 429"})

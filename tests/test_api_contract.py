@@ -321,3 +321,16 @@ def test_v1_caller_past_the_sync_timeout_gets_504_and_the_job_goes_on(tmp_path):
         assert request_id in error
         status = wait_final(f"{base_url}/v2/requests/{request_id}/status")
         assert status.json()["status"] == "COMPLETED"
+
+
+def test_forwarded_headers_shape_urls_only_when_trusted(scripted_server, tmp_path):
+    forwarded = {"x-forwarded-host": "gpu.example.com", "x-forwarded-proto": "https", "x-forwarded-prefix": "/ltx"}
+    untrusted = submit(scripted_server, payload(), headers=forwarded).json()
+    # (uvicorn itself honours X-Forwarded-Proto from loopback; host and prefix need the option)
+    assert "gpu.example.com" not in untrusted["status_url"] and "/ltx/" not in untrusted["status_url"]
+
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), trust_forwarded_headers=True)
+    with thread_server(create_app(settings)) as base_url:
+        body = submit(base_url, payload(), headers=forwarded).json()
+        assert body["status_url"] == f"https://gpu.example.com/ltx/v2/requests/{body['request_id']}/status"
+        assert submit(base_url, payload()).json()["status_url"].startswith(base_url)
