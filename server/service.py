@@ -77,7 +77,7 @@ class JobService:
         try:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             if source.inline is not None:
-                self._store_input(job, source.inline)
+                await self._store_input(job, source.inline)
         except OSError as exc:
             # Fail the job rather than leave it queued forever with no input on disk.
             job.fail(self.clock.now(), f"storing the input image failed: {exc}")
@@ -87,9 +87,10 @@ class JobService:
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job
 
-    def _store_input(self, job: Job, raw: bytes) -> None:
+    async def _store_input(self, job: Job, raw: bytes) -> None:
         path = job.job_dir / "input.img"
-        path.write_bytes(raw)
+        # Up to --max-image-bytes: written off the event loop so polls are not held up.
+        await asyncio.to_thread(path.write_bytes, raw)
         job.image_path = path
         self.store.mark_input_ready(job)
 
@@ -101,7 +102,7 @@ class JobService:
             )
             await asyncio.to_thread(check_image_bytes, raw)
             job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
-            self._store_input(job, raw)
+            await self._store_input(job, raw)
         except InvalidRequest as exc:
             job.fail(self.clock.now(), exc.message, FAULT_INPUT)
         except OSError as exc:
