@@ -25,7 +25,7 @@ from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.service import JobService
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
-from server.worker_child import WorkerConfig
+from server.worker_child import worker_config_from
 
 log = logging.getLogger("ltx2.app")
 
@@ -40,13 +40,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         results_dir, owns_dir = _prepare_results_dir(settings)
         store = InMemoryJobStore(max_queue=settings.max_queue)
         supervisor = WorkerSupervisor(
-            WorkerConfig(
-                model=settings.model,
-                x264_preset=settings.x264_preset,
-                x264_crf=settings.x264_crf,
-                steps=settings.steps,
-                nice=settings.worker_nice,
-            ),
+            worker_config_from(settings),
             store,
             clock,
             start_timeout=settings.worker_start_timeout,
@@ -281,6 +275,8 @@ def _install_routes(app: FastAPI) -> None:
             "worker_restarts": supervisor.restarts,
             "queued": service_of(request).store.queued_count(),
         }
+        if supervisor.model_description:
+            body["model"] = supervisor.model_description
         if supervisor.last_load_error:
             body["error"] = supervisor.last_load_error
         return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)

@@ -82,6 +82,7 @@ class WorkerSupervisor:
         self._consecutive_failures = 0
         self.restarts = 0
         self.last_load_error: str | None = None
+        self.model_description: str | None = None
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -196,8 +197,9 @@ class WorkerSupervisor:
         if isinstance(message, WorkerReady):
             self._consecutive_failures = 0
             self.last_load_error = None
+            self.model_description = message.description or message.model
             self._set_state(WorkerState.READY)
-            log.info("worker ready: model %r loaded in %.1f s", message.model, message.load_seconds)
+            log.info("worker ready in %.1f s: %s", message.load_seconds, self.model_description)
         elif isinstance(message, WorkerLoadFailed):
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)
