@@ -51,9 +51,9 @@ def load_bundle_from_weights(weights_dir: str | Path, dtype: torch.dtype) -> LTX
     problems = check_weights(weights_dir)
     if problems:
         raise WeightsIncomplete(problems)
-    pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, torch_dtype=dtype, local_files_only=True)
+    pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(
-        weights_dir / LATENT_UPSAMPLER_DIR, torch_dtype=dtype, local_files_only=True
+        weights_dir / LATENT_UPSAMPLER_DIR, dtype=dtype, local_files_only=True
     ).eval()
     pipe.load_lora_weights(str(weights_dir), weight_name=DISTILLED_LORA_FILE, adapter_name=DISTILLED_ADAPTER)
     return _finish_bundle(pipe, upsampler)

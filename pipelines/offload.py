@@ -47,8 +47,9 @@ def plan_offload(
     if requested not in OFFLOAD_MODES:
         raise ValueError(f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {requested!r}")
     if not on_cuda:
-        mode = "none" if requested == "auto" else requested
-        return OffloadPlan(mode, vae_tiling=False, reason="no CUDA device: weights stay in CPU memory")
+        if requested == "auto":
+            return OffloadPlan("none", vae_tiling=False, reason="no CUDA device: the weights are used where they are")
+        return OffloadPlan(requested, vae_tiling=False, reason=f"--offload {requested}, with the CPU on both ends")
     total = sum(component_bytes.values())
     largest_name = max(component_bytes, key=component_bytes.get)
     largest = component_bytes[largest_name]
@@ -100,17 +101,17 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
         pipe.enable_model_cpu_offload(device=device)
         # 0.5B params: cheaper to keep resident than to move for every request.
         bundle.latent_upsampler.to(device)
-    elif plan.mode == "group":
+    elif plan.mode in ("group", "sequential"):
+        # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
+        # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and
+        # accelerate's own sequential hooks break Gemma-3's scaled embedding under transformers 5.
+        level = {"group": dict(offload_type="block_level", num_blocks_per_group=1), "sequential": dict(offload_type="leaf_level")}
         pipe.enable_group_offload(
             onload_device=device,
             offload_device=torch.device("cpu"),
-            offload_type="block_level",
-            num_blocks_per_group=1,
             use_stream=device.type == "cuda",
+            **level[plan.mode],
         )
-        bundle.latent_upsampler.to(device)
-    elif plan.mode == "sequential":
-        pipe.enable_sequential_cpu_offload(device=device)
         bundle.latent_upsampler.to(device)
     else:
         raise ValueError(f"unknown offload mode {plan.mode!r}")
