@@ -67,6 +67,7 @@ REQUIRED_COMPONENTS = (
     "tokenizer",
     "scheduler",
 )
+_WEIGHTED_COMPONENTS = ("transformer", "vae", "audio_vae", "connectors", "vocoder", "text_encoder")
 # Components whose folder holds only configuration, no weights.
 _CONFIG_ONLY_COMPONENTS = {"tokenizer": "tokenizer_config.json", "scheduler": "scheduler_config.json"}
 _TOKENIZER_VOCAB_FILES = ("tokenizer.json", "tokenizer.model")
@@ -141,23 +142,37 @@ def _read_model_index(root: Path) -> tuple[set[str], str | None]:
         return set(), f"{MODEL_INDEX_FILE}: not readable JSON ({error})"
     if not isinstance(index, dict):
         return set(), f"{MODEL_INDEX_FILE}: not a JSON object"
-    # diffusers writes each component as [library, class]; [null, null] means "not part of this pipeline".
-    components = {
+    return set(pipeline_components(index)), None
+
+
+def pipeline_components(model_index: dict) -> list[str]:
+    """The subfolders a diffusers model_index.json names, sorted.
+
+    diffusers writes each component as [library, class]; [null, null] marks an optional component this
+    pipeline does not have (diffusers 0.42.1 writes processor, prompt_enhancer and duration_head so).
+    """
+    return sorted(
         key
-        for key, value in index.items()
+        for key, value in model_index.items()
         if not key.startswith("_") and isinstance(value, list) and len(value) == 2 and value[0] and value[1]
-    }
-    return components, None
+    )
 
 
 def _component_findings(root: Path, name: str) -> list[str]:
+    if name in _WEIGHTED_COMPONENTS:
+        return _model_folder_findings(root, name)
     if name in _CONFIG_ONLY_COMPONENTS:
         folder = root / name
         findings = _require_file(root, folder / _CONFIG_ONLY_COMPONENTS[name])
         if name == "tokenizer" and folder.is_dir() and not any((folder / f).is_file() for f in _TOKENIZER_VOCAB_FILES):
             findings.append(f"{name}/{' or '.join(_TOKENIZER_VOCAB_FILES)}: missing")
         return findings
-    return _model_folder_findings(root, name)
+    # Any other component (a processor, say): its files are not known here, so only require the folder;
+    # its weights, if any, still get their headers and shard indexes checked.
+    folder = root / name
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return [f"{name}/: missing"]
+    return [finding for index_file in _index_files(folder) for finding in _index_findings(root, index_file)]
 
 
 def _model_folder_findings(root: Path, name: str) -> list[str]:

@@ -38,24 +38,29 @@ from pipelines.weights import (  # noqa: E402  (after the sys.path line so the s
     MODEL_INDEX_FILE,
     REQUIRED_COMPONENTS,
     check_weights,
+    pipeline_components,
 )
 
 DEFAULT_DEST = "weights"
-_FOLDERS = (*REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR)
 
 
-def select_hub_files(repo_files: Iterable[str], *, fp8: bool) -> list[str]:
-    """The files of the hub listing this server needs, sorted. Pure: unit-tested without a network."""
+def select_hub_files(repo_files: Iterable[str], *, components: Iterable[str] = (), fp8: bool) -> list[str]:
+    """The files of the hub listing this server needs, sorted. Pure: unit-tested without a network.
+
+    `components` are the subfolders the hub's model_index.json names (pipeline_components); the layout's
+    required ones and latent_upsampler/ are always taken, so a component added upstream comes along too.
+    """
+    folders = {*components, *REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR}
     top_level = {MODEL_INDEX_FILE, DISTILLED_LORA_FILE} | ({FP8_CHECKPOINT_FILE} if fp8 else set())
-    return sorted(name for name in repo_files if _needed(name, top_level))
+    return sorted(name for name in repo_files if _needed(name, folders, top_level))
 
 
-def _needed(name: str, top_level: set[str]) -> bool:
+def _needed(name: str, folders: set[str], top_level: set[str]) -> bool:
     folder, _, rest = name.partition("/")
     if not rest:
         return name in top_level
-    # Hub repos can hold README/.gitattributes inside folders too; only dotfiles are never needed.
-    return folder in _FOLDERS and not rest.rsplit("/", 1)[-1].startswith(".")
+    # Dotfiles (.gitattributes) inside folders are hub bookkeeping, never model files.
+    return folder in folders and not rest.rsplit("/", 1)[-1].startswith(".")
 
 
 def layout_gaps(selected: Iterable[str], *, fp8: bool) -> list[str]:
@@ -64,7 +69,8 @@ def layout_gaps(selected: Iterable[str], *, fp8: bool) -> list[str]:
     gaps = [name for name in (MODEL_INDEX_FILE, DISTILLED_LORA_FILE) if name not in selected]
     if fp8 and FP8_CHECKPOINT_FILE not in selected:
         gaps.append(FP8_CHECKPOINT_FILE)
-    gaps += [f"{folder}/" for folder in _FOLDERS if not any(name.startswith(folder + "/") for name in selected)]
+    folders = (*REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR)
+    gaps += [f"{folder}/" for folder in folders if not any(name.startswith(folder + "/") for name in selected)]
     return gaps
 
 
@@ -94,11 +100,17 @@ def run_check(folder: str) -> int:
 
 def run_download(dest: str, *, revision: str | None, fp8: bool) -> int:
     # Imported here so --check (and importing this module) works where huggingface_hub is absent.
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     info = HfApi().model_info(HUB_REPO, revision=revision, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
-    files = select_hub_files(sizes, fp8=fp8)
+    destination = Path(dest)
+    components: list[str] = []
+    if MODEL_INDEX_FILE in sizes:
+        # Pinned to the listed commit, like everything below, so listing and files cannot disagree.
+        index_path = hf_hub_download(HUB_REPO, MODEL_INDEX_FILE, revision=info.sha, local_dir=destination)
+        components = pipeline_components(json.loads(Path(index_path).read_text(encoding="utf-8")))
+    files = select_hub_files(sizes, components=components, fp8=fp8)
     gaps = layout_gaps(files, fp8=fp8)
     if gaps:
         print(f"{HUB_REPO}@{info.sha} lacks what the layout needs: {', '.join(gaps)}", file=sys.stderr)
@@ -106,7 +118,6 @@ def run_download(dest: str, *, revision: str | None, fp8: bool) -> int:
     total = sum(sizes[name] or 0 for name in files)
     print(f"{HUB_REPO}@{info.sha}: {len(files)} files, {human_size(total)} -> {dest}")
 
-    destination = Path(dest)
     destination.mkdir(parents=True, exist_ok=True)
     # Written first, so a --check on an interrupted download names every file still missing.
     (destination / MANIFEST_FILE).write_text(json.dumps(manifest(HUB_REPO, info.sha, sizes, files), indent=1))

@@ -24,6 +24,7 @@ from pipelines.weights import (
     REQUIRED_COMPONENTS,
     WeightsIncomplete,
     check_weights,
+    pipeline_components,
     require_complete_weights,
     safetensors_problem,
 )
@@ -165,6 +166,20 @@ def test_every_component_of_the_model_index_must_be_present(weights):
     assert "lists no 'connectors' component" in _problem_about(check_weights(weights), "model_index.json")
     (weights / "model_index.json").write_text("{not json")
     assert "not readable JSON" in _problem_about(check_weights(weights), "model_index.json")
+
+
+def test_an_extra_component_of_the_model_index_needs_its_folder(weights):
+    index = json.loads((weights / "model_index.json").read_text())
+    index |= {"processor": ["transformers", "Gemma3Processor"], "prompt_enhancer": [None, None]}
+    (weights / "model_index.json").write_text(json.dumps(index))
+    assert _problem_about(check_weights(weights), "processor/").startswith("processor/: missing")
+    _write_json(weights / "processor" / "processor_config.json", {})
+    assert check_weights(weights) == []
+
+
+def test_pipeline_components_skips_absent_optional_components():
+    index = {"_class_name": "X", "_diffusers_version": "0.42.1", "vae": ["diffusers", "V"], "processor": [None, None]}
+    assert pipeline_components(index) == ["vae"]
 
 
 def test_a_component_folder_without_weights_is_named(weights):
@@ -312,8 +327,16 @@ def test_fp8_adds_only_the_fp8_checkpoint():
     plain = script.select_hub_files(HUB_LISTING, fp8=False)
     with_fp8 = script.select_hub_files(HUB_LISTING, fp8=True)
     assert sorted(set(with_fp8) - set(plain)) == [FP8_CHECKPOINT_FILE]
+    assert len(plain) == 22  # the listing minus 9 files: 6 top-level extras, a dotfile, media/, the fp8
     assert script.layout_gaps(with_fp8, fp8=True) == []
     assert script.layout_gaps(plain, fp8=True) == [FP8_CHECKPOINT_FILE]
+
+
+def test_components_named_by_the_hub_model_index_come_along():
+    script = _load_script()
+    listing = [*HUB_LISTING, "processor/processor_config.json", "unrelated/x.json"]
+    selected = script.select_hub_files(listing, components=["processor", *REQUIRED_COMPONENTS], fp8=False)
+    assert "processor/processor_config.json" in selected and "unrelated/x.json" not in selected
 
 
 def test_a_hub_listing_without_a_component_is_a_gap():
