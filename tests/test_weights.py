@@ -316,8 +316,14 @@ def test_the_file_list_takes_the_diffusers_layout_and_no_single_file_checkpoints
     assert "transformer/diffusion_pytorch_model.safetensors.index.json" in selected
     assert "latent_upsampler/diffusion_pytorch_model.safetensors" in selected
     assert {name.split("/")[0] for name in selected if "/" in name} == {*REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR}
-    for unwanted in ["ltx-2-19b-dev.safetensors", FP8_CHECKPOINT_FILE, "README.md", "media/trailer.gif",
-                     "text_encoder/.gitattributes", "ltx-2-spatial-upscaler-x2-1.0.safetensors"]:
+    for unwanted in [
+        "ltx-2-19b-dev.safetensors",
+        FP8_CHECKPOINT_FILE,
+        "README.md",
+        "media/trailer.gif",
+        "text_encoder/.gitattributes",
+        "ltx-2-spatial-upscaler-x2-1.0.safetensors",
+    ]:
         assert unwanted not in selected
     assert script.layout_gaps(selected, fp8=False) == []
 
