@@ -20,18 +20,23 @@ Where each fact comes from (read 2026-11; re-check on a diffusers or hub change)
 - Component names and classes: `model_index.json` of Lightricks/LTX-2 (hub page
   huggingface.co/Lightricks/LTX-2/blob/refs%2Fpr%2F46/model_index.json): audio_vae, connectors,
   scheduler, text_encoder (transformers Gemma3ForConditionalGeneration), tokenizer (GemmaTokenizerFast),
-  transformer, vae, vocoder. They are also exactly the components of diffusers 0.42.1's
-  LTX2ImageToVideoPipeline.__init__.
+  transformer, vae, vocoder. They are also the components diffusers 0.42.1's LTX2ImageToVideoPipeline
+  saves (it adds optional processor, prompt_enhancer and duration_head, written as [null, null] when
+  absent); the check follows whatever model_index.json names, so a component added upstream is checked.
 - `latent_upsampler/` as a subfolder and the LoRA file name at the repo's top: diffusers'
   docs/source/en/api/pipelines/ltx2.md, which loads
   `LTX2LatentUpsamplerModel.from_pretrained("Lightricks/LTX-2", subfolder="latent_upsampler")` and
   `pipe.load_lora_weights("Lightricks/LTX-2", weight_name="ltx-2-19b-distilled-lora-384.safetensors")`.
-  Lightricks' own README (github Lightricks/LTX-2, LTX-2.0 era) and several public download scripts fetch
+  ComfyUI's LTX-2 workflow templates and several public download scripts fetch the same file from
   https://huggingface.co/Lightricks/LTX-2/resolve/main/ltx-2-19b-distilled-lora-384.safetensors (~7.2 GB).
-- fp8: Lightricks publishes fp8 for LTX-2 19B only as single-file checkpoints at the repo's top
-  (`ltx-2-19b-dev-fp8.safetensors`, ~27 GB, transformer + VAEs bundled; `ltx-2-19b-distilled-fp8...`);
-  there is no fp8 diffusers-format transformer subfolder. Those files store float8_e4m3fn weights with
-  per-tensor `weight_scale`/`input_scale` tensors (Lightricks/LTX-2 PR #172).
+- fp8: Lightricks publishes fp8 for LTX-2 19B as single-file checkpoints at the repo's top, in the
+  original (non-diffusers) key format with transformer and VAEs bundled: `ltx-2-19b-dev-fp8.safetensors`
+  (~27 GB; linked from ComfyUI's LTX-2 templates and public download scripts) and
+  `ltx-2-19b-distilled-fp8.safetensors` (listed by the ComfyUI-LTXVideo docs). No source found shows an
+  fp8 diffusers-format transformer folder. Lightricks' fp8 checkpoints store float8_e4m3fn weights with
+  per-tensor `weight_scale`/`input_scale` tensors (Lightricks/LTX-2 PR #172, shown on the LTX-2.3 file;
+  not verified on the 2.0 file here), which diffusers 0.42.1's single-file converter
+  (loaders/single_file_utils.py, convert_ltx2_transformer_to_diffusers) only renames, never applies.
 - Sharding: diffusers and transformers write `diffusion_pytorch_model-0000i-of-0000n.safetensors` /
   `model-0000i-of-0000n.safetensors` with a `*.safetensors.index.json` whose "weight_map" names every
   shard. The exact shard counts of the hub repo were not verifiable offline, so nothing here hard-codes
@@ -92,8 +97,8 @@ def download_command(path: str | os.PathLike) -> str:
 def check_weights(path: str | os.PathLike) -> list[str]:
     """Every problem that would stop the LTX-2 loader, one message per file; empty when complete.
 
-    Works offline on any folder in this layout, the tiny model's included. Reads only headers of the
-    weight files, so it takes well under a second even on the ~75 GB real folder.
+    Works offline on any folder in this layout, the tiny model's included. Of the weight files it reads
+    only the headers, so its cost does not grow with the ~75 GB of tensor data.
     """
     root = Path(path)
     if not root.is_dir():
