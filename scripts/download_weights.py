@@ -10,7 +10,8 @@ audio_vae/, connectors/, vocoder/, text_encoder/, tokenizer/, scheduler/ and lat
 stage-2 LoRA ltx-2-19b-distilled-lora-384.safetensors. Not the repo's single-file checkpoints
 (ltx-2-19b-dev.safetensors and the like): the diffusers folders hold the same weights.
 `--fp8` adds ltx-2-19b-dev-fp8.safetensors (~27 GB), Lightricks' fp8 single-file checkpoint, next to the
-layout; it is the only fp8 form Lightricks publishes for LTX-2 19B.
+layout; it is the only fp8 form Lightricks publishes for LTX-2 19B (weights/README.md says what it is
+good for: the bf16 folder is needed either way).
 
 Downloads are resumable: run the same command again after an interruption and finished files are kept,
 partial ones continue (huggingface_hub keeps them under DEST/.cache/). A token for gated or private
