@@ -84,10 +84,11 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 class WeightsIncomplete(Exception):
     """A weights folder is missing files or holds broken ones; `problems` lists each, by file."""
 
-    def __init__(self, path: str | os.PathLike, problems: list[str]):
-        self.path = str(path)
+    def __init__(self, problems: list[str], path: str | os.PathLike | None = None):
         self.problems = list(problems)
-        super().__init__(f"weights in {self.path} are incomplete:\n" + "\n".join(f"- {p}" for p in self.problems))
+        self.path = None if path is None else str(path)
+        where = f" in {self.path}" if self.path else ""
+        super().__init__(f"LTX-2 weights{where} are incomplete:\n" + "\n".join(f"- {p}" for p in self.problems))
 
 
 def download_command(path: str | os.PathLike) -> str:
@@ -113,7 +114,7 @@ def require_complete_weights(path: str | os.PathLike) -> None:
     """Raise WeightsIncomplete naming every missing or broken file."""
     problems = check_weights(path)
     if problems:
-        raise WeightsIncomplete(path, problems)
+        raise WeightsIncomplete(problems, path)
 
 
 # ---- the layout: which files must exist ---------------------------------------------------------------

@@ -221,6 +221,7 @@ def test_weights_incomplete_carries_the_problems(weights):
         require_complete_weights(weights)
     assert raised.value.problems == check_weights(weights)
     assert "scheduler/scheduler_config.json" in str(raised.value)
+    assert str(WeightsIncomplete(["a: missing"])) == "LTX-2 weights are incomplete:\n- a: missing"
 
 
 def test_safetensors_problem_accepts_metadata_and_empty_tensors(tmp_path):
@@ -231,16 +232,14 @@ def test_safetensors_problem_accepts_metadata_and_empty_tensors(tmp_path):
     assert "trailing bytes" in safetensors_problem(path)
 
 
-def test_the_tiny_pipeline_as_diffusers_saves_it_passes_the_check(tmp_path):
-    # The layout check must agree with what diffusers and transformers really write.
-    from pipelines.tiny import build_tiny_pipeline
+def test_the_tiny_model_saved_in_the_real_layout_passes_the_check(tmp_path):
+    # The layout check must agree with what diffusers, transformers and save_tiny_weights really write.
+    from pipelines.tiny import save_tiny_weights
 
-    root = tmp_path / "tiny"
-    build_tiny_pipeline().save_pretrained(root)
-    _write_json(root / LATENT_UPSAMPLER_DIR / "config.json", {})
-    _write_safetensors(root / LATENT_UPSAMPLER_DIR / "diffusion_pytorch_model.safetensors", 1)
-    _write_safetensors(root / DISTILLED_LORA_FILE, 2)
-    assert check_weights(root) == []
+    save_tiny_weights(tmp_path / "tiny")
+    assert check_weights(tmp_path / "tiny") == []
+    (tmp_path / "tiny" / "tokenizer" / "tokenizer_config.json").unlink()
+    assert _problem_about(check_weights(tmp_path / "tiny"), "tokenizer/tokenizer_config.json")
 
 
 # ---- scripts/download_weights.py ------------------------------------------------------------------------
