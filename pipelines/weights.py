@@ -124,13 +124,14 @@ def _layout_findings(root: Path) -> list[str]:
     findings: list[str] = []
     components, index_problem = _read_model_index(root)
     if index_problem:
+        # Without the index, still name what the layout needs, so an empty folder reads as a full list.
         findings.append(index_problem)
-    else:
-        for name in REQUIRED_COMPONENTS:
-            if name not in components:
-                findings.append(f"{MODEL_INDEX_FILE}: lists no '{name}' component")
-        for name in sorted(components):
-            findings += _component_findings(root, name)
+        components = set(REQUIRED_COMPONENTS)
+    for name in REQUIRED_COMPONENTS:
+        if name not in components:
+            findings.append(f"{MODEL_INDEX_FILE}: lists no '{name}' component")
+    for name in sorted(components):
+        findings += _component_findings(root, name)
     findings += _model_folder_findings(root, LATENT_UPSAMPLER_DIR)
     lora = root / DISTILLED_LORA_FILE
     if not lora.is_file():

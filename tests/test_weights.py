@@ -210,6 +210,15 @@ def test_partial_downloads_in_hidden_folders_are_ignored(weights):
     assert check_weights(weights) == []
 
 
+def test_an_empty_folder_names_everything_the_layout_needs(tmp_path):
+    problems = check_weights(tmp_path)
+    for file in ["model_index.json", *(f"{c}/" for c in REQUIRED_COMPONENTS if c not in ("tokenizer", "scheduler"))]:
+        assert "missing" in _problem_about(problems, file)
+    for file in ["tokenizer/tokenizer_config.json", "scheduler/scheduler_config.json", "latent_upsampler/"]:
+        assert "missing" in _problem_about(problems, file)
+    assert "missing" in _problem_about(problems, DISTILLED_LORA_FILE)
+
+
 def test_an_absent_folder_is_one_problem(tmp_path):
     problems = check_weights(tmp_path / "nowhere")
     assert len(problems) == 1 and "no such folder" in problems[0]
