@@ -6,11 +6,14 @@ safetensors writer.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -381,3 +384,86 @@ def test_importing_the_weights_check_loads_no_torch_and_no_hub_client():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# ---- the download flow, against a hub stand-in (the real hub cannot be reached from here) ---------------
+
+
+class _FakeHub:
+    """Serves a local folder through the three huggingface_hub calls run_download makes."""
+
+    def __init__(self, folder: Path, *, stop_after: int | None = None):
+        self.folder = folder
+        self.stop_after = stop_after  # files copied before a simulated interruption
+        self.snapshot_calls: list[dict] = []
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*") if p.is_file())
+
+    def model_info(self, repo_id, *, revision=None, files_metadata=False, **_):
+        assert files_metadata, "sizes are needed for the manifest"
+        siblings = [
+            SimpleNamespace(rfilename=p.relative_to(self.folder).as_posix(), size=p.stat().st_size)
+            for p in self.files()
+        ]
+        return SimpleNamespace(sha="0123abcd", siblings=siblings)
+
+    def _copy(self, name: str, local_dir) -> str:
+        target = Path(local_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.folder / name, target)
+        return str(target)
+
+    def hf_hub_download(self, repo_id, filename, *, revision=None, local_dir=None, **_):
+        assert revision == "0123abcd"
+        return self._copy(filename, local_dir)
+
+    def snapshot_download(self, repo_id, *, revision=None, local_dir=None, allow_patterns=None, **_):
+        self.snapshot_calls.append({"revision": revision, "allow_patterns": list(allow_patterns)})
+        names = [p.relative_to(self.folder).as_posix() for p in self.files()]
+        wanted = [n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in allow_patterns)]
+        for name in wanted[: self.stop_after]:
+            self._copy(name, local_dir)
+        if self.stop_after is not None:
+            raise ConnectionError("simulated interruption")
+        return str(local_dir)
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    folder = make_weights_folder(tmp_path / "hub")
+    _write_safetensors(folder / "ltx-2-19b-dev.safetensors", 40)  # a single-file checkpoint: never wanted
+    (folder / "README.md").write_text("model card")
+    hub = _FakeHub(folder)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: hub)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    return hub
+
+
+def test_a_download_fetches_the_layout_pinned_to_one_revision_and_writes_the_manifest(fake_hub, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    assert _load_script().main(["--dest", str(dest)]) == 0
+    assert f"complete: {dest}" in capsys.readouterr().out
+    assert not (dest / "ltx-2-19b-dev.safetensors").exists() and not (dest / "README.md").exists()
+    assert fake_hub.snapshot_calls[0]["revision"] == "0123abcd"
+    manifest = json.loads((dest / MANIFEST_FILE).read_text())
+    assert manifest["revision"] == "0123abcd"
+    assert manifest["files"][f"transformer/{TRANSFORMER_SHARDS[1]}"] == (
+        (fake_hub.folder / "transformer" / TRANSFORMER_SHARDS[1]).stat().st_size
+    )
+    assert set(manifest["files"]) == set(fake_hub.snapshot_calls[0]["allow_patterns"])
+
+
+def test_after_an_interrupted_download_check_names_the_files_still_missing(fake_hub, tmp_path):
+    fake_hub.stop_after = 5
+    dest = tmp_path / "dest"
+    with pytest.raises(ConnectionError):
+        _load_script().main(["--dest", str(dest)])
+    result = _run_script("--check", str(dest))
+    assert result.returncode == 1
+    manifest = json.loads((dest / MANIFEST_FILE).read_text())
+    missing = [name for name in manifest["files"] if not (dest / name).exists()]
+    assert missing and all(f"{name}: missing" in result.stdout for name in missing)
