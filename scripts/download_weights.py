@@ -13,8 +13,9 @@ stage-2 LoRA ltx-2-19b-distilled-lora-384.safetensors. Not the repo's single-fil
 layout; it is the only fp8 form Lightricks publishes for LTX-2 19B (weights/README.md says what it is
 good for: the bf16 folder is needed either way).
 
-Downloads are resumable: run the same command again after an interruption and finished files are kept,
-partial ones continue (huggingface_hub keeps them under DEST/.cache/). A token for gated or private
+Progress shows as huggingface_hub's bars. Downloads are resumable: run the same command again after an
+interruption and finished files are kept, partial ones continue (huggingface_hub keeps them under
+DEST/.cache/). A token for gated or private
 access is taken from HF_TOKEN (or `hf auth login`), as huggingface_hub does. Before downloading it writes
 DEST/.ltx2-manifest.json with every file's name and size as the hub lists them; `--check` compares
 against it, and checks every safetensors header, without any network.
