@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .offload import GIB, OffloadPlan, apply_offload, module_bytes, plan_offload
-from .weights import DISTILLED_LORA_FILE, LATENT_UPSAMPLER_DIR, WeightsIncomplete, check_weights
+from .weights import DISTILLED_LORA_FILE, LATENT_UPSAMPLER_DIR, require_complete_weights
 
 log = logging.getLogger("ltx2.loader")
 
@@ -48,9 +48,7 @@ def load_bundle_from_weights(weights_dir: str | Path, dtype: torch.dtype) -> LTX
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
     weights_dir = Path(weights_dir)
-    problems = check_weights(weights_dir)
-    if problems:
-        raise WeightsIncomplete(problems)
+    require_complete_weights(weights_dir)
     pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(
         weights_dir / LATENT_UPSAMPLER_DIR, dtype=dtype, local_files_only=True

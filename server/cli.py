@@ -66,7 +66,11 @@ def serve(settings: Settings) -> int:
     from server.worker_child import weights_problems, worker_config_from
 
     configure_logging(settings.log_level)
-    problems = weights_problems(worker_config_from(settings))
+    config = worker_config_from(settings)
+    if settings.model == "auto":
+        where = f"weights found in {settings.weights}" if config.model != "tiny" else f"no weights in {settings.weights}"
+        log.info("--model auto: serving %s (%s)", config.model, where)
+    problems = weights_problems(config)
     if problems:
         # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))

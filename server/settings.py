@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 ENV_PREFIX = "LTX2_"
-KNOWN_MODELS = ("tiny", "ltx-2-19b")
+KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
 # Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
 RECIPES = ("two-stage", "one-stage", "distilled")
 OFFLOAD_MODES = ("auto", "none", "model", "group", "sequential")
@@ -23,8 +23,11 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 @dataclass(frozen=True)
 class Settings:
     model: str = field(
-        default="tiny",
-        metadata={"help": "model to serve: ltx-2-19b (from --weights), tiny (offline test model), or module:factory"},
+        default="auto",
+        metadata={
+            "help": "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b if --weights holds "
+            "a model, else tiny), or module:factory"
+        },
     )
     weights: str = field(default="weights", metadata={"help": "folder holding the ltx-2-19b weights"})
     recipe: str = field(
@@ -87,6 +90,12 @@ class Settings:
         else:
             keys = [part.strip() for part in raw.split(",")]
         return frozenset(key for key in keys if key)
+
+    def resolved_model(self) -> str:
+        """``auto`` becomes ltx-2-19b when the weights folder holds a model (a model_index.json), else tiny."""
+        if self.model != "auto":
+            return self.model
+        return "ltx-2-19b" if (Path(self.weights) / "model_index.json").is_file() else "tiny"
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one readable line each."""

@@ -47,7 +47,7 @@ class WorkerConfig:
 
 def worker_config_from(settings: Settings) -> WorkerConfig:
     return WorkerConfig(
-        model=settings.model,
+        model=settings.resolved_model(),
         weights=settings.weights,
         recipe=settings.recipe,
         device=settings.device,

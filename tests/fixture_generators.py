@@ -92,3 +92,30 @@ def broken() -> ScriptedGenerator:
 def hangs_while_loading() -> ScriptedGenerator:
     time.sleep(600)
     return ScriptedGenerator()
+
+
+class _OutOfGpuMemoryOnRequest:
+    """The tiny LTX-2, whose transformer raises CUDA's out-of-memory error mid-denoise when the prompt
+    says 'oom': the real error type, raised where a real one would be, on a machine without a GPU."""
+
+    def __init__(self) -> None:
+        import torch
+
+        import pipelines
+
+        self.inner = pipelines.load_generator("tiny", recipe="one-stage")
+        self.armed = False
+
+        def maybe_run_out(module, args):
+            if self.armed:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+        self.inner.pipe.transformer.register_forward_pre_hook(maybe_run_out)
+
+    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+        self.armed = "oom" in params.prompt
+        return self.inner.generate(params, image_path, output_path, on_progress)
+
+
+def tiny_that_runs_out_of_gpu_memory() -> _OutOfGpuMemoryOnRequest:
+    return _OutOfGpuMemoryOnRequest()

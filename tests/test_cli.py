@@ -89,3 +89,40 @@ def test_out_of_range_options_are_refused_before_anything_starts():
     )
     assert result.returncode != 0
     assert "steps: must be 2 or more" in result.stderr and "x264-crf: must be from 0 to 51" in result.stderr
+
+
+def test_unknown_recipe_offload_dtype_and_model_are_refused_naming_the_choices():
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--recipe", "fast", "--offload", "disk", "--dtype", "int4"]
+        + ["--model", "ltx-3"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "recipe: must be one of two-stage, one-stage, distilled; got 'fast'" in result.stderr
+    assert "offload: must be one of auto, none, model, group, sequential; got 'disk'" in result.stderr
+    assert "dtype: must be one of auto, bf16, fp16, fp32; got 'int4'" in result.stderr
+    assert "model: must be one of auto, ltx-2-19b, tiny, or module:factory; got 'ltx-3'" in result.stderr
+
+
+def test_model_auto_serves_ltx_2_19b_only_when_the_weights_folder_holds_a_model(tmp_path):
+    from server.settings import Settings
+
+    assert Settings(model="auto", weights=str(tmp_path)).resolved_model() == "tiny"
+    (tmp_path / "model_index.json").write_text("{}")
+    assert Settings(model="auto", weights=str(tmp_path)).resolved_model() == "ltx-2-19b"
+    assert Settings(model="tiny", weights=str(tmp_path)).resolved_model() == "tiny"
+
+
+def test_server_side_choices_mirror_the_pipelines_ones():
+    import pipelines
+    from pipelines.loader import DTYPES
+    from pipelines.offload import OFFLOAD_MODES
+    from pipelines.recipes import RECIPES
+    from server import settings
+
+    assert settings.RECIPES == RECIPES and settings.OFFLOAD_MODES == OFFLOAD_MODES
+    assert settings.DTYPES == tuple(DTYPES)
+    assert set(settings.KNOWN_MODELS) - {"auto"} == set(pipelines.MODELS)
