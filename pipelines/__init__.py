@@ -73,6 +73,8 @@ def load_generator(
             bundle.latent_upsampler.to(torch_dtype)
     else:
         bundle = load_bundle_from_weights(weights, torch_dtype)
+    # A transformer read from the fp8 checkpoint stays in fp8: that is what its download was chosen for.
+    fp8 = fp8 or getattr(bundle, "fp8_checkpoint", False)
     if fp8:
         store_transformer_in_fp8(bundle, torch_dtype)
     plan = place_bundle(bundle, offload, torch_device)

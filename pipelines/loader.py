@@ -12,7 +12,13 @@ from pathlib import Path
 import torch
 
 from .offload import GIB, OffloadPlan, apply_offload, module_bytes, plan_offload
-from .weights import DISTILLED_LORA_FILE, LATENT_UPSAMPLER_DIR, require_complete_weights
+from .weights import (
+    DISTILLED_LORA_FILE,
+    FP8_CHECKPOINT_FILE,
+    LATENT_UPSAMPLER_DIR,
+    require_complete_weights,
+    uses_fp8_checkpoint,
+)
 
 log = logging.getLogger("ltx2.loader")
 
@@ -20,11 +26,16 @@ DISTILLED_ADAPTER = "stage2_distilled"
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
+# Lightricks' single-file checkpoints prefix the transformer's tensors so (VAEs and others are bundled too).
+_CHECKPOINT_TRANSFORMER_PREFIX = "model.diffusion_model."
+
+
 @dataclass
 class LTX2Bundle:
     pipe: object  # LTX2ImageToVideoPipeline
     latent_upsampler: object | None  # LTX2LatentUpsamplerModel
     distilled_adapter: str | None  # peft adapter name of the stage-2 distilled LoRA (disabled between uses)
+    fp8_checkpoint: bool = False  # the transformer came from Lightricks' fp8 checkpoint
 
 
 def resolve_device(device: str) -> torch.device:
@@ -49,12 +60,49 @@ def load_bundle_from_weights(weights_dir: str | Path, dtype: torch.dtype) -> LTX
 
     weights_dir = Path(weights_dir)
     require_complete_weights(weights_dir)
-    pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
+    fp8_checkpoint = uses_fp8_checkpoint(weights_dir)
+    components = {"transformer": load_fp8_checkpoint_transformer(weights_dir, dtype)} if fp8_checkpoint else {}
+    pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True, **components)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(
         weights_dir / LATENT_UPSAMPLER_DIR, dtype=dtype, local_files_only=True
     ).eval()
     pipe.load_lora_weights(str(weights_dir), weight_name=DISTILLED_LORA_FILE, adapter_name=DISTILLED_ADAPTER)
-    return _finish_bundle(pipe, upsampler)
+    bundle = _finish_bundle(pipe, upsampler)
+    bundle.fp8_checkpoint = fp8_checkpoint
+    return bundle
+
+
+def load_fp8_checkpoint_transformer(weights_dir: Path, dtype: torch.dtype):
+    """The transformer from Lightricks' fp8 single-file checkpoint, with its per-tensor scales applied.
+
+    The file stores float8_e4m3fn weights W with a float ``W_scale`` each (``...weight`` and
+    ``...weight_scale``; ``input_scale`` is for fp8 activations, unused here). diffusers' single-file
+    converter renames keys but drops the scales, which would leave every weight off by its scale; so the
+    weights are dequantised here (W * scale), renamed with diffusers' own converter, and loaded into a
+    transformer built from transformer/config.json. The caller keeps it in fp8 storage afterwards.
+    """
+    from accelerate import init_empty_weights
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+    from safetensors import safe_open
+
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights_dir / FP8_CHECKPOINT_FILE), framework="pt") as checkpoint:
+        names = [name for name in checkpoint.keys() if name.startswith(_CHECKPOINT_TRANSFORMER_PREFIX)]
+        present = set(names)
+        for name in names:
+            if name.endswith("_scale"):
+                continue
+            tensor = checkpoint.get_tensor(name)
+            if f"{name}_scale" in present:
+                tensor = tensor.float() * checkpoint.get_tensor(f"{name}_scale").float()
+            state[name] = tensor.to(dtype)
+    state = convert_ltx2_transformer_to_diffusers(state)
+    config = LTX2VideoTransformer3DModel.load_config(weights_dir / "transformer")
+    with init_empty_weights():
+        transformer = LTX2VideoTransformer3DModel.from_config(config)
+    transformer.load_state_dict(state, strict=True, assign=True)
+    return transformer.to(dtype).eval()
 
 
 def build_tiny_bundle() -> LTX2Bundle:
@@ -72,9 +120,11 @@ def _finish_bundle(pipe, upsampler) -> LTX2Bundle:
 
 
 def store_transformer_in_fp8(bundle: LTX2Bundle, compute_dtype: torch.dtype) -> None:
-    """Keep the transformer's weights in float8 (e4m3) and upcast each layer as it runs: half the memory
-    of bf16 for the largest component, at a small quality and speed cost."""
-    bundle.pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    """Keep the transformer blocks' matrices in scaled float8 (pipelines/fp8.py), upcast per layer as it
+    runs: about half the memory of bf16 for the largest component, at a small quality and speed cost."""
+    from .fp8 import store_blocks_in_fp8
+
+    store_blocks_in_fp8(bundle.pipe.transformer, compute_dtype)
 
 
 def component_bytes(bundle: LTX2Bundle) -> dict[str, int]:

@@ -14,7 +14,9 @@ two-stage recipe needs, which that same repo carries:
     DIR/scheduler/scheduler_config.json
     DIR/latent_upsampler/                the 2x spatial latent upsampler (config.json + weights)
     DIR/ltx-2-19b-distilled-lora-384.safetensors      the stage-2 distilled LoRA
-    DIR/ltx-2-19b-dev-fp8.safetensors    optional (`download_weights.py --fp8`): Lightricks' fp8 checkpoint
+    DIR/ltx-2-19b-dev-fp8.safetensors    optional (`download_weights.py --fp8`): Lightricks' fp8 checkpoint; when
+                                         present, transformer/ needs only its config.json (the loader builds
+                                         the transformer from this file, applying its per-tensor scales)
 
 Where each fact comes from (read 2026-11; re-check on a diffusers or hub change):
 - Component names and classes: `model_index.json` of Lightricks/LTX-2 (hub page
@@ -165,7 +167,18 @@ def pipeline_components(model_index: dict) -> list[str]:
     )
 
 
+def uses_fp8_checkpoint(root: str | os.PathLike) -> bool:
+    """The transformer comes from Lightricks' fp8 single-file checkpoint: it is there, and transformer/
+    holds no weights of its own (a bf16 transformer, when present, wins)."""
+    root = Path(root)
+    folder = root / "transformer"
+    has_own = folder.is_dir() and (_weight_files(folder) or _index_files(folder))
+    return (root / FP8_CHECKPOINT_FILE).is_file() and not has_own
+
+
 def _component_findings(root: Path, name: str) -> list[str]:
+    if name == "transformer" and uses_fp8_checkpoint(root):
+        return _require_file(root, root / name / "config.json")
     if name in _WEIGHTED_COMPONENTS:
         return _model_folder_findings(root, name)
     if name in _CONFIG_ONLY_COMPONENTS:

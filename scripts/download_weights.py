@@ -9,9 +9,9 @@ pipelines/weights.py and weights/README.md): model_index.json; everything under 
 audio_vae/, connectors/, vocoder/, text_encoder/, tokenizer/, scheduler/ and latent_upsampler/; and the
 stage-2 LoRA ltx-2-19b-distilled-lora-384.safetensors. Not the repo's single-file checkpoints
 (ltx-2-19b-dev.safetensors and the like): the diffusers folders hold the same weights.
-`--fp8` adds ltx-2-19b-dev-fp8.safetensors (~27 GB), Lightricks' fp8 single-file checkpoint, next to the
-layout; it is the only fp8 form Lightricks publishes for LTX-2 19B (weights/README.md says what it is
-good for: the bf16 folder is needed either way).
+`--fp8` fetches ltx-2-19b-dev-fp8.safetensors (~27 GB), Lightricks' fp8 single-file checkpoint, INSTEAD
+of the bf16 transformer shards (~38 GB; transformer/config.json is still fetched): the server then builds
+the transformer from it, applying its per-tensor scales, and keeps it in fp8 (half the GPU memory).
 
 Progress shows as huggingface_hub's bars. Downloads are resumable: run the same command again after an
 interruption and finished files are kept, partial ones continue (huggingface_hub keeps them under
@@ -54,7 +54,13 @@ def select_hub_files(repo_files: Iterable[str], *, components: Iterable[str] = (
     """
     folders = {*components, *REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR}
     top_level = {MODEL_INDEX_FILE, DISTILLED_LORA_FILE} | ({FP8_CHECKPOINT_FILE} if fp8 else set())
-    return sorted(name for name in repo_files if _needed(name, folders, top_level))
+    needed = (name for name in repo_files if _needed(name, folders, top_level))
+    # With the fp8 checkpoint, the transformer's weights come from it: skip its bf16 shards.
+    return sorted(name for name in needed if not (fp8 and _is_transformer_weight(name)))
+
+
+def _is_transformer_weight(name: str) -> bool:
+    return name.startswith("transformer/") and ".safetensors" in name
 
 
 def _needed(name: str, folders: set[str], top_level: set[str]) -> bool:

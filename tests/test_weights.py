@@ -339,11 +339,14 @@ def test_the_file_list_takes_the_diffusers_layout_and_no_single_file_checkpoints
     assert script.layout_gaps(selected, fp8=False) == []
 
 
-def test_fp8_adds_only_the_fp8_checkpoint():
+def test_fp8_takes_the_fp8_checkpoint_instead_of_the_bf16_transformer_weights():
     script = _load_script()
     plain = script.select_hub_files(HUB_LISTING, fp8=False)
     with_fp8 = script.select_hub_files(HUB_LISTING, fp8=True)
     assert sorted(set(with_fp8) - set(plain)) == [FP8_CHECKPOINT_FILE]
+    skipped = sorted(set(plain) - set(with_fp8))
+    assert skipped and all(name.startswith("transformer/") and ".safetensors" in name for name in skipped)
+    assert "transformer/config.json" in with_fp8
     assert len(plain) == 22  # the listing minus 9 files: 6 top-level extras, a dotfile, media/, the fp8
     assert script.layout_gaps(with_fp8, fp8=True) == []
     assert script.layout_gaps(plain, fp8=True) == [FP8_CHECKPOINT_FILE]

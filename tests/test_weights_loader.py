@@ -85,8 +85,8 @@ def test_fp8_storage_of_the_transformer_still_makes_the_video(tiny_weights, pict
     import torch
 
     generator = pipelines.load_generator("ltx-2-19b", weights=str(tiny_weights), fp8=True, **FAST)
-    weight = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer.weight
-    assert weight.dtype == torch.float8_e4m3fn
+    stored = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer
+    assert stored.weight_fp8.dtype == torch.float8_e4m3fn and stored.weight_scale.dtype == torch.float32
     info = generate(generator, picture, tmp_path / "fp8.mp4")
     assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
 
@@ -101,3 +101,75 @@ def test_the_stage_two_lora_is_loaded_and_off_between_stages(tiny_weights):
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# diffusers name -> Lightricks' original name: the inverse of diffusers' single-file converter's renames.
+_TO_ORIGINAL_NAMES = {
+    "proj_in": "patchify_proj",
+    "av_cross_attn_video_scale_shift": "av_ca_video_scale_shift_adaln_single",
+    "av_cross_attn_video_a2v_gate": "av_ca_a2v_gate_adaln_single",
+    "av_cross_attn_audio_scale_shift": "av_ca_audio_scale_shift_adaln_single",
+    "av_cross_attn_audio_v2a_gate": "av_ca_v2a_gate_adaln_single",
+    "video_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_video",
+    "audio_a2v_cross_attn_scale_shift_table": "scale_shift_table_a2v_ca_audio",
+    "norm_q": "q_norm",
+    "norm_k": "k_norm",
+}
+
+
+def _original_name(name: str) -> str:
+    for diffusers_name, original in _TO_ORIGINAL_NAMES.items():
+        name = name.replace(diffusers_name, original)
+    for diffusers_prefix, original in (("time_embed.", "adaln_single."), ("audio_time_embed.", "audio_adaln_single.")):
+        if name.startswith(diffusers_prefix):
+            name = original + name[len(diffusers_prefix) :]
+    return "model.diffusion_model." + name
+
+
+def write_fp8_checkpoint(transformer, path: Path) -> None:
+    """The transformer as Lightricks ships fp8 checkpoints: e4m3 matrices, each with a per-tensor scale."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, value in transformer.state_dict().items():
+        key = _original_name(name)
+        if value.ndim == 2 and name.endswith(".weight"):
+            scale = value.abs().max().clamp(min=1e-12) / 448.0  # e4m3's largest normal value
+            tensors[key] = (value / scale).to(torch.float8_e4m3fn)
+            tensors[f"{key}_scale"] = scale.reshape(()).float()
+        else:
+            tensors[key] = value.contiguous()
+    tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(4)  # bundled, ignored
+    save_file(tensors, str(path))
+
+
+def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_applied(
+    tiny_weights, picture, tmp_path
+):
+    import shutil
+
+    import torch
+
+    from diffusers import LTX2VideoTransformer3DModel
+
+    from pipelines.weights import FP8_CHECKPOINT_FILE, check_weights
+
+    fp8_weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, fp8_weights)
+    reference = LTX2VideoTransformer3DModel.from_pretrained(tiny_weights / "transformer")
+    for shard in (fp8_weights / "transformer").glob("*.safetensors"):
+        shard.unlink()
+    write_fp8_checkpoint(reference, fp8_weights / FP8_CHECKPOINT_FILE)
+    assert check_weights(fp8_weights) == []
+
+    generator = pipelines.load_generator("ltx-2-19b", weights=str(fp8_weights), **FAST)
+    assert "transformer stored in fp8" in generator.description
+    stored = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer
+    original = reference.transformer_blocks[0].attn1.to_q.weight
+    assert stored.weight_fp8.dtype == torch.float8_e4m3fn
+    # Within e4m3's precision (3 mantissa bits: 1/16 relative) of the original, tiny values included:
+    # the checkpoint's scales were applied, and re-storing with the same scale adds no second rounding.
+    assert torch.allclose(stored.weight, original, rtol=1 / 16, atol=original.abs().max().item() / 2**9)
+    info = generate(generator, picture, tmp_path / "fp8ckpt.mp4")
+    assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
