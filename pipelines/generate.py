@@ -4,15 +4,15 @@ Flow: load image -> encode prompt (once, shared by every stage) -> denoise with 
 (pipelines/recipes.py, latents out) -> decode audio -> decode video in chunks, streamed into ffmpeg
 while it encodes -> mp4 renamed into place.
 
-Sizes: the model only makes multiples of 32 px (64 for the two-stage recipes) and 8k+1 frames, so a request is generated at the next
-size up (the conditioning image is cover-resized and centre-cropped to it, never stretched) and the
-frames are centre-cropped back to exactly the requested width x height and cut to num_frames.
+Sizes: the model only makes multiples of 32 px (64 for the two-stage recipes) and 8k+1 frames, so a
+request is generated at the next size up (the conditioning image is cover-resized and centre-cropped to
+it, never stretched) and the frames are centre-cropped back to exactly the requested width x height and cut to num_frames.
 
 image_crf: left at None, so the pipeline applies its own default (CRF 33 for Gemma-3 text encoders,
 i.e. LTX-2.0): the conditioning image is re-encoded as one H.264 frame through PyAV before use, as in
 training. It needs the `av` package and a PIL image, which is what we pass. Costs milliseconds.
 
-stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample",
+stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "encode_image", "stage1", "upsample",
 "stage2", then decode_audio, decode_video and mux. The video decode runs lazily while ffmpeg encodes
 the previous chunk (separate process); its time is moved from "mux" into "decode_video".
 """
@@ -34,6 +34,7 @@ from .interface import GenerationParams, GenerationResult, GpuOutOfMemory, Inval
 from .mux import DEFAULT_CRF, mux_video
 from .recipes import DenoiseJob, RecipeRunner, recipe_spec
 from .schedule import with_bounded_shift
+
 
 @dataclass(frozen=True)
 class GenerationSize:

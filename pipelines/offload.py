@@ -66,15 +66,15 @@ def plan_offload(
                 f"model offload: all weights need ~{_gib(resident_need)} but only {free}; the largest component "
                 f"({largest_name}) needs ~{_gib(model_need)} while it runs",
             )
-        requested_reason = f"group offload + VAE tiling: even the {largest_name} alone needs ~{_gib(model_need)}, {free}"
+        requested_reason = (
+            f"group offload + VAE tiling: even the {largest_name} alone needs ~{_gib(model_need)}, {free}"
+        )
         requested = "group"
     else:
         requested_reason = f"--offload {requested}"
     need = {"none": resident_need, "model": model_need}.get(requested, MIN_GROUP_OFFLOAD_BYTES + headroom_bytes // 4)
     if free_bytes < need:
-        hint = {"none": "--offload model or group", "model": "--offload group or --fp8"}.get(
-            requested, "a larger GPU"
-        )
+        hint = {"none": "--offload model or group", "model": "--offload group or --fp8"}.get(requested, "a larger GPU")
         raise InsufficientGpuMemory(
             f"--offload {requested} needs ~{_gib(need)} of GPU memory but only {free}; use {hint}"
         )
@@ -105,7 +105,10 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
         # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
         # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and
         # accelerate's own sequential hooks break Gemma-3's scaled embedding under transformers 5.
-        level = {"group": dict(offload_type="block_level", num_blocks_per_group=1), "sequential": dict(offload_type="leaf_level")}
+        level = {
+            "group": dict(offload_type="block_level", num_blocks_per_group=1),
+            "sequential": dict(offload_type="leaf_level"),
+        }
         pipe.enable_group_offload(
             onload_device=device,
             offload_device=torch.device("cpu"),

@@ -109,6 +109,10 @@ class RecipeRunner:
             with job.stage("denoise"):
                 return self._denoise(job, job.image, job.width, job.height, steps=spec.final_steps, first_step=0)
         half_w, half_h = job.width // 2, job.height // 2
+        # Encoded before stage 1, not after: with model offload, the VAE then runs next to the stage-1
+        # conditioning encode, and the transformer is not sent away between the two stages.
+        with job.stage("encode_image"):
+            image_latent = self._image_latent(job.image, job.width, job.height)
         with job.stage("stage1"):
             small_image = job.image.resize((half_w, half_h), Image.Resampling.BICUBIC)
             if spec.name == "distilled":
@@ -119,7 +123,7 @@ class RecipeRunner:
                 video, audio = self._denoise(job, small_image, half_w, half_h, steps=spec.stage1_steps, first_step=0)
         with job.stage("upsample"):
             video = self._upsample(video)
-            video[:, :, :1] = self._image_latent(job.image, job.width, job.height).to(video.dtype)
+            video[:, :, :1] = image_latent.to(video.device, video.dtype)
         with job.stage("stage2"):
             return self._denoise(
                 job,

@@ -62,13 +62,14 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-
     from server.worker_child import weights_problems, worker_config_from
 
     configure_logging(settings.log_level)
     config = worker_config_from(settings)
     if settings.model == "auto":
-        where = f"weights found in {settings.weights}" if config.model != "tiny" else f"no weights in {settings.weights}"
+        where = (
+            f"weights found in {settings.weights}" if config.model != "tiny" else f"no weights in {settings.weights}"
+        )
         log.info("--model auto: serving %s (%s)", config.model, where)
     problems = weights_problems(config)
     if problems:

@@ -40,7 +40,8 @@ class Settings:
         metadata={"help": "auto (from free VRAM), none, model, group or sequential: where weights wait between uses"},
     )
     fp8: bool = field(
-        default=False, metadata={"help": "store the transformer's weights in float8 (half the memory, upcast per layer)"}
+        default=False,
+        metadata={"help": "store the transformer's weights in float8 (half the memory, upcast per layer)"},
     )
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
     port: int = field(default=8000, metadata={"help": "port to bind"})
@@ -68,7 +69,9 @@ class Settings:
     )
     steps: int = field(
         default=0,
-        metadata={"help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own)"},
+        metadata={
+            "help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own)"
+        },
     )
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
@@ -115,7 +118,10 @@ class Settings:
                 f"model: must be one of {', '.join(KNOWN_MODELS)}, or module:factory; got {self.model!r}",
             ),
             (self.recipe in RECIPES, f"recipe: must be one of {', '.join(RECIPES)}; got {self.recipe!r}"),
-            (self.offload in OFFLOAD_MODES, f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}"),
+            (
+                self.offload in OFFLOAD_MODES,
+                f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",
+            ),
             (self.dtype in DTYPES, f"dtype: must be one of {', '.join(DTYPES)}; got {self.dtype!r}"),
         ]
         return [message for ok, message in checks if not ok]

@@ -33,7 +33,9 @@ def test_auto_picks_by_free_vram(free_gib, mode, tiling):
 
 
 def test_resident_mode_on_a_too_small_gpu_is_a_start_up_error_naming_the_alternatives():
-    with pytest.raises(InsufficientGpuMemory, match=r"--offload none needs ~72\.0 GiB .* 47\.0 GiB free; use --offload"):
+    with pytest.raises(
+        InsufficientGpuMemory, match=r"--offload none needs ~72\.0 GiB .* 47\.0 GiB free; use --offload"
+    ):
         plan("none", 47.0)
 
 

@@ -68,7 +68,15 @@ def test_output_has_exact_requested_size_frames_fps_and_audio(
 
     assert result.output_path == output and result.seed == params.seed
     assert set(result.stage_seconds) == {
-        "load_image", "encode_prompt", "stage1", "upsample", "stage2", "decode_audio", "decode_video", "mux"
+        "load_image",
+        "encode_prompt",
+        "encode_image",
+        "stage1",
+        "upsample",
+        "stage2",
+        "decode_audio",
+        "decode_video",
+        "mux",
     }
     info = probe_mp4(output)
     assert (info["width"], info["height"]) == (width, height)

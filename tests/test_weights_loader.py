@@ -144,13 +144,10 @@ def write_fp8_checkpoint(transformer, path: Path) -> None:
     save_file(tensors, str(path))
 
 
-def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_applied(
-    tiny_weights, picture, tmp_path
-):
+def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_applied(tiny_weights, picture, tmp_path):
     import shutil
 
     import torch
-
     from diffusers import LTX2VideoTransformer3DModel
 
     from pipelines.weights import FP8_CHECKPOINT_FILE, check_weights
