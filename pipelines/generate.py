@@ -6,7 +6,8 @@ while it encodes -> mp4 renamed into place.
 
 Sizes: the model only makes multiples of 32 px (64 for the two-stage recipes) and 8k+1 frames, so a
 request is generated at the next size up (the conditioning image is cover-resized and centre-cropped to
-it, never stretched) and the frames are centre-cropped back to exactly the requested width x height and cut to num_frames.
+it, never stretched) and the frames are centre-cropped back to exactly the requested width x height
+and cut to num_frames.
 
 image_crf: left at None, so the pipeline applies its own default (CRF 33 for Gemma-3 text encoders,
 i.e. LTX-2.0): the conditioning image is re-encoded as one H.264 frame through PyAV before use, as in
