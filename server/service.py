@@ -81,7 +81,7 @@ class JobService:
     async def submit(self, params: I2VParams, owner: str | None) -> Job:
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
-        self._check_prompt_lengths(params)
+        self._check_prompt_length(params)
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
             await asyncio.to_thread(check_image_bytes, source.inline, self.settings.max_image_pixels)
@@ -123,12 +123,11 @@ class JobService:
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job
 
-    def _check_prompt_lengths(self, params: I2VParams) -> None:
+    def _check_prompt_length(self, params: I2VParams) -> None:
+        # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
         limit = self.settings.max_prompt_chars
-        for name in ("prompt", "negative_prompt"):
-            length = len(getattr(params, name))
-            if length > limit:
-                raise InvalidRequest(f"{name}: must be a string of at most {limit} characters; got {length}")
+        if len(params.prompt) > limit:
+            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(params.prompt)}")
 
     async def _charge_when_final(self, job: Job) -> None:
         await job.finished.wait()
