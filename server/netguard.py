@@ -58,9 +58,10 @@ def refusal_reason(address: IPAddress, block_private: bool) -> str | None:
         return "a cloud metadata address"
     if address.is_link_local:
         return "a link-local address"
-    if address.is_unspecified or address.is_multicast or address.is_reserved:
-        return "not a unicast address"
-    if block_private and (address.is_loopback or address.is_private or address in SHARED_ADDRESS_SPACE):
+    private = address.is_loopback or address.is_private or address in SHARED_ADDRESS_SPACE
+    if address.is_unspecified or address.is_multicast or (address.is_reserved and not address.is_loopback):
+        return "not a unicast address"  # (0.0.0.0 reaches this host; ::1 sits in a reserved block)
+    if block_private and private:
         return "a private or loopback address (refused by --block-private-image-urls)"
     return None
 
