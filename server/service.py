@@ -36,6 +36,8 @@ from server.supervisor import WorkerSupervisor
 
 log = logging.getLogger("ltx2.service")
 
+SHUTDOWN_LINGER_SECONDS = 2.0
+
 
 class JobService:
     def __init__(
@@ -240,11 +242,15 @@ class JobService:
                 waiter.cancel()
         for job in running:
             if not job.status.is_final:
+                log.warning("job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace)
                 job.fail(
                     self.clock.now(),
                     f"the server is shutting down: this job did not finish within the {grace:g} s grace period",
                     FAULT_SHUTDOWN,
                 )
+        if running:
+            # Pollers of those jobs get a moment to read how they ended before the listener closes.
+            await asyncio.sleep(SHUTDOWN_LINGER_SECONDS)
 
     async def close(self) -> None:
         self.accepting = False
