@@ -114,7 +114,10 @@ async def fetch_image_url(
 async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver) -> bytes:
     limits = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
     # trust_env=False: an HTTP(S)_PROXY in the environment would connect somewhere we did not check.
-    async with httpx.AsyncClient(timeout=limits, follow_redirects=False, trust_env=False) as client:
+    # No kept-alive connections: each hop connects afresh, so TLS is always negotiated (and the
+    # certificate checked) for the host of that hop even when two hosts share an address.
+    pool = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=limits, limits=pool, follow_redirects=False, trust_env=False) as client:
         current = url
         for _ in range(max_redirects + 1):
             target = await check_url(current, block_private=block_private, timeout=connect_timeout, resolver=resolver)

@@ -18,7 +18,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError
+from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError, MuxError
 from pipelines.mux import mux_video
 
 
@@ -67,16 +67,27 @@ def allocate_until_memory_error(headroom_bytes: int = 512 * 1024 * 1024) -> None
     hoard = []
     try:
         while True:
-            hoard.append(bytearray(32 * 1024 * 1024))
+            # np.empty reserves without touching the pages: out of (capped) memory in milliseconds.
+            hoard.append(np.empty(32 * 1024 * 1024, dtype=np.uint8))
     finally:
         hoard.clear()
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+def encode_onto_full_disk() -> None:
+    """ffmpeg encoding onto /dev/full, where every write fails with ENOSPC as on a full results disk;
+    raised as the worker's MuxError with ffmpeg's own words. (Written straight to the device: the
+    real mux's write-then-rename would replace the device node when run as root.)"""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=8"]
+    command += ["-frames:v", "8", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4", "-y", "/dev/full"]
+    result = subprocess.run(command, capture_output=True)
+    raise MuxError(f"ffmpeg exited with status {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
+
+
 class ScriptedGenerator:
     """'crash' in the prompt kills the worker with SIGKILL, 'fail' raises, 'hang' sleeps for a
     minute, 'unreadable' reports bad input, 'oom' allocates until MemoryError, 'steps' runs 100
-    short denoising steps (to be cancelled between them); any other prompt makes a short real video."""
+    short denoising steps (to be cancelled between them), 'diskfull' encodes onto a full device; any other prompt makes a short real video."""
 
     def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
         prompt = params.prompt
@@ -101,6 +112,8 @@ class ScriptedGenerator:
             frames = np.zeros((params.num_frames, params.height, params.width, 3), dtype=np.uint8)
             audio = np.zeros((2, 24000), dtype=np.float32)
             mux_video(frames, audio, 24000, params.fps, output_path, "no-such-preset")
+        if "diskfull" in prompt:
+            encode_onto_full_disk()
         if "slow" in prompt:
             time.sleep(1.0)
         on_progress("denoising", 2, 2)

@@ -15,16 +15,7 @@ from server.settings import Settings, settings_from_env
 from tests.conftest import SCRIPTED_MODEL
 from tests.servers import thread_server
 from tests.test_api_contract import SLUG, payload, submit, wait_final
-
-
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError
+from tests.test_worker_faults import wait_for
 
 
 def restarts(base_url: str) -> int:
@@ -151,6 +142,17 @@ def test_running_out_of_memory_fails_the_job_and_the_worker_goes_on(server):
     job = submit(base_url, payload("oom")).json()
     final = wait_final(job["status_url"])
     assert final.status_code == 422 and final.json()["error"] == "generation ran out of memory"
+    following = submit(base_url, payload()).json()
+    assert wait_final(following["status_url"]).json()["status"] == "COMPLETED"
+
+
+def test_a_full_disk_fails_the_job_with_the_reason_and_the_worker_goes_on(server):
+    base_url, _, _ = server
+    job = submit(base_url, payload("diskfull")).json()
+    final = wait_final(job["status_url"])
+    assert final.status_code == 422
+    error = final.json()["error"]
+    assert error.startswith("encoding the video failed") and "No space left on device" in error
     following = submit(base_url, payload()).json()
     assert wait_final(following["status_url"]).json()["status"] == "COMPLETED"
 
