@@ -102,7 +102,9 @@ async def fetch_image_url(
     """
     try:
         async with asyncio.timeout(timeout):
-            return await _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver)
+            return await _fetch_checked(
+                url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver
+            )
     except InvalidRequest:
         raise
     except (TimeoutError, httpx.TimeoutException):

@@ -232,7 +232,9 @@ class JobService:
         now = self.clock.now()
         for job in self.store.all_jobs():
             if job.status is JobStatus.QUEUED:
-                job.fail(now, "the server is shutting down: this job never started; submit it again later", FAULT_SHUTDOWN)
+                job.fail(
+                    now, "the server is shutting down: this job never started; submit it again later", FAULT_SHUTDOWN
+                )
         running = [job for job in self.store.all_jobs() if job.status is JobStatus.PROCESSING]
         log.info("shutting down: refusing new jobs, waiting up to %g s for %d running", grace, len(running))
         if running:

@@ -58,9 +58,7 @@ class Settings:
         metadata={"help": "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"},
     )
     max_body_bytes: int = field(default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes"})
-    max_prompt_chars: int = field(
-        default=10_000, metadata={"help": "longest prompt, in characters (at most 10000)"}
-    )
+    max_prompt_chars: int = field(default=10_000, metadata={"help": "longest prompt, in characters (at most 10000)"})
     rate_limit: int = field(
         default=0, metadata={"help": "job submissions per minute per API key (0: no limit); more get 429"}
     )

@@ -87,7 +87,8 @@ def encode_onto_full_disk() -> None:
 class ScriptedGenerator:
     """'crash' in the prompt kills the worker with SIGKILL, 'fail' raises, 'hang' sleeps for a
     minute, 'unreadable' reports bad input, 'oom' allocates until MemoryError, 'steps' runs 100
-    short denoising steps (to be cancelled between them), 'diskfull' encodes onto a full device; any other prompt makes a short real video."""
+    short denoising steps (to be cancelled between them), 'diskfull' encodes onto a full device;
+    any other prompt makes a short real video."""
 
     def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
         prompt = params.prompt

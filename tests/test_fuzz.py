@@ -29,18 +29,25 @@ json_scalars = st.one_of(
     st.text(max_size=40),
     st.sampled_from(["", "-1", "256", "1e309", "data:image/png;base64,", "data:,x", "http://", png_data_uri(8, 8)]),
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
 bodies = st.one_of(
     st.dictionaries(st.sampled_from(PARAM_NAMES + ["extra", "model"]), json_values, max_size=len(PARAM_NAMES) + 1),
-    st.fixed_dictionaries({"image": st.just(png_data_uri(8, 8)), "prompt": st.text(min_size=1, max_size=30)}, optional={
-        name: json_values for name in PARAM_NAMES if name not in ("image", "prompt")
-    }),
+    st.fixed_dictionaries(
+        {"image": st.just(png_data_uri(8, 8)), "prompt": st.text(min_size=1, max_size=30)},
+        optional={name: json_values for name in PARAM_NAMES if name not in ("image", "prompt")},
+    ),
     json_values,
 )
 raw_bodies = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode))
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip)
 content_types = st.sampled_from(["application/json", "text/plain", "", "multipart/form-data"])
-path_segments = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"), min_size=1, max_size=40)
+path_segments = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"), min_size=1, max_size=40
+)
 
 
 @pytest.fixture(scope="module")

@@ -264,3 +264,34 @@ def test_jobs_stay_private_to_their_key_including_cancel(tmp_path):
         assert httpx.delete(job["response_url"], headers=b).status_code == 404
         assert httpx.delete(job["response_url"]).status_code == 401
         assert wait_final(job["status_url"], headers=a).json()["status"] == "COMPLETED"
+
+
+# ---- the official SDK sees the same --------------------------------------------------------
+
+
+def test_the_segmind_sdk_reports_cancellation_rate_limits_and_credits(tmp_path):
+    from segmind import InferenceFailed, SegmindClient
+    from segmind.exceptions import SegmindError
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("key-sdk sdk user jobs=2 rate=10\nkey-fast rate=1\n")
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path / "r"), api_keys=str(keys))
+    with thread_server(create_app(settings)) as base_url:
+        client = SegmindClient(api_key="key-sdk", base_url=f"{base_url}/v1")
+        job = client.submit_async(SLUG, **payload("steps"))
+        wait_processing(f"{base_url}/v2/requests/{job.request_id}/status", headers={"x-api-key": "key-sdk"})
+        httpx.delete(f"{base_url}/v2/requests/{job.request_id}", headers={"x-api-key": "key-sdk"}, timeout=30)
+        with pytest.raises(InferenceFailed) as failed:
+            job.wait(timeout=30, interval=0.1)
+        assert failed.value.detail == "cancelled"
+
+        client.submit_async(SLUG, **payload())
+        with pytest.raises(SegmindError) as spent:
+            client.submit_async(SLUG, **payload())
+        assert spent.value.status == 406 and spent.value.detail.startswith("Insufficient credits")
+
+        limited_client = SegmindClient(api_key="key-fast", base_url=f"{base_url}/v1")
+        limited_client.submit_async(SLUG, **payload())
+        with pytest.raises(SegmindError) as limited:
+            limited_client.submit_async(SLUG, **payload())
+        assert limited.value.status == 429 and "submissions per minute" in limited.value.detail
