@@ -124,7 +124,16 @@ class Settings:
             (self.cancel_grace > 0, f"cancel-grace: must be more than 0; got {self.cancel_grace:g}"),
             (self.shutdown_grace >= 0, f"shutdown-grace: must be 0 or more; got {self.shutdown_grace:g}"),
         ]
-        return [message for ok, message in checks if not ok]
+        return [message for ok, message in checks if not ok] + self._key_file_problems()
+
+    def _key_file_problems(self) -> list[str]:
+        from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
+
+        try:
+            load_key_policies(self.api_keys)
+        except (ValueError, OSError) as exc:
+            return [f"api-keys: {exc}"]
+        return []
 
 
 def env_name(field_name: str) -> str:

@@ -212,6 +212,12 @@ def test_key_lines_carry_labels_and_budgets():
         parse_key_line("k jobs=many", "keys.txt:3")
 
 
+def test_a_bad_budget_in_the_keys_file_is_a_start_up_error(tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("good-key\nk2 jobs=-3\n")
+    assert Settings(api_keys=str(keys)).problems() == [f"api-keys: {keys}:2: jobs must be 0 or more; got '-3'"]
+
+
 def test_keys_come_from_the_environment_too():
     settings = settings_from_env({"LTX2_API_KEYS": "alpha, beta", "LTX2_RATE_LIMIT": "7"})
     assert settings.parsed_api_keys() == frozenset({"alpha", "beta"}) and settings.rate_limit == 7
