@@ -187,7 +187,13 @@ class JobService:
             raise NotCancellable(f"request {job.id} already finished ({job.status.value}); there is nothing to cancel")
         self.supervisor.cancel(job)
         # A running job stops at its next step, or its worker is killed after the grace period.
-        await asyncio.wait_for(job.finished.wait(), self.settings.cancel_grace + 30)
+        try:
+            await asyncio.wait_for(job.finished.wait(), self.settings.cancel_grace + 30)
+        except asyncio.TimeoutError:
+            raise WaitTimedOut(
+                f"request {job.id} was asked to stop but has not stopped yet; poll it through /v2",
+                headers={"x-request-id": job.id},
+            ) from None
         return job
 
     async def wait_until_final(self, job: Job, timeout: float) -> Job:
