@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
+import threading
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -157,3 +160,49 @@ def test_private_and_loopback_urls_refused_when_asked_and_pixel_cap(tmp_path):
         too_many = submit(base_url, {**payload(), "image": png_data_uri(96, 64)})
         assert too_many.status_code == 400 and "96x64 is more than the 5000 pixel limit" in too_many.json()["error"]
         assert submit(base_url, {**payload(), "image": png_data_uri(64, 64)}).status_code == 200
+
+
+@contextmanager
+def drip_host():
+    """Answers 200 and then one byte every 0.2 s, forever: only a total timeout stops it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    conn.sendall(b"\x89")
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_slow_drip_image_is_cut_off_by_the_total_timeout(tmp_path):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), image_timeout=1.0)
+    with thread_server(create_app(settings)) as base_url, drip_host() as host_url:
+        job = submit(base_url, {**payload(), "image": f"{host_url}/slow.png"}).json()
+        final = wait_final(job["status_url"], timeout=30)
+        assert final.status_code == 422 and "timed out after 1 s" in final.json()["error"]
+        assert submit(base_url, payload()).status_code == 200
