@@ -136,9 +136,15 @@ class WorkerSupervisor:
         if self._restart_task:
             self._restart_task.cancel()
         child, self._child = self._child, None
+        running = self._current if self._state is WorkerState.BUSY else None
         if self._state is not WorkerState.STOPPED:
             self._set_state(WorkerState.STOPPED)
         if child is not None:
+            if running is not None:
+                # Whatever grace the job had (the SIGTERM drain) is over: stop it at its next step,
+                # and do not wait long for a generator that never reaches one.
+                self._send(child, CancelJob(job_id=running.id))
+                timeout = min(timeout, 2.0)
             await asyncio.to_thread(self._stop_child, child, timeout)
 
     @staticmethod
