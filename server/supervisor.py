@@ -57,6 +57,15 @@ WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 }
 
 
+def crash_restart_delay(crashes_in_a_row: int) -> float:
+    """Seconds before restarting a worker that died while serving: at once after a lone crash (the
+    job that crashed it has failed; the next may be fine), then backing off while crashes repeat
+    with no job completing in between (a broken GPU or driver), so the restarts do not spin."""
+    if crashes_in_a_row <= 1:
+        return 0.0
+    return min(MAX_RESTART_DELAY, 0.5 * 2 ** (crashes_in_a_row - 2))
+
+
 class _Child:
     """One incarnation of the worker process and the pipe to it."""
 
@@ -97,6 +106,8 @@ class WorkerSupervisor:
         self._dispatcher: asyncio.Task | None = None
         self._restart_task: asyncio.Task | None = None
         self._consecutive_failures = 0
+        # Worker deaths while serving, not caused by us, since the last completed job.
+        self._crashes_in_a_row = 0
         self.restarts = 0
         self.last_load_error: str | None = None
 
@@ -234,6 +245,7 @@ class WorkerSupervisor:
         elif isinstance(message, JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
+                self._crashes_in_a_row = 0
                 job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
                 self._finish_current(job)
         elif isinstance(message, JobFailed):
@@ -273,6 +285,7 @@ class WorkerSupervisor:
         # STARTING before failing the job, so the dispatcher cannot hand work to the dead child.
         self._set_state(WorkerState.STARTING)
         job = self._current
+        deliberate = self._kill_reason is not None
         if job is not None and job.status is JobStatus.PROCESSING:
             error, fault = self._kill_reason or (
                 f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
@@ -283,7 +296,9 @@ class WorkerSupervisor:
         self._kill_reason = None
         if died_while_serving:
             self._consecutive_failures = 0
-            delay = 0.0
+            if not deliberate:
+                self._crashes_in_a_row += 1
+            delay = 0.0 if deliberate else crash_restart_delay(self._crashes_in_a_row)
         else:
             # It never became ready: back off so a broken model does not spin the CPU.
             self._consecutive_failures += 1

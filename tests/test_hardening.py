@@ -301,3 +301,22 @@ def test_the_segmind_sdk_reports_cancellation_rate_limits_and_credits(tmp_path):
         with pytest.raises(SegmindError) as limited:
             limited_client.submit_async(SLUG, **payload())
         assert limited.value.status == 429 and "submissions per minute" in limited.value.detail
+
+
+def test_repeated_crashes_back_off_a_lone_crash_restarts_at_once():
+    from server.supervisor import MAX_RESTART_DELAY, crash_restart_delay
+
+    assert [crash_restart_delay(n) for n in range(1, 6)] == [0.0, 0.5, 1.0, 2.0, 4.0]
+    assert crash_restart_delay(30) == MAX_RESTART_DELAY
+
+
+def test_crashes_in_a_row_fail_their_jobs_and_the_queued_job_still_runs(server):
+    base_url, _, _ = server
+    before = restarts(base_url)
+    crashes = [submit(base_url, payload("crash")).json() for _ in range(2)]
+    survivor = submit(base_url, payload()).json()
+    for job in crashes:
+        final = wait_final(job["status_url"])
+        assert final.status_code == 422 and "the worker process died while generating this job" in final.json()["error"]
+    assert wait_final(survivor["status_url"]).json()["status"] == "COMPLETED"
+    assert restarts(base_url) == before + 2
