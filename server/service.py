@@ -61,6 +61,8 @@ class JobService:
         self.resolver: Resolver | None = None
         self.accepting = True
         self._background: set[asyncio.Task] = set()
+        # Image downloads in flight, by job id, so that cancelling a job stops its download too.
+        self._fetches: dict[str, asyncio.Task] = {}
 
     # ---- auth -------------------------------------------------------------------------------
 
@@ -121,7 +123,9 @@ class JobService:
             job.fail(self.clock.now(), f"storing the input image failed: {exc}")
             raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
         if source.inline is None:
-            self._in_background(self._fetch_input(job, source.url))
+            fetch = self._in_background(self._fetch_input(job, source.url))
+            self._fetches[job.id] = fetch
+            fetch.add_done_callback(lambda _, job_id=job.id: self._fetches.pop(job_id, None))
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job
 
@@ -167,10 +171,11 @@ class JobService:
         if job.status is JobStatus.QUEUED:
             job.fail(self.clock.now(), error, *([fault] if fault else []))
 
-    def _in_background(self, coro) -> None:
+    def _in_background(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def get(self, job_id: str, owner: str | None) -> Job:
         job = self.store.get(job_id)
@@ -186,6 +191,9 @@ class JobService:
                 return job  # cancelling twice is harmless
             raise NotCancellable(f"request {job.id} already finished ({job.status.value}); there is nothing to cancel")
         self.supervisor.cancel(job)
+        fetch = self._fetches.pop(job.id, None)
+        if fetch is not None:
+            fetch.cancel()
         # A running job stops at its next step, or its worker is killed after the grace period.
         try:
             await asyncio.wait_for(job.finished.wait(), self.settings.cancel_grace + 30)

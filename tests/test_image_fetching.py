@@ -206,3 +206,16 @@ def test_a_slow_drip_image_is_cut_off_by_the_total_timeout(tmp_path):
         final = wait_final(job["status_url"], timeout=30)
         assert final.status_code == 422 and "timed out after 1 s" in final.json()["error"]
         assert submit(base_url, payload()).status_code == 200
+
+
+def test_cancelling_a_job_whose_image_is_still_downloading_stops_the_download(tmp_path):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path), image_timeout=60.0)
+    app = create_app(settings)
+    with thread_server(app) as base_url, drip_host() as host_url:
+        job = submit(base_url, {**payload(), "image": f"{host_url}/slow.png"}).json()
+        fetches = app.state.service._fetches
+        assert job["request_id"] in fetches
+        cancelled = httpx.delete(job["response_url"])
+        assert cancelled.status_code == 200 and cancelled.json()["error"] == "cancelled"
+        assert job["request_id"] not in fetches
+        assert httpx.get(job["status_url"]).json()["error"] == "cancelled"
