@@ -320,3 +320,15 @@ def test_crashes_in_a_row_fail_their_jobs_and_the_queued_job_still_runs(server):
         assert final.status_code == 422 and "the worker process died while generating this job" in final.json()["error"]
     assert wait_final(survivor["status_url"]).json()["status"] == "COMPLETED"
     assert restarts(base_url) == before + 2
+
+
+def test_without_keys_a_public_bind_is_warned_about_and_loopback_is_the_default(caplog):
+    from server.cli import warn_if_open_without_auth
+
+    assert Settings().host == "127.0.0.1"
+    with caplog.at_level("WARNING", logger="ltx2.cli"):
+        warn_if_open_without_auth(Settings(host="127.0.0.1"))
+        warn_if_open_without_auth(Settings(host="0.0.0.0", api_keys="a-key"))
+        assert caplog.records == []
+        warn_if_open_without_auth(Settings(host="0.0.0.0"))
+    assert "authentication is OFF and the server listens on 0.0.0.0" in caplog.text
