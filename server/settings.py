@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Mapping
 
 ENV_PREFIX = "LTX2_"
@@ -80,17 +79,10 @@ class Settings:
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
 
     def parsed_api_keys(self) -> frozenset[str]:
-        """Keys from a comma list, or from a file (one per line, '#' comments, optional label after a space)."""
-        raw = self.api_keys.strip()
-        if not raw:
-            return frozenset()
-        path = Path(raw)
-        if path.is_file():
-            lines = path.read_text().splitlines()
-            keys = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        else:
-            keys = [part.strip() for part in raw.split(",")]
-        return frozenset(key for key in keys if key)
+        """Keys from a comma list, or from a file (one per line, '#' comments, optional label and budgets)."""
+        from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
+
+        return frozenset(load_key_policies(self.api_keys))
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one readable line each."""
@@ -127,10 +119,8 @@ class Settings:
         return [message for ok, message in checks if not ok] + self._key_file_problems()
 
     def _key_file_problems(self) -> list[str]:
-        from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
-
         try:
-            load_key_policies(self.api_keys)
+            self.parsed_api_keys()
         except (ValueError, OSError) as exc:
             return [f"api-keys: {exc}"]
         return []
