@@ -314,4 +314,7 @@ def _install_routes(app: FastAPI) -> None:
         }
         if supervisor.last_load_error:
             body["error"] = supervisor.last_load_error
-        return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)
+        if not service_of(request).accepting:
+            # Draining after SIGTERM: a load balancer should send new work elsewhere.
+            body.update(ready=False, draining=True)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)

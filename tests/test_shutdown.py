@@ -25,6 +25,8 @@ def test_sigterm_finishes_the_running_job_fails_the_queue_and_exits_0(tmp_path):
         process.send_signal(signal.SIGTERM)
         refused = wait_for_status(base_url, 503)
         assert refused.json()["error"] == "the server is shutting down and accepts no new jobs"
+        ready = httpx.get(f"{base_url}/ready")
+        assert ready.status_code == 503 and ready.json()["draining"] is True
         dropped = httpx.get(queued["status_url"])
         assert dropped.status_code == 422 and "shutting down: this job never started" in dropped.json()["error"]
         # The listener stays open while draining, so the running job can still be polled to its end.
