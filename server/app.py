@@ -18,9 +18,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.clock import Clock, SystemClock
-from server.errors import GenerationFailed, InvalidRequest, ModelNotFound, ServiceError, http_status_for
+from server.errors import (
+    GenerationFailed,
+    InvalidRequest,
+    JobCancelledError,
+    ModelNotFound,
+    ServiceError,
+    ServiceUnavailable,
+    http_status_for,
+)
 from server.jobs import InMemoryJobStore, Job, JobStatus
-from server.messages import FAULT_INPUT
+from server.limits import BodySizeLimit
+from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.service import JobService
 from server.settings import Settings
@@ -44,6 +53,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             store,
             clock,
             start_timeout=settings.worker_start_timeout,
+            job_timeout=settings.job_timeout,
+            cancel_grace=settings.cancel_grace,
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service
@@ -72,6 +83,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     _install_error_handlers(app)
     _install_routes(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -212,7 +224,13 @@ def _install_routes(app: FastAPI) -> None:
         if job.status is JobStatus.FAILED:
             if job.fault == FAULT_INPUT:
                 raise InvalidRequest(job.error or "invalid input")
+            if job.fault == FAULT_CANCELLED:
+                raise JobCancelledError(f"request {job.id} was cancelled", headers={"x-request-id": job.id})
+            if job.fault == FAULT_SHUTDOWN:
+                raise ServiceUnavailable(job.error or "the server is shutting down")
             raise GenerationFailed(job.error or "generation failed")
+        if job.output_path is None or not job.output_path.is_file():
+            raise GenerationFailed(f"the video of request {job.id} is no longer in the results directory")
         metrics = job.metrics(service.clock.now())
         return FileResponse(
             job.output_path,
@@ -251,6 +269,19 @@ def _install_routes(app: FastAPI) -> None:
     async def job_result(request: Request, job: Job = Depends(callers_job)):
         return job_json(job, result_body(request, job))
 
+    @app.delete(
+        "/v2/requests/{request_id}",
+        summary="Cancel a queued or running job",
+        description=(
+            "A queued job is dropped; a running one stops at its next denoising step. Answers once the "
+            'job has stopped: its status is then FAILED with error "cancelled". 409 if it already finished.'
+        ),
+        tags=["v2"],
+    )
+    async def cancel_job(request: Request, job: Job = Depends(callers_job)):
+        job = await service_of(request).cancel(job)
+        return JSONResponse(status_body(request, job))
+
     @app.get(
         "/outputs/{request_id}/{token}/{file_name}",
         response_class=FileResponse,
@@ -279,4 +310,7 @@ def _install_routes(app: FastAPI) -> None:
             body["model"] = supervisor.model_description
         if supervisor.last_load_error:
             body["error"] = supervisor.last_load_error
-        return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)
+        if not service_of(request).accepting:
+            # Draining after SIGTERM: a load balancer should send new work elsewhere.
+            body.update(ready=False, draining=True)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)

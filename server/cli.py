@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -81,8 +82,42 @@ def serve(settings: Settings) -> int:
     # was there before; make that a clean exit so a requested stop reads as success (status 0).
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30
+    )
+    _draining_server_class(uvicorn.Server)(config, app, settings.shutdown_grace).run()
     return 0
+
+
+def _draining_server_class(base: type) -> type:
+    class DrainingServer(base):
+        """uvicorn, except that SIGTERM first drains: new jobs get 503 while the listener stays open
+        (so clients read why, and keep polling the running job), the running job gets the grace
+        period, then uvicorn's own shutdown runs. SIGINT, or a second SIGTERM, stops at once."""
+
+        def __init__(self, config, app, grace: float) -> None:
+            super().__init__(config)
+            self._app = app
+            self._grace = grace
+            self._draining = False
+
+        def handle_exit(self, sig, frame) -> None:
+            if sig == signal.SIGTERM and self.started and not self._draining and not self.should_exit:
+                self._draining = True
+                # A signal handler runs on the main thread, between steps of the running loop.
+                asyncio.get_event_loop().create_task(self._drain_then_exit())
+                return
+            super().handle_exit(sig, frame)
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                await self._app.state.service.drain(self._grace)
+            except Exception:  # noqa: BLE001 - shutting down must not depend on the drain going well
+                log.exception("draining before shutdown failed")
+            finally:
+                self.should_exit = True
+
+    return DrainingServer
 
 
 def main(argv: list[str] | None = None) -> int:

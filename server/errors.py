@@ -33,6 +33,26 @@ class QueueFull(ServiceError):
     """The bounded queue has no room; the client should retry later."""
 
 
+class RateLimited(ServiceError):
+    """The key sent more submissions per minute than allowed."""
+
+
+class InsufficientCredits(ServiceError):
+    """The key's job or GPU-seconds budget is spent."""
+
+
+class NotCancellable(ServiceError):
+    """A DELETE for a job that already finished (other than by being cancelled)."""
+
+
+class JobCancelledError(ServiceError):
+    """A /v1 call whose job was cancelled through DELETE /v2/requests/{id}."""
+
+
+class OutputGone(ServiceError):
+    """A finished job's video was removed from the results directory under the server."""
+
+
 class GenerationFailed(ServiceError):
     """A /v1 call whose job failed for a reason that is not the input's fault."""
 
@@ -50,7 +70,12 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
     Unauthorized: 401,
     ModelNotFound: 404,
     JobNotFound: 404,
+    InsufficientCredits: 406,
+    NotCancellable: 409,
+    JobCancelledError: 409,
+    OutputGone: 410,
     QueueFull: 429,
+    RateLimited: 429,
     GenerationFailed: 500,
     ServiceUnavailable: 503,
     WaitTimedOut: 504,

@@ -5,16 +5,19 @@ Content is checked by decoding it with Pillow, never by trusting a Content-Type 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 import re
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
 from server.errors import InvalidRequest
+from server.netguard import CheckedTarget, Resolver, check_url
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).
@@ -63,13 +66,14 @@ def _decode_base64(data: str, max_bytes: int) -> bytes:
     return raw
 
 
-def check_image_bytes(raw: bytes) -> tuple[int, int]:
+def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
     """Decode the image fully and return its size; raise InvalidRequest naming the problem."""
     try:
         with Image.open(io.BytesIO(raw)) as img:
             width, height = img.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise InvalidRequest(f"image: {width}x{height} is more than the {MAX_IMAGE_PIXELS} pixel limit")
+            # Checked from the header, before decoding: a small file can claim a huge picture.
+            if width * height > max_pixels:
+                raise InvalidRequest(f"image: {width}x{height} is more than the {max_pixels} pixel limit")
             img.load()
     except InvalidRequest:
         raise
@@ -80,31 +84,83 @@ def check_image_bytes(raw: bytes) -> tuple[int, int]:
     return width, height
 
 
-async def fetch_image_url(url: str, *, max_bytes: int, timeout: float) -> bytes:
-    """GET an image URL with a total timeout and a byte cap; errors become InvalidRequest."""
-    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+async def fetch_image_url(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float,
+    connect_timeout: float = 10.0,
+    max_redirects: int = 5,
+    block_private: bool = False,
+    resolver: Resolver | None = None,
+) -> bytes:
+    """GET an image URL safely; every refusal or failure is an InvalidRequest naming the reason.
+
+    Each hop's host is resolved and checked (``netguard``) and the connection goes to the checked
+    address, with the name kept for the Host header and TLS (SNI and certificate). Redirects are
+    followed by hand so that each target is checked the same way. ``timeout`` bounds the whole fetch.
+    """
     try:
-        async with httpx.AsyncClient(timeout=limits, follow_redirects=True, max_redirects=5) as client:
-            async with client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise InvalidRequest(f"image: fetching {url} answered HTTP {response.status_code}")
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise InvalidRequest(f"image: {url} is larger than the {max_bytes} byte limit")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise InvalidRequest(f"image: {url} is larger than the {max_bytes} byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+        async with asyncio.timeout(timeout):
+            return await _fetch_checked(
+                url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver
+            )
     except InvalidRequest:
         raise
-    except httpx.TimeoutException:
+    except (TimeoutError, httpx.TimeoutException):
         raise InvalidRequest(f"image: fetching {url} timed out after {timeout:g} s") from None
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, OSError) as exc:
         raise InvalidRequest(f"image: cannot fetch {url} ({_short(exc)})") from None
+
+
+async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver) -> bytes:
+    limits = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
+    # trust_env=False: an HTTP(S)_PROXY in the environment would connect somewhere we did not check.
+    # No kept-alive connections: each hop connects afresh, so TLS is always negotiated (and the
+    # certificate checked) for the host of that hop even when two hosts share an address.
+    pool = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=limits, limits=pool, follow_redirects=False, trust_env=False) as client:
+        current = url
+        for _ in range(max_redirects + 1):
+            target = await check_url(current, block_private=block_private, timeout=connect_timeout, resolver=resolver)
+            async with client.stream(**_pinned_request(target)) as response:
+                if response.is_redirect and response.headers.get("location"):
+                    current = urljoin(current, response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise InvalidRequest(f"image: fetching {current} answered HTTP {response.status_code}")
+                return await _read_capped(response, current, max_bytes)
+        raise InvalidRequest(f"image: {url} redirects more than {max_redirects} times")
+
+
+def _pinned_request(target: CheckedTarget) -> dict:
+    """A request to the checked address that still names the host (Host header, TLS SNI)."""
+    parsed = httpx.URL(target.url)
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host:  # an IPv6 literal
+        host_header = f"[{host_header}]" if target.port == default_port else f"[{target.host}]:{target.port}"
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    return {
+        "method": "GET",
+        "url": parsed.copy_with(host=target.address.split("%", 1)[0]),
+        "headers": {"Host": host_header},
+        "extensions": extensions,
+    }
+
+
+async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise InvalidRequest(f"image: {url} is larger than the {max_bytes} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():  # decoded: a gzip bomb meets the cap too
+        size += len(chunk)
+        if size > max_bytes:
+            raise InvalidRequest(f"image: {url} is larger than the {max_bytes} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _short(exc: BaseException) -> str:

@@ -26,6 +26,13 @@ class SubmitJob:
 
 
 @dataclass(frozen=True)
+class CancelJob:
+    """Stop this job at its next progress report (between denoising steps); ignored if it is not running."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
@@ -71,6 +78,7 @@ class JobSucceeded:
 FAULT_INPUT = "input"
 FAULT_GENERATION = "generation"
 FAULT_CANCELLED = "cancelled"
+FAULT_SHUTDOWN = "shutdown"
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,29 @@ import time
 from pathlib import Path
 
 from server.clock import Clock
-from server.errors import GenerationFailed, InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
+from server.errors import (
+    GenerationFailed,
+    InvalidRequest,
+    JobNotFound,
+    NotCancellable,
+    OutputGone,
+    QueueFull,
+    ServiceUnavailable,
+    Unauthorized,
+    WaitTimedOut,
+)
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
-from server.jobs import Job, JobStore, new_job_id
-from server.messages import FAULT_INPUT
+from server.jobs import Job, JobStatus, JobStore, new_job_id
+from server.limits import CreditLedger, RateLimiter, load_key_policies
+from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
 
 log = logging.getLogger("ltx2.service")
+
+SHUTDOWN_LINGER_SECONDS = 2.0
 
 
 class JobService:
@@ -39,9 +53,16 @@ class JobService:
         self.supervisor = supervisor
         self.clock = clock
         self.results_dir = results_dir
-        self.api_keys = settings.parsed_api_keys()
+        self.key_policies = load_key_policies(settings.api_keys)
+        self.api_keys = frozenset(self.key_policies)
+        self.rate_limiter = RateLimiter(settings.rate_limit, clock)
+        self.credits = CreditLedger(self.key_policies)
+        # Tests swap in a resolver to show what DNS answers are refused; None is the system's.
+        self.resolver: Resolver | None = None
         self.accepting = True
         self._background: set[asyncio.Task] = set()
+        # Image downloads in flight, by job id, so that cancelling a job stops its download too.
+        self._fetches: dict[str, asyncio.Task] = {}
 
     # ---- auth -------------------------------------------------------------------------------
 
@@ -64,16 +85,35 @@ class JobService:
     async def submit(self, params: I2VParams, owner: str | None) -> Job:
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
+        self._check_prompt_length(params)
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
-            await asyncio.to_thread(check_image_bytes, source.inline)
+            await asyncio.to_thread(check_image_bytes, source.inline, self.settings.max_image_pixels)
+        else:
+            # Scheme and address are checked now, so a refused URL is a 400 at once; redirects
+            # are only seen while fetching, and a refused one fails the job (fault: input).
+            await check_url(
+                source.url,
+                block_private=self.settings.block_private_image_urls,
+                timeout=self.settings.image_connect_timeout,
+                resolver=self.resolver,
+            )
+        policy = self.key_policies.get(owner) if owner is not None else None
+        self.rate_limiter.admit(owner, policy.rate if policy else None)
+        self.credits.admit(owner)
         # The image itself goes to disk; keeping a base64 string in the table would hold megabytes for an hour.
         values = params.model_dump(exclude={"image"})
         if values["seed"] == -1:
             values["seed"] = secrets.randbelow(SEED_MAX + 1)
         job_id = new_job_id()
         job = Job(id=job_id, params=values, job_dir=self.results_dir / job_id, created_at=self.clock.now(), owner=owner)
-        self.store.add(job)
+        try:
+            self.store.add(job)
+        except QueueFull:
+            self.credits.refund_job(owner)
+            raise
+        if self.credits.charges_seconds(owner):
+            self._in_background(self._charge_when_final(job))
         try:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             if source.inline is not None:
@@ -83,9 +123,21 @@ class JobService:
             job.fail(self.clock.now(), f"storing the input image failed: {exc}")
             raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
         if source.inline is None:
-            self._in_background(self._fetch_input(job, source.url))
+            fetch = self._in_background(self._fetch_input(job, source.url))
+            self._fetches[job.id] = fetch
+            fetch.add_done_callback(lambda _, job_id=job.id: self._fetches.pop(job_id, None))
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job
+
+    def _check_prompt_length(self, params: I2VParams) -> None:
+        # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
+        limit = self.settings.max_prompt_chars
+        if len(params.prompt) > limit:
+            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(params.prompt)}")
+
+    async def _charge_when_final(self, job: Job) -> None:
+        await job.finished.wait()
+        self.credits.charge_seconds(job.owner, job.metrics(self.clock.now())["inference_time"])
 
     async def _store_input(self, job: Job, raw: bytes) -> None:
         path = job.job_dir / "input.img"
@@ -98,26 +150,58 @@ class JobService:
         started = time.monotonic()
         try:
             raw = await fetch_image_url(
-                url, max_bytes=self.settings.max_image_bytes, timeout=self.settings.image_timeout
+                url,
+                max_bytes=self.settings.max_image_bytes,
+                timeout=self.settings.image_timeout,
+                connect_timeout=self.settings.image_connect_timeout,
+                max_redirects=self.settings.image_max_redirects,
+                block_private=self.settings.block_private_image_urls,
+                resolver=self.resolver,
             )
-            await asyncio.to_thread(check_image_bytes, raw)
+            await asyncio.to_thread(check_image_bytes, raw, self.settings.max_image_pixels)
             job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
-            await self._store_input(job, raw)
+            if job.status is JobStatus.QUEUED:  # not cancelled meanwhile
+                await self._store_input(job, raw)
         except InvalidRequest as exc:
-            job.fail(self.clock.now(), exc.message, FAULT_INPUT)
+            self._fail_if_queued(job, exc.message, FAULT_INPUT)
         except OSError as exc:
-            job.fail(self.clock.now(), f"storing the input image failed: {exc}")
+            self._fail_if_queued(job, f"storing the input image failed: {exc}")
 
-    def _in_background(self, coro) -> None:
+    def _fail_if_queued(self, job: Job, error: str, fault: str | None = None) -> None:
+        if job.status is JobStatus.QUEUED:
+            job.fail(self.clock.now(), error, *([fault] if fault else []))
+
+    def _in_background(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def get(self, job_id: str, owner: str | None) -> Job:
         job = self.store.get(job_id)
         # Another key's job answers exactly like a missing one, so ids leak nothing.
         if job is None or job.owner != owner:
             raise JobNotFound(job_id)
+        return job
+
+    async def cancel(self, job: Job) -> Job:
+        """Cancel a queued or running job; returns it once it is FAILED with error "cancelled"."""
+        if job.status.is_final:
+            if job.fault == FAULT_CANCELLED:
+                return job  # cancelling twice is harmless
+            raise NotCancellable(f"request {job.id} already finished ({job.status.value}); there is nothing to cancel")
+        self.supervisor.cancel(job)
+        fetch = self._fetches.pop(job.id, None)
+        if fetch is not None:
+            fetch.cancel()
+        # A running job stops at its next step, or its worker is killed after the grace period.
+        try:
+            await asyncio.wait_for(job.finished.wait(), self.settings.cancel_grace + 30)
+        except asyncio.TimeoutError:
+            raise WaitTimedOut(
+                f"request {job.id} was asked to stop but has not stopped yet; poll it through /v2",
+                headers={"x-request-id": job.id},
+            ) from None
         return job
 
     async def wait_until_final(self, job: Job, timeout: float) -> Job:
@@ -135,7 +219,7 @@ class JobService:
         if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
             raise JobNotFound(job_id)
         if not job.output_path.is_file():
-            raise JobNotFound(job_id)
+            raise OutputGone(f"the video of request {job_id} is no longer in the results directory")
         return job.output_path
 
     # ---- retention --------------------------------------------------------------------------
@@ -155,6 +239,34 @@ class JobService:
                 self.sweep_expired()
             except Exception:  # noqa: BLE001 - a failed sweep must not stop the next one
                 log.exception("sweeping expired jobs failed")
+
+    async def drain(self, grace: float) -> None:
+        """Graceful shutdown: refuse new jobs, fail the queued ones, give running ones ``grace`` seconds."""
+        self.accepting = False
+        now = self.clock.now()
+        for job in self.store.all_jobs():
+            if job.status is JobStatus.QUEUED:
+                job.fail(
+                    now, "the server is shutting down: this job never started; submit it again later", FAULT_SHUTDOWN
+                )
+        running = [job for job in self.store.all_jobs() if job.status is JobStatus.PROCESSING]
+        log.info("shutting down: refusing new jobs, waiting up to %g s for %d running", grace, len(running))
+        if running:
+            waits = [asyncio.ensure_future(job.finished.wait()) for job in running]
+            _, pending = await asyncio.wait(waits, timeout=grace)
+            for waiter in pending:
+                waiter.cancel()
+        for job in running:
+            if not job.status.is_final:
+                log.warning("job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace)
+                job.fail(
+                    self.clock.now(),
+                    f"the server is shutting down: this job did not finish within the {grace:g} s grace period",
+                    FAULT_SHUTDOWN,
+                )
+        if running:
+            # Pollers of those jobs get a moment to read how they ended before the listener closes.
+            await asyncio.sleep(SHUTDOWN_LINGER_SECONDS)
 
     async def close(self) -> None:
         self.accepting = False

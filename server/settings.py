@@ -75,6 +75,31 @@ class Settings:
     )
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
+    image_connect_timeout: float = field(default=10.0, metadata={"help": "seconds to connect to an image URL's host"})
+    image_max_redirects: int = field(default=5, metadata={"help": "redirects followed per image URL, each re-checked"})
+    max_image_pixels: int = field(
+        default=64_000_000, metadata={"help": "most pixels (width x height) of an input image (decompression bombs)"}
+    )
+    block_private_image_urls: bool = field(
+        default=False,
+        metadata={"help": "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"},
+    )
+    max_body_bytes: int = field(default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes"})
+    max_prompt_chars: int = field(default=10_000, metadata={"help": "longest prompt, in characters (at most 10000)"})
+    rate_limit: int = field(
+        default=0, metadata={"help": "job submissions per minute per API key (0: no limit); more get 429"}
+    )
+    job_timeout: float = field(
+        default=1800.0,
+        metadata={"help": "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)"},
+    )
+    cancel_grace: float = field(
+        default=30.0,
+        metadata={"help": "seconds a cancelled running job has to stop at a step before its worker is killed"},
+    )
+    shutdown_grace: float = field(
+        default=60.0, metadata={"help": "on SIGTERM, seconds the running job may take to finish before it is failed"}
+    )
     worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
     worker_nice: int = field(
         default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
@@ -82,17 +107,10 @@ class Settings:
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
 
     def parsed_api_keys(self) -> frozenset[str]:
-        """Keys from a comma list, or from a file (one per line, '#' comments, optional label after a space)."""
-        raw = self.api_keys.strip()
-        if not raw:
-            return frozenset()
-        path = Path(raw)
-        if path.is_file():
-            lines = path.read_text().splitlines()
-            keys = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        else:
-            keys = [part.strip() for part in raw.split(",")]
-        return frozenset(key for key in keys if key)
+        """Keys from a comma list, or from a file (one per line, '#' comments, optional label and budgets)."""
+        from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
+
+        return frozenset(load_key_policies(self.api_keys))
 
     def resolved_model(self) -> str:
         """``auto`` becomes ltx-2-19b when the weights folder holds a model (a model_index.json), else tiny."""
@@ -123,8 +141,33 @@ class Settings:
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",
             ),
             (self.dtype in DTYPES, f"dtype: must be one of {', '.join(DTYPES)}; got {self.dtype!r}"),
+            (
+                self.image_connect_timeout > 0,
+                f"image-connect-timeout: must be more than 0; got {self.image_connect_timeout:g}",
+            ),
+            (
+                0 <= self.image_max_redirects <= 20,
+                f"image-max-redirects: must be from 0 to 20; got {self.image_max_redirects}",
+            ),
+            (self.max_image_pixels >= 1, f"max-image-pixels: must be 1 or more; got {self.max_image_pixels}"),
+            (self.max_body_bytes >= 1024, f"max-body-bytes: must be 1024 or more; got {self.max_body_bytes}"),
+            (
+                1 <= self.max_prompt_chars <= 10_000,
+                f"max-prompt-chars: must be from 1 to 10000; got {self.max_prompt_chars}",
+            ),
+            (self.rate_limit >= 0, f"rate-limit: must be 0 or more; got {self.rate_limit}"),
+            (self.job_timeout >= 0, f"job-timeout: must be 0 or more; got {self.job_timeout:g}"),
+            (self.cancel_grace > 0, f"cancel-grace: must be more than 0; got {self.cancel_grace:g}"),
+            (self.shutdown_grace >= 0, f"shutdown-grace: must be 0 or more; got {self.shutdown_grace:g}"),
         ]
-        return [message for ok, message in checks if not ok]
+        return [message for ok, message in checks if not ok] + self._key_file_problems()
+
+    def _key_file_problems(self) -> list[str]:
+        try:
+            self.parsed_api_keys()
+        except (ValueError, OSError) as exc:
+            return [f"api-keys: {exc}"]
+        return []
 
 
 def env_name(field_name: str) -> str:

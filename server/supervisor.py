@@ -17,6 +17,9 @@ from pathlib import Path
 from server.clock import Clock
 from server.jobs import Job, JobStatus, JobStore
 from server.messages import (
+    FAULT_CANCELLED,
+    FAULT_GENERATION,
+    CancelJob,
     JobFailed,
     JobProgress,
     JobStarted,
@@ -54,6 +57,15 @@ WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 }
 
 
+def crash_restart_delay(crashes_in_a_row: int) -> float:
+    """Seconds before restarting a worker that died while serving: at once after a lone crash (the
+    job that crashed it has failed; the next may be fine), then backing off while crashes repeat
+    with no job completing in between (a broken GPU or driver), so the restarts do not spin."""
+    if crashes_in_a_row <= 1:
+        return 0.0
+    return min(MAX_RESTART_DELAY, 0.5 * 2 ** (crashes_in_a_row - 2))
+
+
 class _Child:
     """One incarnation of the worker process and the pipe to it."""
 
@@ -64,9 +76,23 @@ class _Child:
 
 
 class WorkerSupervisor:
-    def __init__(self, config: WorkerConfig, store: JobStore, clock: Clock, start_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        store: JobStore,
+        clock: Clock,
+        start_timeout: float = 600.0,
+        job_timeout: float = 0.0,
+        cancel_grace: float = 30.0,
+    ) -> None:
         self._config = config
         self._start_timeout = start_timeout
+        self._job_timeout = job_timeout
+        self._cancel_grace = cancel_grace
+        # Set when we kill the child on purpose (time limit, a cancel it did not heed): the running
+        # job then fails with this (error, fault) instead of "the worker process died".
+        self._kill_reason: tuple[str, str] | None = None
+        self._job_watchdog: asyncio.Task | None = None
         self._store = store
         self._clock = clock
         self._context = multiprocessing.get_context("spawn")
@@ -80,6 +106,8 @@ class WorkerSupervisor:
         self._dispatcher: asyncio.Task | None = None
         self._restart_task: asyncio.Task | None = None
         self._consecutive_failures = 0
+        # Worker deaths while serving, not caused by us, since the last completed job.
+        self._crashes_in_a_row = 0
         self.restarts = 0
         self.last_load_error: str | None = None
         self.model_description: str | None = None
@@ -120,9 +148,15 @@ class WorkerSupervisor:
         if self._restart_task:
             self._restart_task.cancel()
         child, self._child = self._child, None
+        running = self._current if self._state is WorkerState.BUSY else None
         if self._state is not WorkerState.STOPPED:
             self._set_state(WorkerState.STOPPED)
         if child is not None:
+            if running is not None:
+                # Whatever grace the job had (the SIGTERM drain) is over: stop it at its next step,
+                # and do not wait long for a generator that never reaches one.
+                self._send(child, CancelJob(job_id=running.id))
+                timeout = min(timeout, 2.0)
             await asyncio.to_thread(self._stop_child, child, timeout)
 
     @staticmethod
@@ -213,6 +247,7 @@ class WorkerSupervisor:
         elif isinstance(message, JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
+                self._crashes_in_a_row = 0
                 job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
                 self._finish_current(job)
         elif isinstance(message, JobFailed):
@@ -237,6 +272,9 @@ class WorkerSupervisor:
             f" (stages: {stages})" if stages else "",
         )
         self._current = None
+        if self._job_watchdog is not None:
+            self._job_watchdog.cancel()
+            self._job_watchdog = None
         if self._state is WorkerState.BUSY:
             self._set_state(WorkerState.READY)
         self._current_done.set()
@@ -249,15 +287,20 @@ class WorkerSupervisor:
         # STARTING before failing the job, so the dispatcher cannot hand work to the dead child.
         self._set_state(WorkerState.STARTING)
         job = self._current
+        deliberate = self._kill_reason is not None
         if job is not None and job.status is JobStatus.PROCESSING:
-            job.fail(
-                self._clock.now(),
+            error, fault = self._kill_reason or (
                 f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
+                FAULT_GENERATION,
             )
+            job.fail(self._clock.now(), error, fault)
             self._finish_current(job)
+        self._kill_reason = None
         if died_while_serving:
             self._consecutive_failures = 0
-            delay = 0.0
+            if not deliberate:
+                self._crashes_in_a_row += 1
+            delay = 0.0 if deliberate else crash_restart_delay(self._crashes_in_a_row)
         else:
             # It never became ready: back off so a broken model does not spin the CPU.
             self._consecutive_failures += 1
@@ -305,8 +348,51 @@ class WorkerSupervisor:
             seed=params["seed"],
             guidance_scale=params["guidance_scale"],
         )
+        self._kill_reason = None
+        if self._job_timeout > 0:
+            self._job_watchdog = asyncio.get_running_loop().create_task(self._enforce_time_limit(job))
+        self._send(child, message)
+        await self._current_done.wait()
+
+    @staticmethod
+    def _send(child: _Child, message: object) -> None:
         try:
             child.conn.send(message)
         except (OSError, ValueError):
-            pass  # the child is dying; its exit handler fails this job
-        await self._current_done.wait()
+            pass  # the child is dying; its exit handler fails the running job
+
+    async def _enforce_time_limit(self, job: Job) -> None:
+        await asyncio.sleep(self._job_timeout)
+        self._kill_for(
+            job,
+            f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted",
+            FAULT_GENERATION,
+        )
+
+    def _kill_for(self, job: Job, error: str, fault: str) -> None:
+        """Kill the child if it is still running ``job``; that job fails with ``error``."""
+        child = self._child
+        if child is None or self._current is not job or job.status is not JobStatus.PROCESSING:
+            return
+        log.warning("killing the worker (pid %s) running job %s: %s", child.process.pid, job.id, error)
+        self._kill_reason = (error, fault)
+        child.process.kill()
+
+    # ---- cancellation -----------------------------------------------------------------------
+
+    def cancel(self, job: Job) -> None:
+        """A queued job fails at once; a running one is asked to stop at its next step, and its
+        worker is killed (and restarted) if it has not stopped within the cancel grace period."""
+        if job.status is JobStatus.QUEUED:
+            job.fail(self._clock.now(), "cancelled", FAULT_CANCELLED)
+            return
+        child = self._child
+        if self._current is not job or job.status is not JobStatus.PROCESSING or child is None:
+            return
+        log.info("cancelling running job %s", job.id)
+        self._send(child, CancelJob(job_id=job.id))
+        asyncio.get_running_loop().create_task(self._kill_if_still_running(job))
+
+    async def _kill_if_still_running(self, job: Job) -> None:
+        await asyncio.sleep(self._cancel_grace)
+        self._kill_for(job, "cancelled", FAULT_CANCELLED)

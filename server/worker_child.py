@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import queue
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,7 +19,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.messages import (
+    FAULT_CANCELLED,
     FAULT_INPUT,
+    CancelJob,
     JobFailed,
     JobProgress,
     JobStarted,
@@ -77,17 +81,59 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     except BaseException as exc:  # noqa: BLE001 - any load failure must reach the API process as a value
         conn.send(WorkerLoadFailed(error=describe_load_failure(exc)))
         return
+    inbox = Inbox(conn)
     description = getattr(generator, "description", config.model)
     conn.send(WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
     while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return  # the API process is gone
-        if isinstance(message, Shutdown):
-            return
+        message = inbox.next()
+        if message is None or isinstance(message, Shutdown):
+            return  # told to stop, or the API process is gone
         if isinstance(message, SubmitJob):
-            conn.send(run_job(generator, message, conn))
+            conn.send(run_job(generator, message, conn, inbox.is_cancelled))
+            inbox.forget(message.job_id)
+
+
+class JobCancelled(BaseException):
+    """Raised from the progress callback to stop a cancelled job. A BaseException, like
+    KeyboardInterrupt, so that a generator's broad `except Exception` cannot swallow it."""
+
+
+class Inbox:
+    """The child's only reader of the pipe, on a thread of its own.
+
+    While a job runs, the main thread is inside ``generate()`` and cannot read the pipe, yet a
+    CancelJob must be seen between denoising steps. This thread reads every message as it arrives:
+    cancellations go into a set that the progress callback checks, everything else waits in a queue
+    for the main loop. Chosen over a shared multiprocessing.Event because every request to the child
+    stays a message on the one pipe, with nothing extra to create for each restarted child.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._messages: queue.Queue = queue.Queue()
+        self._cancelled: set[str] = set()
+        threading.Thread(target=self._read, name="ltx2-inbox", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                self._messages.put(None)
+                return
+            if isinstance(message, CancelJob):
+                self._cancelled.add(message.job_id)
+            else:
+                self._messages.put(message)
+
+    def next(self) -> object:
+        return self._messages.get()
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return job_id in self._cancelled
+
+    def forget(self, job_id: str) -> None:
+        self._cancelled.discard(job_id)
 
 
 def load_generator_for(config: WorkerConfig):
@@ -135,12 +181,16 @@ def weights_problems(config: WorkerConfig) -> list[str]:
     return check_weights(Path(config.weights))
 
 
-def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFailed:
+def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job_id: False) -> JobSucceeded | JobFailed:
     from pipelines.interface import GenerationParams, GpuOutOfMemory, InvalidInputError, MuxError
 
     conn.send(JobStarted(job_id=job.job_id))
 
     def report_progress(stage: str, step: int, total: int) -> None:
+        # The generator calls this between denoising steps and before decoding: a cancelled job
+        # stops here, without decoding or muxing what it has so far.
+        if is_cancelled(job.job_id):
+            raise JobCancelled
         conn.send(JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
 
     params = GenerationParams(
@@ -155,7 +205,11 @@ def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFa
     )
     started = time.monotonic()
     try:
+        if is_cancelled(job.job_id):
+            raise JobCancelled
         result = generator.generate(params, Path(job.image_path), Path(job.output_path), report_progress)
+    except JobCancelled:
+        return JobFailed(job_id=job.job_id, error="cancelled", fault=FAULT_CANCELLED)
     except InvalidInputError as exc:
         return JobFailed(job_id=job.job_id, error=str(exc), fault=FAULT_INPUT)
     except MuxError as exc:

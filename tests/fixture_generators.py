@@ -7,15 +7,18 @@ crashes, failures and hangs followed by jobs that still complete.
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 
-from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError
+from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError, MuxError
 from pipelines.mux import mux_video
 
 
@@ -54,13 +57,49 @@ def write_test_video(params: GenerationParams, output_path: Path) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
+def allocate_until_memory_error(headroom_bytes: int = 512 * 1024 * 1024) -> None:
+    """Run out of memory for real, but only within a cap on this process's address space, so the
+    machine is never short of memory; the cap is lifted again before returning."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as statm:
+        current = int(statm.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (current + headroom_bytes, hard))
+    hoard = []
+    try:
+        while True:
+            # np.empty reserves without touching the pages: out of (capped) memory in milliseconds.
+            hoard.append(np.empty(32 * 1024 * 1024, dtype=np.uint8))
+    finally:
+        hoard.clear()
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def encode_onto_full_disk() -> None:
+    """ffmpeg encoding onto /dev/full, where every write fails with ENOSPC as on a full results disk;
+    raised as the worker's MuxError with ffmpeg's own words. (Written straight to the device: the
+    real mux's write-then-rename would replace the device node when run as root.)"""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=256x256:rate=8"]
+    command += ["-frames:v", "8", "-c:v", "libx264", "-preset", "ultrafast", "-f", "mp4", "-y", "/dev/full"]
+    result = subprocess.run(command, capture_output=True)
+    raise MuxError(f"ffmpeg exited with status {result.returncode}: {result.stderr.decode(errors='replace')[-500:]}")
+
+
 class ScriptedGenerator:
     """'crash' in the prompt kills the worker with SIGKILL, 'fail' raises, 'hang' sleeps for a
-    minute, 'unreadable' reports bad input; any other prompt makes a short real video."""
+    minute, 'unreadable' reports bad input, 'oom' allocates until MemoryError, 'steps' runs 100
+    short denoising steps (to be cancelled between them), 'diskfull' encodes onto a full device;
+    any other prompt makes a short real video."""
 
     def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
         prompt = params.prompt
         on_progress("denoising", 1, 2)
+        if "steps" in prompt:
+            for step in range(1, 101):
+                time.sleep(0.05)
+                on_progress("denoising", step, 100)
+            on_progress("decoding", 0, 1)
+        if "oom" in prompt:
+            allocate_until_memory_error()
         if "crash" in prompt:
             os.kill(os.getpid(), signal.SIGKILL)
         if "fail" in prompt:
@@ -74,6 +113,8 @@ class ScriptedGenerator:
             frames = np.zeros((params.num_frames, params.height, params.width, 3), dtype=np.uint8)
             audio = np.zeros((2, 24000), dtype=np.float32)
             mux_video(frames, audio, 24000, params.fps, output_path, "no-such-preset")
+        if "diskfull" in prompt:
+            encode_onto_full_disk()
         if "slow" in prompt:
             time.sleep(1.0)
         on_progress("denoising", 2, 2)
@@ -83,6 +124,27 @@ class ScriptedGenerator:
 
 def scripted() -> ScriptedGenerator:
     return ScriptedGenerator()
+
+
+class FastGenerator:
+    """Copies one small mp4 made at load time: the worker's share of a job is a few milliseconds,
+    so load tests measure the API process."""
+
+    def __init__(self) -> None:
+        self._video = Path(tempfile.mkdtemp(prefix="ltx2-fast-")) / "clip.mp4"
+        params = GenerationParams(
+            prompt="", negative_prompt="", width=256, height=256, num_frames=1, fps=8, seed=0, guidance_scale=1
+        )
+        write_test_video(params, self._video)
+
+    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+        on_progress("denoising", 1, 1)
+        shutil.copyfile(self._video, output_path)
+        return GenerationResult(output_path=output_path, seed=params.seed)
+
+
+def fast() -> FastGenerator:
+    return FastGenerator()
 
 
 def broken() -> ScriptedGenerator:

@@ -104,6 +104,8 @@ class _ImageHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         status, content_type, body = self.routes.get(self.path, (404, "text/plain", b"not found"))
         self.send_response(status)
+        if 300 <= status < 400:  # a redirect: the body is the Location
+            self.send_header("Location", body.decode())
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -173,3 +173,24 @@ def test_the_api_process_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cancelling_a_tiny_model_job_stops_it_without_killing_the_worker(tiny_server):
+    client = SegmindClient(base_url=f"{tiny_server}/v1")
+    restarts = httpx.get(f"{tiny_server}/ready").json()["worker_restarts"]
+    job = client.submit_async(SLUG, image=png_data_uri(), prompt="to be cancelled", width=720, height=1280)
+    status_url = f"{tiny_server}/v2/requests/{job.request_id}/status"
+    deadline = time.monotonic() + 60
+    while httpx.get(status_url).json()["status"] != "PROCESSING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the denoising loop: the diffusers step callback raises there
+    cancelled = httpx.delete(f"{tiny_server}/v2/requests/{job.request_id}", timeout=60)
+    assert cancelled.status_code == 200 and cancelled.json()["error"] == "cancelled"
+    with pytest.raises(InferenceFailed) as failed:
+        job.wait(timeout=30, interval=0.2)
+    assert failed.value.detail == "cancelled"
+    assert httpx.get(f"{tiny_server}/v2/requests/{job.request_id}").json()["output"] is None
+    assert httpx.get(f"{tiny_server}/ready").json()["worker_restarts"] == restarts
+    after = client.submit_async(SLUG, image=png_data_uri(), prompt="after", width=256, height=256, num_frames=9)
+    assert after.wait(timeout=180, interval=0.5)["status"] == "COMPLETED"

@@ -1,0 +1,214 @@
+"""Per-key limits: the keys file's budgets, submissions per minute, and the request body size cap.
+
+Keys file lines: ``KEY [label words] [jobs=N] [gpu-seconds=S] [rate=N]``; ``#`` starts a comment.
+``jobs`` is how many jobs the key may submit, ``gpu-seconds`` how many seconds of generation its
+jobs may use, ``rate`` its own submissions-per-minute limit (else ``--rate-limit``). Budgets live in
+memory: a restart gives every key its full budget again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from server.clock import Clock
+from server.errors import InsufficientCredits, InvalidRequest, RateLimited
+
+RATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    key: str
+    label: str = ""
+    jobs: int | None = None
+    gpu_seconds: float | None = None
+    rate: int | None = None
+
+
+def load_key_policies(api_keys: str) -> dict[str, KeyPolicy]:
+    """``--api-keys``: a comma list of bare keys, or the path of a keys file."""
+    raw = api_keys.strip()
+    if not raw:
+        return {}
+    path = Path(raw)
+    if path.is_file():
+        lines = path.read_text().splitlines()
+        policies = [parse_key_line(line, f"{path}:{n}") for n, line in enumerate(lines, 1)]
+        return {policy.key: policy for policy in policies if policy is not None}
+    return {key: KeyPolicy(key) for key in (part.strip() for part in raw.split(",")) if key}
+
+
+def parse_key_line(line: str, where: str = "") -> KeyPolicy | None:
+    text = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+    if not text:
+        return None
+    key, *rest = text.split()
+    label_words: list[str] = []
+    limits: dict[str, float] = {}
+    for word in rest:
+        name, sep, value = word.partition("=")
+        if sep and name in ("jobs", "gpu-seconds", "rate"):
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: {name} must be a number; got {value!r}") from None
+            if number < 0 or not math.isfinite(number):
+                raise ValueError(f"{where}: {name} must be 0 or more; got {value!r}")
+            limits[name] = number
+        else:
+            label_words.append(word)
+    return KeyPolicy(
+        key=key,
+        label=" ".join(label_words),
+        jobs=int(limits["jobs"]) if "jobs" in limits else None,
+        gpu_seconds=limits.get("gpu-seconds"),
+        rate=int(limits["rate"]) if "rate" in limits else None,
+    )
+
+
+def utc_text(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RateLimiter:
+    """Submissions per minute per key, over a sliding 60-second window."""
+
+    def __init__(self, default_per_minute: int, clock: Clock) -> None:
+        self._default = default_per_minute
+        self._clock = clock
+        self._recent: dict[str | None, deque[float]] = {}
+
+    def admit(self, key: str | None, per_minute: int | None = None) -> None:
+        """Count one submission for ``key``, or raise RateLimited saying when to come back."""
+        limit = self._default if per_minute is None else per_minute
+        if limit <= 0:
+            return
+        now = self._clock.now()
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
+            recent.popleft()
+        if len(recent) >= limit:
+            reset_at = recent[0] + RATE_WINDOW_SECONDS
+            raise RateLimited(
+                f"rate limit: at most {limit} submissions per minute for this key; retry after {utc_text(reset_at)}",
+                headers={
+                    "Retry-After": str(max(1, math.ceil(reset_at - now))),
+                    "x-rate-limit-reset-at-utc": utc_text(reset_at),
+                },
+            )
+        recent.append(now)
+
+
+class CreditLedger:
+    """What each key with a budget has spent: jobs submitted and seconds of generation."""
+
+    def __init__(self, policies: dict[str, KeyPolicy]) -> None:
+        self._policies = policies
+        self._jobs: dict[str, int] = {}
+        self._seconds: dict[str, float] = {}
+
+    def admit(self, key: str | None) -> None:
+        """Charge one job to ``key``, or raise InsufficientCredits when its budget is spent."""
+        policy = self._policies.get(key) if key is not None else None
+        if policy is None:
+            return
+        jobs = self._jobs.get(key, 0)
+        if policy.jobs is not None and jobs >= policy.jobs:
+            raise InsufficientCredits(f"Insufficient credits: this key's budget of {policy.jobs} jobs is spent")
+        seconds = self._seconds.get(key, 0.0)
+        if policy.gpu_seconds is not None and seconds >= policy.gpu_seconds:
+            raise InsufficientCredits(
+                f"Insufficient credits: this key's budget of {policy.gpu_seconds:g} GPU seconds is spent"
+            )
+        self._jobs[key] = jobs + 1
+
+    def refund_job(self, key: str | None) -> None:
+        """Give back the job charged by ``admit`` when the submission was refused after all."""
+        if key is not None and self._jobs.get(key, 0) > 0:
+            self._jobs[key] -= 1
+
+    def charges_seconds(self, key: str | None) -> bool:
+        policy = self._policies.get(key) if key is not None else None
+        return policy is not None and policy.gpu_seconds is not None
+
+    def charge_seconds(self, key: str | None, seconds: float) -> None:
+        if key is not None and key in self._policies:
+            self._seconds[key] = self._seconds.get(key, 0.0) + max(0.0, seconds)
+
+    def remaining(self, key: str | None) -> dict[str, float]:
+        policy = self._policies.get(key) if key is not None else None
+        if policy is None:
+            return {}
+        left: dict[str, float] = {}
+        if policy.jobs is not None:
+            left["jobs"] = max(0, policy.jobs - self._jobs.get(key, 0))
+        if policy.gpu_seconds is not None:
+            left["gpu_seconds"] = round(max(0.0, policy.gpu_seconds - self._seconds.get(key, 0.0)), 3)
+        return left
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body past ``max_bytes`` gets 413 before it is read into memory."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+        too_large = False
+
+        async def counting_receive():
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # A chunked body with no length: stop reading; whatever the app answers to the
+                    # error is replaced by the 413 below.
+                    too_large = True
+                    raise InvalidRequest(self._message())
+            return message
+
+        refused = False
+
+        async def replacing_send(message) -> None:
+            nonlocal refused
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start" and not refused:
+                refused = True
+                await self._refuse(send)
+
+        try:
+            await self.app(scope, counting_receive, replacing_send)
+        except InvalidRequest:
+            if not too_large:
+                raise
+            if not refused:
+                await self._refuse(send)
+
+    def _message(self) -> str:
+        return f"request body is larger than the {self.max_bytes} byte limit"
+
+    async def _refuse(self, send) -> None:
+        body = ('{"error": "%s"}' % self._message()).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
