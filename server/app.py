@@ -22,6 +22,7 @@ from server.errors import GenerationFailed, InvalidRequest, ModelNotFound, Servi
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.messages import FAULT_INPUT
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
@@ -147,23 +148,37 @@ def _forwarded_base_url(request: Request) -> str | None:
 
 
 def output_url(request: Request, job: Job) -> str:
-    return f"{base_url(request)}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
+    return job_output_url(job, base_url(request))
+
+
+def job_output_url(job: Job, base: str) -> str:
+    return f"{base}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
 
 
 def status_body(request: Request, job: Job) -> dict:
-    service: JobService = request.app.state.service
+    return job_status_body(request.app.state.service, job)
+
+
+def job_status_body(service: JobService, job: Job) -> dict:
     body = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(service.clock.now())}
     if job.status is JobStatus.FAILED:
         body["error"] = job.error
+    # Additive fields beyond Segmind's body (clients that do not know them ignore them).
+    body.update(service.progress_fields(job))
     return body
 
 
 def result_body(request: Request, job: Job) -> dict:
-    body = status_body(request, job)
+    return job_result_body(request.app.state.service, job, base_url(request))
+
+
+def job_result_body(service: JobService, job: Job, base: str) -> dict:
+    """The result body with absolute URLs under `base`; webhooks build it without a request."""
+    body = job_status_body(service, job)
     body["seed"] = job.params["seed"]
     body["prompt"] = job.params["prompt"]
     if job.status is JobStatus.COMPLETED and job.output_path is not None:
-        url = output_url(request, job)
+        url = job_output_url(job, base)
         body["output"] = url
         body["video"] = {
             "url": url,
@@ -284,3 +299,5 @@ def _install_routes(app: FastAPI) -> None:
         if supervisor.last_load_error:
             body["error"] = supervisor.last_load_error
         return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)
+
+    install_extra_routes(app, callers_job, status_body, result_body)

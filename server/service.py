@@ -15,10 +15,12 @@ from pathlib import Path
 
 from server.clock import Clock
 from server.errors import GenerationFailed, InvalidRequest, JobNotFound, ServiceUnavailable, Unauthorized, WaitTimedOut
+from server.events import JobEventHub
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
-from server.jobs import Job, JobStore, new_job_id
+from server.jobs import Job, JobStatus, JobStore, new_job_id
 from server.messages import FAULT_INPUT
 from server.params import SEED_MAX, I2VParams
+from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
 
@@ -42,6 +44,9 @@ class JobService:
         self.api_keys = settings.parsed_api_keys()
         self.accepting = True
         self._background: set[asyncio.Task] = set()
+        self.events = JobEventHub()
+        self.durations = DurationEstimator()
+        self.events.add_listener(self._learn_duration)
 
     # ---- auth -------------------------------------------------------------------------------
 
@@ -72,8 +77,16 @@ class JobService:
         if values["seed"] == -1:
             values["seed"] = secrets.randbelow(SEED_MAX + 1)
         job_id = new_job_id()
-        job = Job(id=job_id, params=values, job_dir=self.results_dir / job_id, created_at=self.clock.now(), owner=owner)
+        job = Job(
+            id=job_id,
+            params=values,
+            job_dir=self.results_dir / job_id,
+            created_at=self.clock.now(),
+            owner=owner,
+            observer=self.events.publish,
+        )
         self.store.add(job)
+        self.events.publish(job, "queued")
         try:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             if source.inline is not None:
@@ -129,6 +142,52 @@ class JobService:
                 headers={"x-request-id": job.id},
             ) from None
         return job
+
+    # ---- progress ---------------------------------------------------------------------------
+
+    def _learn_duration(self, job: Job, change: str) -> None:
+        if change == "completed":
+            self.durations.add(job.metrics(self.clock.now())["inference_time"])
+
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to run; None once the job has left the queue."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = sum(
+            1
+            for other in self.store.all_jobs()
+            if other.status is JobStatus.QUEUED and (other.created_at, other.id) < (job.created_at, job.id)
+        )
+        return ahead + 1
+
+    def progress_fields(self, job: Job) -> dict:
+        """The fields this server adds to Segmind's status body: progress, stage, steps, queue, ETA."""
+        now = self.clock.now()
+        position = self.queue_position(job)
+        if job.status is JobStatus.PROCESSING:
+            eta = eta_seconds(job.progress, now - (job.started_at or now))
+        elif position is not None and self.durations.average is not None:
+            running = self._running_job_eta(now)
+            eta = round(self.durations.average * position + running, 1)
+        elif job.status.is_final:
+            eta = 0.0
+        else:
+            eta = None
+        return {
+            "progress": round(job.progress, 4),
+            "stage": "queued" if job.status is JobStatus.QUEUED else job.stage,
+            "step": job.step,
+            "total_steps": job.total_steps,
+            "queue_position": position,
+            "eta_seconds": eta,
+        }
+
+    def _running_job_eta(self, now: float) -> float:
+        for other in self.store.all_jobs():
+            if other.status is JobStatus.PROCESSING:
+                left = eta_seconds(other.progress, now - (other.started_at or now))
+                return left if left is not None else (self.durations.average or 0.0)
+        return 0.0
 
     def output_file(self, job_id: str, token: str) -> Path:
         job = self.store.get(job_id)

@@ -207,7 +207,7 @@ class WorkerSupervisor:
         elif isinstance(message, JobProgress):
             job = self._current_job(message.job_id)
             if job is not None:
-                job.stage, job.step, job.total_steps = message.stage, message.step, message.total_steps
+                job.report_progress(message.stage, message.step, message.total_steps)
         elif isinstance(message, JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
