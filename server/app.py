@@ -25,8 +25,7 @@ from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
-from server.supervisor import WorkerSupervisor
-from server.worker_child import WorkerConfig
+from server.supervisor import WorkerSupervisor, worker_config_for
 
 log = logging.getLogger("ltx2.app")
 
@@ -41,16 +40,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         results_dir, owns_dir = _prepare_results_dir(settings)
         store = InMemoryJobStore(max_queue=settings.max_queue)
         supervisor = WorkerSupervisor(
-            WorkerConfig(
-                model=settings.model,
-                x264_preset=settings.x264_preset,
-                x264_crf=settings.x264_crf,
-                steps=settings.steps,
-                nice=settings.worker_nice,
-            ),
-            store,
-            clock,
-            start_timeout=settings.worker_start_timeout,
+            worker_config_for(settings), store, clock, start_timeout=settings.worker_start_timeout
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service

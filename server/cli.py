@@ -21,6 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltx2-server", description="Segmind-compatible LTX-2 image-to-video server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and its GPU worker")
+    add_settings_flags(serve)
+    generate = commands.add_parser(
+        "generate",
+        help="generate one video without a server (same parameters and defaults as the API)",
+        description="Generate one video in a worker process, with a progress bar; exits non-zero on failure.",
+    )
+    from server.generate_cli import add_parameter_flags
+
+    add_parameter_flags(generate)
+    add_settings_flags(generate.add_argument_group("server options (the worker's settings apply here too)"))
+    return parser
+
+
+def add_settings_flags(parser) -> None:
     defaults = Settings()
     for f in fields(Settings):
         default = getattr(defaults, f.name)
@@ -28,10 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]"
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:
-            serve.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            serve.add_argument(flag, type=kind, default=None, help=help_text)
-    return parser
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
 
 
 def configure_logging(level: str) -> None:
@@ -76,13 +89,20 @@ def serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {key: value for key, value in vars(args).items() if key != "command"}
+    setting_names = {f.name for f in fields(Settings)}
+    overrides = {key: value for key, value in vars(args).items() if key in setting_names}
     settings = settings_from_env(**overrides)
     problems = settings.problems()
     if problems:
         raise SystemExit("ltx2-server: " + "; ".join(problems))
     if args.command == "serve":
         return serve(settings)
+    if args.command == "generate":
+        from server.generate_cli import run_generate
+
+        # The progress view is the output here; the worker's start-up lines would only break the bar.
+        configure_logging("warning" if settings.log_level == "info" else settings.log_level)
+        return run_generate(settings, args)
     return 2
 
 

@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.clock import Clock
+from server.settings import Settings
 from server.jobs import Job, JobStatus, JobStore
 from server.messages import (
     JobFailed,
@@ -52,6 +53,16 @@ WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.LOAD_FAILED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.STOPPED: frozenset(),
 }
+
+
+def worker_config_for(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        model=settings.model,
+        x264_preset=settings.x264_preset,
+        x264_crf=settings.x264_crf,
+        steps=settings.steps,
+        nice=settings.worker_nice,
+    )
 
 
 class _Child:
