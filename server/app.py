@@ -219,6 +219,7 @@ def _install_routes(app: FastAPI) -> None:
     async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
         service = service_of(request)
         job = await service.submit(params, owner)
+        request.state.request_id = job.id  # for the request log line
         await service.wait_until_final(job, service.settings.sync_timeout)
         if job.status is JobStatus.FAILED:
             if job.fault == FAULT_INPUT:
@@ -239,6 +240,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
     async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
         job = await service_of(request).submit(params, owner)
+        request.state.request_id = job.id  # for the request log line
         base = base_url(request)
         return {
             "request_id": job.id,

@@ -47,11 +47,10 @@ def add_settings_flags(parser) -> None:
             parser.add_argument(flag, type=kind, default=None, help=help_text)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    from server.logs import configure_logging as configure
+
+    configure(level, log_format)
 
 
 def warn_if_open_without_auth(settings: Settings) -> None:
@@ -76,14 +75,24 @@ def serve(settings: Settings) -> int:
 
     from server.app import create_app
 
-    configure_logging(settings.log_level)
+    from server.logs import uvicorn_log_config
+
+    configure_logging(settings.log_level, settings.log_format)
     warn_if_open_without_auth(settings)
     app = create_app(settings)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever handler
     # was there before; make that a clean exit so a requested stop reads as success (status 0).
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+        log_config=uvicorn_log_config(settings.log_format),
+        access_log=False,  # server.logs writes one line per request, with the request id
+    )
     return 0
 
 
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         from server.generate_cli import run_generate
 
         # The progress view is the output here; the worker's start-up lines would only break the bar.
-        configure_logging("warning" if settings.log_level == "info" else settings.log_level)
+        configure_logging("warning" if settings.log_level == "info" else settings.log_level, settings.log_format)
         return run_generate(settings, args)
     return 2
 

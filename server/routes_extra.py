@@ -9,10 +9,12 @@ import json
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from server.events import JobSnapshot
 from server.jobs import Job
+from server.logs import RequestLogMiddleware
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 
 def sse_message(event: str, data: dict) -> str:
@@ -20,6 +22,18 @@ def sse_message(event: str, data: dict) -> str:
 
 
 def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) -> None:
+    app.add_middleware(RequestLogMiddleware)
+
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format); no API key needed, like /health",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+        tags=["ops"],
+    )
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     @app.get(
         "/v2/requests/{request_id}/events",
         summary="Stream a job's status as Server-Sent Events until it ends",

@@ -18,7 +18,9 @@ from server.errors import GenerationFailed, InvalidRequest, JobNotFound, Service
 from server.events import JobEventHub
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
 from server.jobs import Job, JobStatus, JobStore, new_job_id
+from server.logs import log_job_change
 from server.messages import FAULT_INPUT
+from server.metrics import ServerMetrics
 from server.params import SEED_MAX, I2VParams
 from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
@@ -47,6 +49,9 @@ class JobService:
         self.events = JobEventHub()
         self.durations = DurationEstimator()
         self.events.add_listener(self._learn_duration)
+        self.metrics = ServerMetrics(store, supervisor, clock)
+        self.events.add_listener(self.metrics.on_job_change)
+        self.events.add_listener(log_job_change)
 
     # ---- auth -------------------------------------------------------------------------------
 

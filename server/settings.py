@@ -53,6 +53,9 @@ class Settings:
         default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    log_format: str = field(
+        default="text", metadata={"help": "text, or json: one JSON object per line, with the request id"}
+    )
 
     def parsed_api_keys(self) -> frozenset[str]:
         """Keys from a comma list, or from a file (one per line, '#' comments, optional label after a space)."""
@@ -80,6 +83,7 @@ class Settings:
             (self.max_image_bytes >= 1, f"max-image-bytes: must be 1 or more; got {self.max_image_bytes}"),
             (self.image_timeout > 0, f"image-timeout: must be more than 0; got {self.image_timeout:g}"),
             (-20 <= self.worker_nice <= 19, f"worker-nice: must be from -20 to 19; got {self.worker_nice}"),
+            (self.log_format in ("text", "json"), f"log-format: must be text or json; got {self.log_format!r}"),
         ]
         return [message for ok, message in checks if not ok]
 

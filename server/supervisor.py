@@ -93,6 +93,7 @@ class WorkerSupervisor:
         self._consecutive_failures = 0
         self.restarts = 0
         self.last_load_error: str | None = None
+        self.last_gpu_peak_bytes = 0
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -222,6 +223,7 @@ class WorkerSupervisor:
         elif isinstance(message, JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
+                self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
                 job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
                 self._finish_current(job)
         elif isinstance(message, JobFailed):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFa
         seed=job.seed,
         guidance_scale=job.guidance_scale,
     )
+    _reset_gpu_peak()
     started = time.monotonic()
     try:
         result = generator.generate(params, Path(job.image_path), Path(job.output_path), report_progress)
@@ -117,7 +119,30 @@ def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFa
         seed=result.seed,
         inference_seconds=time.monotonic() - started,
         stage_seconds=dict(result.stage_seconds),
+        peak_gpu_memory_bytes=_gpu_peak_bytes(),
     )
+
+
+def _cuda():
+    """torch.cuda when the generator loaded torch and a GPU is there; the worker never loads torch itself."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        return torch.cuda if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - no usable CUDA means no GPU figure
+        return None
+
+
+def _reset_gpu_peak() -> None:
+    cuda = _cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
+
+
+def _gpu_peak_bytes() -> int:
+    cuda = _cuda()
+    return int(cuda.max_memory_allocated()) if cuda is not None else 0
 
 
 def _traceback_tail(exc: BaseException, limit: int = 2000) -> str:
