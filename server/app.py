@@ -10,6 +10,7 @@ import logging
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -44,6 +45,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service
+        service.webhooks.build_body = partial(job_result_body, service)
         if not service.api_keys:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
         await supervisor.start()
@@ -218,7 +220,7 @@ def _install_routes(app: FastAPI) -> None:
     )
     async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
         service = service_of(request)
-        job = await service.submit(params, owner)
+        job = await service.submit(params, owner, base_url=base_url(request))
         request.state.request_id = job.id  # for the request log line
         await service.wait_until_final(job, service.settings.sync_timeout)
         if job.status is JobStatus.FAILED:
@@ -239,7 +241,7 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
     async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
-        job = await service_of(request).submit(params, owner)
+        job = await service_of(request).submit(params, owner, base_url=base_url(request))
         request.state.request_id = job.id  # for the request log line
         base = base_url(request)
         return {

@@ -25,6 +25,7 @@ from server.params import SEED_MAX, I2VParams
 from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
+from server.webhooks import WebhookSender
 
 log = logging.getLogger("ltx2.service")
 
@@ -52,6 +53,13 @@ class JobService:
         self.metrics = ServerMetrics(store, supervisor, clock)
         self.events.add_listener(self.metrics.on_job_change)
         self.events.add_listener(log_job_change)
+        self.webhooks = WebhookSender(
+            settings.webhook_secret,
+            timeout=settings.webhook_timeout,
+            retries=settings.webhook_retries,
+            backoff=settings.webhook_backoff,
+        )
+        self.events.add_listener(self.webhooks.on_job_change)
 
     # ---- auth -------------------------------------------------------------------------------
 
@@ -71,9 +79,12 @@ class JobService:
 
     # ---- jobs -------------------------------------------------------------------------------
 
-    async def submit(self, params: I2VParams, owner: str | None) -> Job:
+    async def submit(self, params: I2VParams, owner: str | None, base_url: str = "") -> Job:
+        """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook)."""
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
+        if params.webhook:
+            self.webhooks.require_secret()
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
             await asyncio.to_thread(check_image_bytes, source.inline)
@@ -91,6 +102,8 @@ class JobService:
             observer=self.events.publish,
         )
         self.store.add(job)
+        if params.webhook:
+            self.webhooks.watch(job, params.webhook, base_url)
         self.events.publish(job, "queued")
         try:
             job.job_dir.mkdir(parents=True, exist_ok=True)
@@ -222,5 +235,6 @@ class JobService:
 
     async def close(self) -> None:
         self.accepting = False
+        await self.webhooks.close()
         for task in list(self._background):
             task.cancel()

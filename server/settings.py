@@ -53,6 +53,15 @@ class Settings:
         default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    webhook_secret: str = field(
+        default="",
+        metadata={"help": "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400"},
+    )
+    webhook_timeout: float = field(default=10.0, metadata={"help": "seconds one webhook attempt may take"})
+    webhook_retries: int = field(default=5, metadata={"help": "further webhook attempts after a failed one"})
+    webhook_backoff: float = field(
+        default=1.0, metadata={"help": "seconds before the first webhook retry, doubling each time (at most 300)"}
+    )
     log_format: str = field(
         default="text", metadata={"help": "text, or json: one JSON object per line, with the request id"}
     )
@@ -83,6 +92,9 @@ class Settings:
             (self.max_image_bytes >= 1, f"max-image-bytes: must be 1 or more; got {self.max_image_bytes}"),
             (self.image_timeout > 0, f"image-timeout: must be more than 0; got {self.image_timeout:g}"),
             (-20 <= self.worker_nice <= 19, f"worker-nice: must be from -20 to 19; got {self.worker_nice}"),
+            (self.webhook_timeout > 0, f"webhook-timeout: must be more than 0; got {self.webhook_timeout:g}"),
+            (self.webhook_retries >= 0, f"webhook-retries: must be 0 or more; got {self.webhook_retries}"),
+            (self.webhook_backoff >= 0, f"webhook-backoff: must be 0 or more; got {self.webhook_backoff:g}"),
             (self.log_format in ("text", "json"), f"log-format: must be text or json; got {self.log_format!r}"),
         ]
         return [message for ok, message in checks if not ok]
