@@ -6,15 +6,20 @@ Installed by ``server.app`` with its own dependencies, so auth and job lookup wo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from server.events import JobSnapshot
 from server.jobs import Job
 from server.logs import RequestLogMiddleware
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def sse_message(event: str, data: dict) -> str:
@@ -23,6 +28,12 @@ def sse_message(event: str, data: dict) -> str:
 
 def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) -> None:
     app.add_middleware(RequestLogMiddleware)
+    # The playground: local files only (no CDN), talking to the public API like any client.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     @app.get(
         "/metrics",
