@@ -74,7 +74,6 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-
     from server.logs import uvicorn_log_config
 
     configure_logging(settings.log_level, settings.log_format)

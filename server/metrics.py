@@ -50,9 +50,7 @@ class ServerMetrics:
     def __init__(self, store: JobStore, supervisor, clock: Clock) -> None:
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
-        self.submitted = Counter(
-            "ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry
-        )
+        self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry)
         self.finished = Counter(
             "ltx2_jobs_finished", "Jobs that reached a final state", ["state"], registry=self.registry
         )

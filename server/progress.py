@@ -25,7 +25,12 @@ UNKNOWN_STAGE_WEIGHT = 0.05
 def _category(stage: str) -> str | None:
     """Map a reported stage name onto a standard stage ("stage2_denoising" is denoising)."""
     name = stage.lower()
-    for key, standard in (("encod", "encoding_prompt"), ("denois", "denoising"), ("decod", "decoding"), ("mux", "muxing")):
+    for key, standard in (
+        ("encod", "encoding_prompt"),
+        ("denois", "denoising"),
+        ("decod", "decoding"),
+        ("mux", "muxing"),
+    ):
         if key in name:
             return standard
     return None

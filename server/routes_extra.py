@@ -18,7 +18,6 @@ from server.jobs import Job
 from server.logs import RequestLogMiddleware
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
-
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 

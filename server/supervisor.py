@@ -15,7 +15,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.clock import Clock
-from server.settings import Settings
 from server.jobs import Job, JobStatus, JobStore
 from server.messages import (
     JobFailed,
@@ -27,6 +26,7 @@ from server.messages import (
     WorkerLoadFailed,
     WorkerReady,
 )
+from server.settings import Settings
 from server.worker_child import WorkerConfig, run_worker
 
 log = logging.getLogger("ltx2.supervisor")

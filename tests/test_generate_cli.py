@@ -83,3 +83,11 @@ def test_out_of_range_parameters_and_missing_files_are_refused_like_the_api(tmp_
         "--model", SCRIPTED_MODEL, "--image", str(undecodable), "--prompt", "x", "--out", str(tmp_path / "v.mp4")
     )
     assert result.returncode == 2 and "image: cannot be decoded" in result.stderr
+
+
+def test_help_lists_the_api_parameters_with_their_defaults_and_the_worker_options():
+    out = subprocess.run([*COMMAND, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    for flag in ("--image", "--prompt", "--negative-prompt", "--num-frames", "--guidance-scale", "--out", "--model"):
+        assert flag in out
+    assert "--webhook" not in out.replace("--webhook-", "")
+    assert "[181]" in out and "[42]" in out

@@ -22,7 +22,7 @@ def feed(reports: list[tuple[str, int, int]]) -> list[float]:
 
 
 def is_monotonic(values: list[float]) -> bool:
-    return all(b >= a for a, b in zip(values, values[1:]))
+    return all(b >= a for a, b in zip(values, values[1:], strict=False))
 
 
 def test_the_usual_stages_rise_to_one_at_the_end_of_muxing():
