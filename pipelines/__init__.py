@@ -10,38 +10,84 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .interface import Generator
 
-__all__ = ["load_generator"]
+__all__ = ["load_generator", "MODELS"]
 
+# Per-model defaults, each overridable from the command line.
 # The tiny model's frames are noise: x264 at its usual CRF 23 spends seconds writing ~70 MB of it per
 # default request, CRF 36 writes well under 1 MB, which is all a test model's video needs.
-_TINY_DEFAULTS = dict(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, max_sequence_length=128)
+# LTX-2 19B: 40 steps is Lightricks' stage-1 default; CRF 19 keeps its detail; veryfast keeps the mux of
+# 181 frames at 720x1280 to about a second on a server CPU.
+MODEL_DEFAULTS = {
+    "tiny": dict(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, max_sequence_length=128),
+    "ltx-2-19b": dict(num_inference_steps=40, x264_preset="veryfast", x264_crf=19, max_sequence_length=1024),
+}
+MODELS = tuple(MODEL_DEFAULTS)
 
 
 def load_generator(
     model: str,
     *,
-    device: str = "cpu",
+    weights: str = "weights",
+    device: str = "auto",
+    dtype: str = "auto",
+    offload: str = "auto",
+    fp8: bool = False,
+    recipe: str = "two-stage",
     x264_preset: str | None = None,
     x264_crf: int | None = None,
     num_inference_steps: int | None = None,
 ) -> "Generator":
-    """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time."""
-    if model != "tiny":
-        raise ValueError(f"unknown model {model!r} (known: 'tiny')")
+    """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time.
+
+    ``tiny`` is built in code; ``ltx-2-19b`` loads from ``weights`` (offline: the hub is never asked).
+    The returned generator's ``description`` says what was loaded and which offload mode was chosen, why.
+    """
+    if model not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
     import os
 
+    if model != "tiny":
+        # Set before diffusers/huggingface_hub are imported: they read it once, at import.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     from .generate import LTX2Generator
-    from .tiny import build_tiny_pipeline
+    from .loader import (
+        build_tiny_bundle,
+        load_bundle_from_weights,
+        place_bundle,
+        resolve_device,
+        resolve_dtype,
+        store_transformer_in_fp8,
+    )
 
+    defaults = MODEL_DEFAULTS[model]
     # Use every core the process may run on; torch's default can count hyperthreads or the whole host.
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-    pipe = build_tiny_pipeline().to(device)
-    return LTX2Generator(
-        pipe,
-        num_inference_steps=num_inference_steps or _TINY_DEFAULTS["num_inference_steps"],
-        x264_preset=x264_preset or _TINY_DEFAULTS["x264_preset"],
-        x264_crf=x264_crf if x264_crf is not None else _TINY_DEFAULTS["x264_crf"],
-        max_sequence_length=_TINY_DEFAULTS["max_sequence_length"],
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if model == "tiny":
+        bundle = build_tiny_bundle()
+        if torch_dtype != torch.float32:  # built in float32
+            bundle.pipe.to(torch_dtype)
+            bundle.latent_upsampler.to(torch_dtype)
+    else:
+        bundle = load_bundle_from_weights(weights, torch_dtype)
+    if fp8:
+        store_transformer_in_fp8(bundle, torch_dtype)
+    plan = place_bundle(bundle, offload, torch_device)
+    generator = LTX2Generator(
+        bundle,
+        recipe=recipe,
+        num_inference_steps=num_inference_steps or defaults["num_inference_steps"],
+        x264_preset=x264_preset or defaults["x264_preset"],
+        x264_crf=x264_crf if x264_crf is not None else defaults["x264_crf"],
+        max_sequence_length=defaults["max_sequence_length"],
+        use_vae_decode=plan.vae_tiling,
     )
+    generator.description = (
+        f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
+        f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
+        f"offload {plan.mode}: {plan.reason}"
+    )
+    return generator

@@ -74,16 +74,17 @@ def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_video_chunks(
-    vae, latents: torch.Tensor, *, num_frames: int, chunk_frames: int = 24
+    vae, latents: torch.Tensor, *, num_frames: int, chunk_frames: int = 24, use_vae_decode: bool = False
 ) -> Iterator[torch.Tensor]:
     """Yield decoded uint8 frames [f, H, W, 3] for the first num_frames frames, chunk_frames at a time.
 
     latents: denormalised [1, C, T, h, w] (what the pipeline returns with output_type="latent").
+    use_vae_decode: decode in one vae.decode call instead (which honours vae.enable_tiling()).
     """
     decoder = vae.decoder
     causal = decoder.is_causal
     latents = latents.to(vae.dtype)
-    if not supports_chunked_decode(vae):
+    if use_vae_decode or not supports_chunked_decode(vae):
         video = vae.decode(latents, None, return_dict=False)[0]
         yield to_uint8_frames(video[:, :, :num_frames])
         return

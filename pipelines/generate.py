@@ -1,9 +1,10 @@
 """LTX2Generator: one image-to-video request -> one mp4, around a loaded LTX2ImageToVideoPipeline.
 
-Flow: load image -> encode prompt -> denoise (pipeline, output_type="latent") -> decode audio ->
-decode video in chunks, streamed into ffmpeg while it encodes -> mp4 renamed into place.
+Flow: load image -> encode prompt (once, shared by every stage) -> denoise with the recipe
+(pipelines/recipes.py, latents out) -> decode audio -> decode video in chunks, streamed into ffmpeg
+while it encodes -> mp4 renamed into place.
 
-Sizes: the model only makes multiples of 32 px and 8k+1 frames, so a request is generated at the next
+Sizes: the model only makes multiples of 32 px (64 for the two-stage recipes) and 8k+1 frames, so a request is generated at the next
 size up (the conditioning image is cover-resized and centre-cropped to it, never stretched) and the
 frames are centre-cropped back to exactly the requested width x height and cut to num_frames.
 
@@ -11,8 +12,9 @@ image_crf: left at None, so the pipeline applies its own default (CRF 33 for Gem
 i.e. LTX-2.0): the conditioning image is re-encoded as one H.264 frame through PyAV before use, as in
 training. It needs the `av` package and a PIL image, which is what we pass. Costs milliseconds.
 
-stage_seconds: "decode" is audio decode plus the video VAE decode; the video decode runs lazily while
-ffmpeg encodes the previous chunk (separate process), and its time is moved from "mux" into "decode".
+stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample",
+"stage2", then decode_audio, decode_video and mux. The video decode runs lazily while ffmpeg encodes
+the previous chunk (separate process); its time is moved from "mux" into "decode_video".
 """
 
 from __future__ import annotations
@@ -28,20 +30,10 @@ import torch
 from PIL import Image
 
 from .decode import decode_video_chunks
-from .interface import GenerationParams, GenerationResult, InvalidInputError, ProgressCallback
+from .interface import GenerationParams, GenerationResult, GpuOutOfMemory, InvalidInputError, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
+from .recipes import DenoiseJob, RecipeRunner, recipe_spec
 from .schedule import with_bounded_shift
-
-# LTX-2.0 guidance without the passes that do nothing for 2.0 weights (STG: perturbed_attn=False) or
-# cost a forward each (modality isolation): CFG alone, one batch-2 forward per step.
-_GUIDANCE_2_0 = dict(
-    stg_scale=0.0,
-    audio_stg_scale=0.0,
-    modality_scale=1.0,
-    audio_modality_scale=1.0,
-    use_cross_timestep=False,
-)
-
 
 @dataclass(frozen=True)
 class GenerationSize:
@@ -116,30 +108,34 @@ class _StageClock:
 
 
 class LTX2Generator:
-    """Implements pipelines.interface.Generator for an LTX2ImageToVideoPipeline."""
+    """Implements pipelines.interface.Generator for a loaded LTX2Bundle and one recipe."""
 
     def __init__(
         self,
-        pipe,
+        bundle,
         *,
+        recipe: str = "two-stage",
         num_inference_steps: int,
         x264_preset: str,
         x264_crf: int = DEFAULT_CRF,
         max_sequence_length: int = 1024,
         image_crf: int | None = None,
         decode_chunk_frames: int = 48,
+        use_vae_decode: bool = False,
     ) -> None:
         if num_inference_steps < 2:
             # The dev scheduler (shift_terminal=0.1) yields NaN with a single step.
             raise ValueError("num_inference_steps must be >= 2")
-        with_bounded_shift(pipe)
-        self.pipe = pipe
-        self.num_inference_steps = num_inference_steps
+        with_bounded_shift(bundle.pipe)
+        self.pipe = bundle.pipe
+        self.spec = recipe_spec(recipe, num_inference_steps)
+        self.runner = RecipeRunner(bundle, self.spec, max_sequence_length=max_sequence_length, image_crf=image_crf)
         self.x264_preset = x264_preset
         self.x264_crf = x264_crf
         self.max_sequence_length = max_sequence_length
-        self.image_crf = image_crf
         self.decode_chunk_frames = decode_chunk_frames
+        # With VAE tiling (offloaded small GPUs) the VAE's own tiled decode bounds memory spatially too.
+        self.use_vae_decode = use_vae_decode
 
     @property
     def _device(self) -> torch.device:
@@ -152,34 +148,59 @@ class LTX2Generator:
         output_path: Path,
         on_progress: ProgressCallback,
     ) -> GenerationResult:
+        try:
+            return self._generate(params, image_path, output_path, on_progress)
+        except torch.cuda.OutOfMemoryError as error:
+            raise GpuOutOfMemory(
+                f"the GPU ran out of memory at {params.width}x{params.height}, {params.num_frames} frames "
+                f"({str(error).splitlines()[0]}); try a smaller size or fewer frames, or start the server with "
+                "--offload model/group"
+            ) from None
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _generate(self, params, image_path: Path, output_path: Path, on_progress: ProgressCallback):
         clock = _StageClock()
         size = plan_generation_size(
             params.width,
             params.height,
             params.num_frames,
-            spatial_multiple=self.pipe.vae_spatial_compression_ratio,
+            spatial_multiple=self.pipe.vae_spatial_compression_ratio * self.spec.spatial_factor,
             temporal_ratio=self.pipe.vae_temporal_compression_ratio,
         )
         with clock.stage("load_image"):
             image = cover_and_center_crop(load_image(image_path), size.width, size.height)
 
+        total_steps = self.spec.total_steps
         with torch.inference_mode():
             with clock.stage("encode_prompt"):
                 on_progress("encoding_prompt", 0, 1)
                 embeds = self._encode_prompt(params)
                 on_progress("encoding_prompt", 1, 1)
 
-            with clock.stage("denoise"):
-                on_progress("denoising", 0, self.num_inference_steps)
-                video_latents, audio_latents = self._denoise(params, size, image, embeds, on_progress)
+            on_progress("denoising", 0, total_steps)
+            job = DenoiseJob(
+                image=image,
+                width=size.width,
+                height=size.height,
+                num_frames=size.num_frames,
+                fps=params.fps,
+                guidance_scale=params.guidance_scale,
+                embeds=embeds,
+                generator=torch.Generator("cpu").manual_seed(params.seed),
+                on_step=lambda step: on_progress("denoising", step, total_steps),
+                stage=clock.stage,
+            )
+            video_latents, audio_latents = self.runner.run(job)
 
-            with clock.stage("decode"):
-                on_progress("decoding", 0, 1)
+            on_progress("decoding", 0, 1)
+            with clock.stage("decode_audio"):
                 audio = self._decode_audio(audio_latents)
-                frames = self._frame_chunks(video_latents, size)
+            frames = self._frame_chunks(video_latents, size)
 
             # The video decode runs lazily inside the mux loop (chunks are decoded as ffmpeg asks for
-            # them), so "mux" below includes that decode time; decode_in_mux records the split.
+            # them): its time is measured per chunk and moved from "mux" to "decode_video".
             on_progress("muxing", 0, 1)
             with clock.stage("mux"):
                 decode_clock = _StageClock()
@@ -195,12 +216,13 @@ class LTX2Generator:
                 )
             on_progress("muxing", 1, 1)
         video_decode = decode_clock.seconds.get("chunk", 0.0)
-        clock.seconds["decode"] += video_decode
+        clock.seconds["decode_video"] = video_decode
         clock.seconds["mux"] -= video_decode
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
 
     def _encode_prompt(self, params: GenerationParams) -> dict:
-        do_cfg = params.guidance_scale > 1.0
+        # No forward pass is spent on the negative prompt when nothing will use it.
+        do_cfg = self.spec.uses_guidance and params.guidance_scale > 1.0
         positive, positive_mask, negative, negative_mask = self.pipe.encode_prompt(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
@@ -213,31 +235,6 @@ class LTX2Generator:
             embeds.update(negative_prompt_embeds=negative, negative_prompt_attention_mask=negative_mask)
         return embeds
 
-    def _denoise(self, params, size: GenerationSize, image, embeds: dict, on_progress: ProgressCallback):
-        total = self.num_inference_steps
-
-        def report_step(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-            on_progress("denoising", step + 1, total)  # may raise to cancel: let it propagate
-            return callback_kwargs
-
-        output = self.pipe(
-            image=image,
-            **embeds,
-            height=size.height,
-            width=size.width,
-            num_frames=size.num_frames,
-            frame_rate=float(params.fps),
-            num_inference_steps=total,
-            guidance_scale=params.guidance_scale,
-            **_GUIDANCE_2_0,
-            generator=torch.Generator("cpu").manual_seed(params.seed),
-            image_crf=self.image_crf,
-            max_sequence_length=self.max_sequence_length,
-            output_type="latent",
-            callback_on_step_end=report_step,
-        )
-        return output.frames, output.audio
-
     def _decode_audio(self, audio_latents: torch.Tensor) -> np.ndarray:
         audio_vae = self.pipe.audio_vae
         mel = audio_vae.decode(audio_latents.to(audio_vae.dtype), return_dict=False)[0]
@@ -245,8 +242,18 @@ class LTX2Generator:
         return waveform[0].float().cpu().numpy()
 
     def _frame_chunks(self, video_latents: torch.Tensor, size: GenerationSize) -> Iterator[np.ndarray]:
+        vae = self.pipe.vae
+        # Model offload moves a component to the GPU when its forward (or decode) is called; the chunked
+        # decode calls the decoder's blocks directly, so bring the VAE over first.
+        onload = getattr(vae, "_hf_hook", None)
+        if onload is not None and hasattr(onload, "pre_forward"):
+            onload.pre_forward(vae)
         for chunk in decode_video_chunks(
-            self.pipe.vae, video_latents, num_frames=size.out_num_frames, chunk_frames=self.decode_chunk_frames
+            vae,
+            video_latents,
+            num_frames=size.out_num_frames,
+            chunk_frames=self.decode_chunk_frames,
+            use_vae_decode=self.use_vae_decode,
         ):
             yield center_crop_frames(chunk, size.out_width, size.out_height).cpu().numpy()
 

@@ -40,6 +40,10 @@ class InvalidInputError(Exception):
     """The request's input is at fault (e.g. an image that cannot be decoded): HTTP 400 territory."""
 
 
+class GpuOutOfMemory(Exception):
+    """CUDA ran out of memory during one job; the worker frees what it can and serves the next one."""
+
+
 class MuxError(Exception):
     """ffmpeg failed; the message carries the tail of its stderr."""
 

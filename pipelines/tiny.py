@@ -245,3 +245,61 @@ def build_tiny_pipeline():
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+_SEED_LATENT_UPSAMPLER = 6
+_SEED_DISTILLED_LORA = 7
+TINY_LORA_RANK = 4
+# Linear layers the tiny stage-2 LoRA adapts: the real distilled LoRA touches every attention and
+# feed-forward projection; a handful is enough to run the same load/convert/enable/disable path.
+_TINY_LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2")
+
+
+def build_tiny_latent_upsampler():
+    """A tiny 2x spatial latent upsampler (same class and layout as the real one, narrow widths)."""
+    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+    torch.manual_seed(_SEED_LATENT_UPSAMPLER)
+    # GroupNorm(32, mid_channels) inside the class needs a multiple of 32.
+    return LTX2LatentUpsamplerModel(
+        in_channels=VIDEO_LATENT_CHANNELS,
+        mid_channels=32,
+        num_blocks_per_stage=1,
+        dims=3,
+        spatial_upsample=True,
+        temporal_upsample=False,
+        rational_spatial_scale=2.0,
+        use_rational_resampler=False,
+    ).eval()
+
+
+def build_tiny_distilled_lora(transformer) -> dict[str, torch.Tensor]:
+    """A tiny stage-2 LoRA in Lightricks' original key format (``diffusion_model.<module>.lora_A.weight``),
+    so loading it runs the same conversion that the real ltx-2-19b-distilled-lora-384 file goes through.
+    """
+    generator = torch.Generator().manual_seed(_SEED_DISTILLED_LORA)
+    state_dict: dict[str, torch.Tensor] = {}
+    for name, module in transformer.named_modules():
+        if not isinstance(module, torch.nn.Linear) or not name.endswith(_TINY_LORA_TARGETS):
+            continue
+        key = f"diffusion_model.{name}"
+        state_dict[f"{key}.lora_A.weight"] = torch.randn(TINY_LORA_RANK, module.in_features, generator=generator) * 0.1
+        state_dict[f"{key}.lora_B.weight"] = torch.randn(module.out_features, TINY_LORA_RANK, generator=generator) * 0.1
+    return state_dict
+
+
+def save_tiny_weights(directory) -> None:
+    """Write the tiny model to disk in the real weights layout (diffusers folder + latent upsampler + LoRA),
+    so tests load it through the same loader as LTX-2 19B."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .weights import DISTILLED_LORA_FILE, LATENT_UPSAMPLER_DIR
+
+    directory = Path(directory)
+    pipe = build_tiny_pipeline()
+    pipe.save_pretrained(directory)
+    build_tiny_latent_upsampler().save_pretrained(directory / LATENT_UPSAMPLER_DIR)
+    lora = {key: value.contiguous() for key, value in build_tiny_distilled_lora(pipe.transformer).items()}
+    save_file(lora, directory / DISTILLED_LORA_FILE)

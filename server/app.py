@@ -26,7 +26,8 @@ from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
-from server.supervisor import WorkerSupervisor, worker_config_for
+from server.supervisor import WorkerSupervisor
+from server.worker_child import worker_config_from
 
 log = logging.getLogger("ltx2.app")
 
@@ -41,7 +42,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         results_dir, owns_dir = _prepare_results_dir(settings)
         store = InMemoryJobStore(max_queue=settings.max_queue)
         supervisor = WorkerSupervisor(
-            worker_config_for(settings), store, clock, start_timeout=settings.worker_start_timeout
+            worker_config_from(settings),
+            store,
+            clock,
+            start_timeout=settings.worker_start_timeout,
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service
@@ -290,6 +294,8 @@ def _install_routes(app: FastAPI) -> None:
             "worker_restarts": supervisor.restarts,
             "queued": service_of(request).store.queued_count(),
         }
+        if supervisor.model_description:
+            body["model"] = supervisor.model_description
         if supervisor.last_load_error:
             body["error"] = supervisor.last_load_error
         return JSONResponse(body, status_code=200 if supervisor.is_ready else 503)

@@ -75,8 +75,13 @@ def serve(settings: Settings) -> int:
 
     from server.app import create_app
     from server.logs import uvicorn_log_config
+    from server.worker_child import weights_problems, worker_config_from
 
     configure_logging(settings.log_level, settings.log_format)
+    problems = weights_problems(worker_config_from(settings))
+    if problems:
+        # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
+        raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
     warn_if_open_without_auth(settings)
     app = create_app(settings)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever handler

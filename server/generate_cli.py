@@ -24,7 +24,8 @@ from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.messages import FAULT_INPUT
 from server.params import I2VParams, describe_validation_error
 from server.settings import Settings
-from server.supervisor import WorkerState, WorkerSupervisor, worker_config_for
+from server.supervisor import WorkerState, WorkerSupervisor
+from server.worker_child import weights_problems, worker_config_from
 
 # Parameters that only make sense for a server (a callback URL) are not flags here.
 NOT_FLAGS = {"webhook"}
@@ -103,7 +104,7 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
     with tempfile.TemporaryDirectory(prefix="ltx2-generate-") as results:
         store = InMemoryJobStore(max_queue=1)
         supervisor = WorkerSupervisor(
-            worker_config_for(settings), store, clock, start_timeout=settings.worker_start_timeout
+            worker_config_from(settings), store, clock, start_timeout=settings.worker_start_timeout
         )
         service = JobService(settings, store, supervisor, clock, Path(results))
         service.events.add_listener(view)
@@ -136,6 +137,10 @@ def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = 
     except (FileNotFoundError, OSError) as exc:
         print(f"error: {exc}", file=stderr)
         return EXIT_BAD_INPUT
+    problems = weights_problems(worker_config_from(settings))
+    if problems:
+        print("error: the model's weights are incomplete:\n  " + "\n  ".join(problems), file=stderr)
+        return EXIT_FAILED
     out = Path(args.out)
     view = ProgressView(stderr, stderr.isatty())
     try:

@@ -37,6 +37,7 @@ class Shutdown:
 class WorkerReady:
     model: str
     load_seconds: float
+    description: str = ""  # what was loaded, and where it lives (offload mode and why)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,31 @@ from pathlib import Path
 from typing import Mapping
 
 ENV_PREFIX = "LTX2_"
-KNOWN_MODELS = ("tiny",)
+KNOWN_MODELS = ("tiny", "ltx-2-19b")
+# Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
+RECIPES = ("two-stage", "one-stage", "distilled")
+OFFLOAD_MODES = ("auto", "none", "model", "group", "sequential")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
 class Settings:
     model: str = field(
-        default="tiny", metadata={"help": "model to serve: tiny (offline test model), or module:factory"}
+        default="tiny",
+        metadata={"help": "model to serve: ltx-2-19b (from --weights), tiny (offline test model), or module:factory"},
+    )
+    weights: str = field(default="weights", metadata={"help": "folder holding the ltx-2-19b weights"})
+    recipe: str = field(
+        default="two-stage", metadata={"help": "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)"}
+    )
+    device: str = field(default="auto", metadata={"help": "torch device: auto (cuda if present), cuda, cuda:N or cpu"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"})
+    offload: str = field(
+        default="auto",
+        metadata={"help": "auto (from free VRAM), none, model, group or sequential: where weights wait between uses"},
+    )
+    fp8: bool = field(
+        default=False, metadata={"help": "store the transformer's weights in float8 (half the memory, upcast per layer)"}
     )
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
     port: int = field(default=8000, metadata={"help": "port to bind"})
@@ -45,7 +63,10 @@ class Settings:
     x264_crf: int = field(
         default=-1, metadata={"help": "x264 CRF 0-51, lower is better and bigger (-1: the model's own)"}
     )
-    steps: int = field(default=0, metadata={"help": "denoising steps, 2 or more (0: the model's own)"})
+    steps: int = field(
+        default=0,
+        metadata={"help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own)"},
+    )
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
     worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
@@ -92,6 +113,13 @@ class Settings:
             (self.max_image_bytes >= 1, f"max-image-bytes: must be 1 or more; got {self.max_image_bytes}"),
             (self.image_timeout > 0, f"image-timeout: must be more than 0; got {self.image_timeout:g}"),
             (-20 <= self.worker_nice <= 19, f"worker-nice: must be from -20 to 19; got {self.worker_nice}"),
+            (
+                self.model in KNOWN_MODELS or ":" in self.model,
+                f"model: must be one of {', '.join(KNOWN_MODELS)}, or module:factory; got {self.model!r}",
+            ),
+            (self.recipe in RECIPES, f"recipe: must be one of {', '.join(RECIPES)}; got {self.recipe!r}"),
+            (self.offload in OFFLOAD_MODES, f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}"),
+            (self.dtype in DTYPES, f"dtype: must be one of {', '.join(DTYPES)}; got {self.dtype!r}"),
             (self.webhook_timeout > 0, f"webhook-timeout: must be more than 0; got {self.webhook_timeout:g}"),
             (self.webhook_retries >= 0, f"webhook-retries: must be 0 or more; got {self.webhook_retries}"),
             (self.webhook_backoff >= 0, f"webhook-backoff: must be 0 or more; got {self.webhook_backoff:g}"),

@@ -26,7 +26,6 @@ from server.messages import (
     WorkerLoadFailed,
     WorkerReady,
 )
-from server.settings import Settings
 from server.worker_child import WorkerConfig, run_worker
 
 log = logging.getLogger("ltx2.supervisor")
@@ -53,16 +52,6 @@ WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.LOAD_FAILED: frozenset({WorkerState.STARTING, WorkerState.STOPPED}),
     WorkerState.STOPPED: frozenset(),
 }
-
-
-def worker_config_for(settings: Settings) -> WorkerConfig:
-    return WorkerConfig(
-        model=settings.model,
-        x264_preset=settings.x264_preset,
-        x264_crf=settings.x264_crf,
-        steps=settings.steps,
-        nice=settings.worker_nice,
-    )
 
 
 class _Child:
@@ -94,6 +83,7 @@ class WorkerSupervisor:
         self.restarts = 0
         self.last_load_error: str | None = None
         self.last_gpu_peak_bytes = 0
+        self.model_description: str | None = None
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -208,8 +198,9 @@ class WorkerSupervisor:
         if isinstance(message, WorkerReady):
             self._consecutive_failures = 0
             self.last_load_error = None
+            self.model_description = message.description or message.model
             self._set_state(WorkerState.READY)
-            log.info("worker ready: model %r loaded in %.1f s", message.model, message.load_seconds)
+            log.info("worker ready in %.1f s: %s", message.load_seconds, self.model_description)
         elif isinstance(message, WorkerLoadFailed):
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)

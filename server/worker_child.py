@@ -28,15 +28,38 @@ from server.messages import (
     WorkerLoadFailed,
     WorkerReady,
 )
+from server.settings import Settings
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     model: str
+    weights: str = "weights"
+    recipe: str = "two-stage"
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: str = "auto"
+    fp8: bool = False
     x264_preset: str = ""
     x264_crf: int = -1
     steps: int = 0
     nice: int = 0
+
+
+def worker_config_from(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        model=settings.model,
+        weights=settings.weights,
+        recipe=settings.recipe,
+        device=settings.device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+        fp8=settings.fp8,
+        x264_preset=settings.x264_preset,
+        x264_crf=settings.x264_crf,
+        steps=settings.steps,
+        nice=settings.worker_nice,
+    )
 
 
 def run_worker(conn: Connection, config: WorkerConfig) -> None:
@@ -53,9 +76,10 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     try:
         generator = load_generator_for(config)
     except BaseException as exc:  # noqa: BLE001 - any load failure must reach the API process as a value
-        conn.send(WorkerLoadFailed(error=f"{type(exc).__name__}: {exc}\n{_traceback_tail(exc)}"))
+        conn.send(WorkerLoadFailed(error=describe_load_failure(exc)))
         return
-    conn.send(WorkerReady(model=config.model, load_seconds=time.monotonic() - started))
+    description = getattr(generator, "description", config.model)
+    conn.send(WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
     while True:
         try:
             message = conn.recv()
@@ -77,14 +101,43 @@ def load_generator_for(config: WorkerConfig):
 
     return load_generator(
         config.model,
+        weights=config.weights,
+        recipe=config.recipe,
+        device=config.device,
+        dtype=config.dtype,
+        offload=config.offload,
+        fp8=config.fp8,
         x264_preset=config.x264_preset or None,
         x264_crf=config.x264_crf if config.x264_crf >= 0 else None,
         num_inference_steps=config.steps or None,
     )
 
 
+def describe_load_failure(exc: BaseException) -> str:
+    """Errors the user can act on (missing weights, a GPU too small) read as one clear message;
+    anything else carries its traceback for the log."""
+    from pipelines.offload import InsufficientGpuMemory
+    from pipelines.weights import WeightsIncomplete
+
+    if isinstance(exc, (WeightsIncomplete, InsufficientGpuMemory)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}\n{_traceback_tail(exc)}"
+
+
+def weights_problems(config: WorkerConfig) -> list[str]:
+    """Checks the model's files before the server starts, so a missing download is a start-up error.
+
+    Runs in the API process: pipelines.weights is plain file checks (no torch), imported lazily.
+    """
+    if config.model != "ltx-2-19b":
+        return []
+    from pipelines.weights import check_weights
+
+    return check_weights(Path(config.weights))
+
+
 def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFailed:
-    from pipelines.interface import GenerationParams, InvalidInputError, MuxError
+    from pipelines.interface import GenerationParams, GpuOutOfMemory, InvalidInputError, MuxError
 
     conn.send(JobStarted(job_id=job.job_id))
 
@@ -109,6 +162,8 @@ def run_job(generator, job: SubmitJob, conn: Connection) -> JobSucceeded | JobFa
         return JobFailed(job_id=job.job_id, error=str(exc), fault=FAULT_INPUT)
     except MuxError as exc:
         return JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
+    except GpuOutOfMemory as exc:
+        return JobFailed(job_id=job.job_id, error=str(exc))
     except MemoryError:
         return JobFailed(job_id=job.job_id, error="generation ran out of memory")
     except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on

@@ -67,7 +67,9 @@ def test_output_has_exact_requested_size_frames_fps_and_audio(
     result = generator.generate(params, image_path, output, lambda *a: None)
 
     assert result.output_path == output and result.seed == params.seed
-    assert set(result.stage_seconds) == {"load_image", "encode_prompt", "denoise", "decode", "mux"}
+    assert set(result.stage_seconds) == {
+        "load_image", "encode_prompt", "stage1", "upsample", "stage2", "decode_audio", "decode_video", "mux"
+    }
     info = probe_mp4(output)
     assert (info["width"], info["height"]) == (width, height)
     assert info["frame_count"] == 10
@@ -128,7 +130,8 @@ def test_progress_arrives_in_stage_order(generator, image_path, tmp_path):
     order = ["encoding_prompt", "denoising", "decoding", "muxing"]
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == order
     denoising = [(step, total) for stage, step, total in events if stage == "denoising"]
-    assert denoising == [(0, 2), (1, 2), (2, 2)]
+    # two-stage: 2 steps at half size, then the 3 distilled steps at full size
+    assert denoising == [(step, 5) for step in range(6)]
     for stage in order:
         steps = [step for s, step, _ in events if s == stage]
         assert steps == sorted(steps)
