@@ -19,6 +19,8 @@ log = logging.getLogger("ltx2.events")
 Listener = Callable[[Job, str], None]
 
 STREAM_KEEPALIVE_SECONDS = 15.0
+# Put into every stream's queue by close(): the stream ends without a final event.
+_CLOSED = object()
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class JobEventHub:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._streams: dict[str, set[asyncio.Queue[JobSnapshot]]] = {}
+        self.closed = False
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -71,12 +74,14 @@ class JobEventHub:
             yield current
             if current.is_final:
                 return
-            while True:
+            while not self.closed:
                 try:
                     snapshot = await asyncio.wait_for(queue.get(), keepalive)
                 except asyncio.TimeoutError:
                     yield None
                     continue
+                if snapshot is _CLOSED:
+                    return
                 yield snapshot
                 if snapshot.is_final:
                     return
@@ -86,3 +91,10 @@ class JobEventHub:
                 streams.discard(queue)
                 if not streams:
                     del self._streams[job.id]
+
+    def close(self) -> None:
+        """End every open stream (the server is stopping); clients reconnect or poll."""
+        self.closed = True
+        for streams in self._streams.values():
+            for queue in streams:
+                queue.put_nowait(_CLOSED)

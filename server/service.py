@@ -235,6 +235,7 @@ class JobService:
 
     async def close(self) -> None:
         self.accepting = False
+        self.events.close()
         await self.webhooks.close()
         for task in list(self._background):
             task.cancel()

@@ -141,3 +141,36 @@ def test_queued_job_shows_its_place_and_a_failed_stream_ends_with_the_error(scri
 def test_events_of_an_unknown_job_is_the_usual_404(scripted_server):
     response = httpx.get(f"{scripted_server}/v2/requests/nope/events")
     assert response.status_code == 404 and response.json() == {"error": "Request nope not found"}
+
+
+def test_closing_the_hub_ends_open_streams_and_listeners_see_every_change(tmp_path):
+    import asyncio
+
+    from server.events import JobEventHub
+    from server.jobs import Job
+
+    async def scenario() -> tuple[list, list]:
+        hub = JobEventHub()
+        changes: list[str] = []
+        hub.add_listener(lambda job, change: changes.append(change))
+        hub.add_listener(lambda job, change: 1 / 0)  # a broken listener changes nothing
+        job = Job(id="j", params={}, job_dir=tmp_path, created_at=0.0, observer=hub.publish)
+        seen = []
+
+        async def consume():
+            async for snapshot in hub.stream(job):
+                seen.append(snapshot)
+
+        reader = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        job.start(1.0)
+        job.report_progress("denoising", 1, 2)
+        while len(seen) < 3:
+            await asyncio.sleep(0.01)
+        hub.close()
+        await asyncio.wait_for(reader, 5)
+        return changes, seen
+
+    changes, seen = asyncio.run(scenario())
+    assert changes == ["started", "progress"]
+    assert [s.status for s in seen] == ["QUEUED", "PROCESSING", "PROCESSING"] and seen[-1].progress > 0
