@@ -10,6 +10,7 @@ import logging
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -31,6 +32,7 @@ from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
@@ -58,6 +60,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         )
         service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service
+        service.webhooks.build_body = partial(job_result_body, service)
         if not service.api_keys:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
         await supervisor.start()
@@ -153,23 +156,37 @@ def _forwarded_base_url(request: Request) -> str | None:
 
 
 def output_url(request: Request, job: Job) -> str:
-    return f"{base_url(request)}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
+    return job_output_url(job, base_url(request))
+
+
+def job_output_url(job: Job, base: str) -> str:
+    return f"{base}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
 
 
 def status_body(request: Request, job: Job) -> dict:
-    service: JobService = request.app.state.service
+    return job_status_body(request.app.state.service, job)
+
+
+def job_status_body(service: JobService, job: Job) -> dict:
     body = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(service.clock.now())}
     if job.status is JobStatus.FAILED:
         body["error"] = job.error
+    # Additive fields beyond Segmind's body (clients that do not know them ignore them).
+    body.update(service.progress_fields(job))
     return body
 
 
 def result_body(request: Request, job: Job) -> dict:
-    body = status_body(request, job)
+    return job_result_body(request.app.state.service, job, base_url(request))
+
+
+def job_result_body(service: JobService, job: Job, base: str) -> dict:
+    """The result body with absolute URLs under `base`; webhooks build it without a request."""
+    body = job_status_body(service, job)
     body["seed"] = job.params["seed"]
     body["prompt"] = job.params["prompt"]
     if job.status is JobStatus.COMPLETED and job.output_path is not None:
-        url = output_url(request, job)
+        url = job_output_url(job, base)
         body["output"] = url
         body["video"] = {
             "url": url,
@@ -219,7 +236,8 @@ def _install_routes(app: FastAPI) -> None:
     )
     async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
         service = service_of(request)
-        job = await service.submit(params, owner)
+        job = await service.submit(params, owner, base_url=base_url(request))
+        request.state.request_id = job.id  # for the request log line
         await service.wait_until_final(job, service.settings.sync_timeout)
         if job.status is JobStatus.FAILED:
             if job.fault == FAULT_INPUT:
@@ -245,7 +263,8 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
     async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
-        job = await service_of(request).submit(params, owner)
+        job = await service_of(request).submit(params, owner, base_url=base_url(request))
+        request.state.request_id = job.id  # for the request log line
         base = base_url(request)
         return {
             "request_id": job.id,
@@ -314,3 +333,5 @@ def _install_routes(app: FastAPI) -> None:
             # Draining after SIGTERM: a load balancer should send new work elsewhere.
             body.update(ready=False, draining=True)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    install_extra_routes(app, callers_job, status_body, result_body)

@@ -22,6 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltx2-server", description="Segmind-compatible LTX-2 image-to-video server")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and its GPU worker")
+    add_settings_flags(serve)
+    generate = commands.add_parser(
+        "generate",
+        help="generate one video without a server (same parameters and defaults as the API)",
+        description="Generate one video in a worker process, with a progress bar; exits non-zero on failure.",
+    )
+    from server.generate_cli import add_parameter_flags
+
+    add_parameter_flags(generate)
+    add_settings_flags(generate.add_argument_group("server options (the worker's settings apply here too)"))
+    return parser
+
+
+def add_settings_flags(parser) -> None:
     defaults = Settings()
     for f in fields(Settings):
         default = getattr(defaults, f.name)
@@ -29,17 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]"
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:
-            serve.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            serve.add_argument(flag, type=kind, default=None, help=help_text)
-    return parser
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    from server.logs import configure_logging as configure
+
+    configure(level, log_format)
 
 
 def warn_if_open_without_auth(settings: Settings) -> None:
@@ -63,9 +75,10 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.logs import uvicorn_log_config
     from server.worker_child import weights_problems, worker_config_from
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     config = worker_config_from(settings)
     if settings.model == "auto":
         where = (
@@ -83,7 +96,13 @@ def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+        log_config=uvicorn_log_config(settings.log_format),
+        access_log=False,  # server.logs writes one line per request, with the request id
     )
     _draining_server_class(uvicorn.Server)(config, app, settings.shutdown_grace).run()
     return 0
@@ -109,6 +128,14 @@ def _draining_server_class(base: type) -> type:
                 return
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets=None) -> None:
+            # Open event streams (the playground's, SSE clients') would otherwise hold uvicorn's
+            # graceful wait for its full 30 s: end them first; clients reconnect or poll.
+            service = getattr(self._app.state, "service", None)
+            if service is not None:
+                service.events.close()
+            await super().shutdown(sockets)
+
         async def _drain_then_exit(self) -> None:
             try:
                 await self._app.state.service.drain(self._grace)
@@ -122,13 +149,20 @@ def _draining_server_class(base: type) -> type:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {key: value for key, value in vars(args).items() if key != "command"}
+    setting_names = {f.name for f in fields(Settings)}
+    overrides = {key: value for key, value in vars(args).items() if key in setting_names}
     settings = settings_from_env(**overrides)
     problems = settings.problems()
     if problems:
         raise SystemExit("ltx2-server: " + "; ".join(problems))
     if args.command == "serve":
         return serve(settings)
+    if args.command == "generate":
+        from server.generate_cli import run_generate
+
+        # The progress view is the output here; the worker's start-up lines would only break the bar.
+        configure_logging("warning" if settings.log_level == "info" else settings.log_level, settings.log_format)
+        return run_generate(settings, args)
     return 2
 
 

@@ -13,10 +13,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from server.errors import QueueFull
 from server.messages import FAULT_GENERATION
+from server.progress import ProgressTracker
 
 
 class JobStatus(str, enum.Enum):
@@ -40,6 +41,11 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 class IllegalTransition(RuntimeError):
     pass
+
+
+# Called on the event loop thread after every change of a job: "started", "progress", "completed",
+# "failed" (events, metrics, logs and webhooks listen; see server/events.py).
+JobObserver = Callable[["Job", str], None]
 
 
 @dataclass
@@ -66,6 +72,21 @@ class Job:
     total_steps: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    tracker: ProgressTracker = field(default_factory=ProgressTracker, repr=False)
+    observer: JobObserver | None = field(default=None, repr=False)
+
+    @property
+    def progress(self) -> float:
+        return self.tracker.progress
+
+    def _notify(self, change: str) -> None:
+        if self.observer is not None:
+            self.observer(self, change)
+
+    def report_progress(self, stage: str, step: int, total_steps: int) -> None:
+        self.stage, self.step, self.total_steps = stage, step, total_steps
+        self.tracker.report(stage, step, total_steps)
+        self._notify("progress")
 
     def _move_to(self, new: JobStatus) -> None:
         if new not in ALLOWED_TRANSITIONS[self.status]:
@@ -76,6 +97,7 @@ class Job:
         self._move_to(JobStatus.PROCESSING)
         self.started_at = now
         self.stage = "starting"
+        self._notify("started")
 
     def succeed(self, now: float, output_path: Path, seed: int, stage_seconds: dict[str, float]) -> None:
         self._move_to(JobStatus.COMPLETED)
@@ -84,7 +106,9 @@ class Job:
         self.seed = seed
         self.stage = "completed"
         self.stage_seconds.update(stage_seconds)
+        self.tracker.finish()
         self.finished.set()
+        self._notify("completed")
 
     def fail(self, now: float, error: str, fault: str = FAULT_GENERATION) -> None:
         self._move_to(JobStatus.FAILED)
@@ -93,6 +117,7 @@ class Job:
         self.fault = fault
         self.stage = "failed"
         self.finished.set()
+        self._notify("failed")
 
     def metrics(self, now: float) -> dict[str, float]:
         """Segmind's metrics: seconds waiting, generating, and in all, so far or in total."""

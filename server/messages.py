@@ -72,6 +72,8 @@ class JobSucceeded:
     seed: int
     inference_seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Peak CUDA memory allocated during the job; 0 when not on CUDA.
+    peak_gpu_memory_bytes: int = 0
 
 
 # Why a job failed decides the HTTP code a /v1 caller sees.

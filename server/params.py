@@ -47,6 +47,24 @@ class I2VParams(BaseModel):
     fps: int = Field(24, ge=1, le=30, description="Frames per second.")
     seed: int = Field(42, ge=-1, le=SEED_MAX, description="Random seed for reproducibility; -1 picks one at random.")
     guidance_scale: float = Field(4.0, ge=1, le=20, description="Guidance scale for prompt adherence.")
+    # Beyond Segmind's parameters (its clients never send it).
+    webhook: str | None = Field(
+        None,
+        description=(
+            "Optional http(s) URL that receives the final result body by POST, signed with "
+            "x-ltx2-signature: sha256=<HMAC-SHA256 of the body under the server's webhook secret>."
+        ),
+        examples=["https://example.com/ltx2-callback"],
+    )
+
+    @field_validator("webhook")
+    @classmethod
+    def _safe_webhook(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        from server.webhooks import check_webhook_url
+
+        return check_webhook_url(value)
 
     @field_validator("width", "height", "num_frames", "fps", "seed", "guidance_scale", mode="before")
     @classmethod
@@ -71,6 +89,8 @@ def allowed_range_text(name: str) -> str:
     kind = {int: "an integer", float: "a number", str: "a string"}.get(info.annotation, "a value")
     if name == "image":
         kind = "an http(s) URL, a data URI or base64 image data as a string"
+    if name == "webhook":
+        kind = "an http(s) URL of at most 2048 characters, not at a link-local or cloud-metadata address"
     if low is not None and high is not None:
         return f"{kind} from {_plain(low)} to {_plain(high)}"
     if max_len is not None:

@@ -25,14 +25,19 @@ from server.errors import (
     Unauthorized,
     WaitTimedOut,
 )
+from server.events import JobEventHub
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
 from server.jobs import Job, JobStatus, JobStore, new_job_id
 from server.limits import CreditLedger, RateLimiter, load_key_policies
+from server.logs import log_job_change
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.metrics import ServerMetrics
 from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
+from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
 from server.supervisor import WorkerSupervisor
+from server.webhooks import WebhookSender
 
 log = logging.getLogger("ltx2.service")
 
@@ -63,6 +68,19 @@ class JobService:
         self._background: set[asyncio.Task] = set()
         # Image downloads in flight, by job id, so that cancelling a job stops its download too.
         self._fetches: dict[str, asyncio.Task] = {}
+        self.events = JobEventHub()
+        self.durations = DurationEstimator()
+        self.events.add_listener(self._learn_duration)
+        self.metrics = ServerMetrics(store, supervisor, clock)
+        self.events.add_listener(self.metrics.on_job_change)
+        self.events.add_listener(log_job_change)
+        self.webhooks = WebhookSender(
+            settings.webhook_secret,
+            timeout=settings.webhook_timeout,
+            retries=settings.webhook_retries,
+            backoff=settings.webhook_backoff,
+        )
+        self.events.add_listener(self.webhooks.on_job_change)
 
     # ---- auth -------------------------------------------------------------------------------
 
@@ -82,10 +100,13 @@ class JobService:
 
     # ---- jobs -------------------------------------------------------------------------------
 
-    async def submit(self, params: I2VParams, owner: str | None) -> Job:
+    async def submit(self, params: I2VParams, owner: str | None, base_url: str = "") -> Job:
+        """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook)."""
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
         self._check_prompt_length(params)
+        if params.webhook:
+            self.webhooks.require_secret()
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
             await asyncio.to_thread(check_image_bytes, source.inline, self.settings.max_image_pixels)
@@ -106,7 +127,14 @@ class JobService:
         if values["seed"] == -1:
             values["seed"] = secrets.randbelow(SEED_MAX + 1)
         job_id = new_job_id()
-        job = Job(id=job_id, params=values, job_dir=self.results_dir / job_id, created_at=self.clock.now(), owner=owner)
+        job = Job(
+            id=job_id,
+            params=values,
+            job_dir=self.results_dir / job_id,
+            created_at=self.clock.now(),
+            owner=owner,
+            observer=self.events.publish,
+        )
         try:
             self.store.add(job)
         except QueueFull:
@@ -114,6 +142,9 @@ class JobService:
             raise
         if self.credits.charges_seconds(owner):
             self._in_background(self._charge_when_final(job))
+        if params.webhook:
+            self.webhooks.watch(job, params.webhook, base_url)
+        self.events.publish(job, "queued")
         try:
             job.job_dir.mkdir(parents=True, exist_ok=True)
             if source.inline is not None:
@@ -214,6 +245,52 @@ class JobService:
             ) from None
         return job
 
+    # ---- progress ---------------------------------------------------------------------------
+
+    def _learn_duration(self, job: Job, change: str) -> None:
+        if change == "completed":
+            self.durations.add(job.metrics(self.clock.now())["inference_time"])
+
+    def queue_position(self, job: Job) -> int | None:
+        """1 for the next job to run; None once the job has left the queue."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead = sum(
+            1
+            for other in self.store.all_jobs()
+            if other.status is JobStatus.QUEUED and (other.created_at, other.id) < (job.created_at, job.id)
+        )
+        return ahead + 1
+
+    def progress_fields(self, job: Job) -> dict:
+        """The fields this server adds to Segmind's status body: progress, stage, steps, queue, ETA."""
+        now = self.clock.now()
+        position = self.queue_position(job)
+        if job.status is JobStatus.PROCESSING:
+            eta = eta_seconds(job.progress, now - (job.started_at or now))
+        elif position is not None and self.durations.average is not None:
+            running = self._running_job_eta(now)
+            eta = round(self.durations.average * position + running, 1)
+        elif job.status.is_final:
+            eta = 0.0
+        else:
+            eta = None
+        return {
+            "progress": round(job.progress, 4),
+            "stage": "queued" if job.status is JobStatus.QUEUED else job.stage,
+            "step": job.step,
+            "total_steps": job.total_steps,
+            "queue_position": position,
+            "eta_seconds": eta,
+        }
+
+    def _running_job_eta(self, now: float) -> float:
+        for other in self.store.all_jobs():
+            if other.status is JobStatus.PROCESSING:
+                left = eta_seconds(other.progress, now - (other.started_at or now))
+                return left if left is not None else (self.durations.average or 0.0)
+        return 0.0
+
     def output_file(self, job_id: str, token: str) -> Path:
         job = self.store.get(job_id)
         if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
@@ -270,5 +347,7 @@ class JobService:
 
     async def close(self) -> None:
         self.accepting = False
+        self.events.close()
+        await self.webhooks.close()
         for task in list(self._background):
             task.cancel()

@@ -105,6 +105,18 @@ class Settings:
         default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    webhook_secret: str = field(
+        default="",
+        metadata={"help": "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400"},
+    )
+    webhook_timeout: float = field(default=10.0, metadata={"help": "seconds one webhook attempt may take"})
+    webhook_retries: int = field(default=5, metadata={"help": "further webhook attempts after a failed one"})
+    webhook_backoff: float = field(
+        default=1.0, metadata={"help": "seconds before the first webhook retry, doubling each time (at most 300)"}
+    )
+    log_format: str = field(
+        default="text", metadata={"help": "text, or json: one JSON object per line, with the request id"}
+    )
 
     def parsed_api_keys(self) -> frozenset[str]:
         """Keys from a comma list, or from a file (one per line, '#' comments, optional label and budgets)."""
@@ -159,6 +171,10 @@ class Settings:
             (self.job_timeout >= 0, f"job-timeout: must be 0 or more; got {self.job_timeout:g}"),
             (self.cancel_grace > 0, f"cancel-grace: must be more than 0; got {self.cancel_grace:g}"),
             (self.shutdown_grace >= 0, f"shutdown-grace: must be 0 or more; got {self.shutdown_grace:g}"),
+            (self.webhook_timeout > 0, f"webhook-timeout: must be more than 0; got {self.webhook_timeout:g}"),
+            (self.webhook_retries >= 0, f"webhook-retries: must be 0 or more; got {self.webhook_retries}"),
+            (self.webhook_backoff >= 0, f"webhook-backoff: must be 0 or more; got {self.webhook_backoff:g}"),
+            (self.log_format in ("text", "json"), f"log-format: must be text or json; got {self.log_format!r}"),
         ]
         return [message for ok, message in checks if not ok] + self._key_file_problems()
 

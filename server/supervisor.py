@@ -110,6 +110,7 @@ class WorkerSupervisor:
         self._crashes_in_a_row = 0
         self.restarts = 0
         self.last_load_error: str | None = None
+        self.last_gpu_peak_bytes = 0
         self.model_description: str | None = None
 
     # ---- state ------------------------------------------------------------------------------
@@ -243,11 +244,12 @@ class WorkerSupervisor:
         elif isinstance(message, JobProgress):
             job = self._current_job(message.job_id)
             if job is not None:
-                job.stage, job.step, job.total_steps = message.stage, message.step, message.total_steps
+                job.report_progress(message.stage, message.step, message.total_steps)
         elif isinstance(message, JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
                 self._crashes_in_a_row = 0
+                self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
                 job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
                 self._finish_current(job)
         elif isinstance(message, JobFailed):

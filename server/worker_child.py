@@ -11,6 +11,7 @@ import importlib
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -203,6 +204,7 @@ def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job
         seed=job.seed,
         guidance_scale=job.guidance_scale,
     )
+    _reset_gpu_peak()
     started = time.monotonic()
     try:
         if is_cancelled(job.job_id):
@@ -226,7 +228,30 @@ def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job
         seed=result.seed,
         inference_seconds=time.monotonic() - started,
         stage_seconds=dict(result.stage_seconds),
+        peak_gpu_memory_bytes=_gpu_peak_bytes(),
     )
+
+
+def _cuda():
+    """torch.cuda when the generator loaded torch and a GPU is there; the worker never loads torch itself."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        return torch.cuda if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - no usable CUDA means no GPU figure
+        return None
+
+
+def _reset_gpu_peak() -> None:
+    cuda = _cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
+
+
+def _gpu_peak_bytes() -> int:
+    cuda = _cuda()
+    return int(cuda.max_memory_allocated()) if cuda is not None else 0
 
 
 def _traceback_tail(exc: BaseException, limit: int = 2000) -> str:

@@ -65,3 +65,28 @@ def wait_for_status(base_url: str, code: int, path: str | None = None, check=lam
             return response
         time.sleep(0.05)
     raise TimeoutError
+
+
+def test_an_open_event_stream_does_not_hold_up_an_interrupt(tmp_path):
+    # SIGTERM drains (the job ends, so does its stream); SIGINT stops at once, streams still open.
+    import time
+
+    with cli_server("--model", SCRIPTED_MODEL, "--shutdown-grace", "1") as (base_url, process):
+        job = submit(base_url, payload("hang")).json()
+        wait_processing(job["status_url"])
+        lines: list[str] = []
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{base_url}/v2/requests/{job['request_id']}/events", timeout=60) as stream:
+                lines.extend(stream.iter_lines())
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+        # Without closing the streams first, uvicorn waits its full 30 s graceful period for them.
+        assert time.monotonic() - started < 15
+        listener.join(10)
+        assert any(line.startswith("event: status") for line in lines)

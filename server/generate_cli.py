@@ -1,0 +1,160 @@
+"""``ltx2-server generate``: one video without a server, through the same service, supervisor and worker child.
+
+The API's parameters become flags with the API's defaults and are validated by the same model
+(server.params.I2VParams), so a value the API refuses is refused here with the same message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from server.clock import SystemClock
+from server.errors import ServiceError
+from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.messages import FAULT_INPUT
+from server.params import I2VParams, describe_validation_error
+from server.settings import Settings
+from server.supervisor import WorkerState, WorkerSupervisor
+from server.worker_child import weights_problems, worker_config_from
+
+# Parameters that only make sense for a server (a callback URL) are not flags here.
+NOT_FLAGS = {"webhook"}
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def add_parameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per API parameter, with the API's default and description."""
+    for name, info in I2VParams.model_fields.items():
+        if name in NOT_FLAGS:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "image":
+            parser.add_argument(flag, required=True, help="input image: a file path, an http(s) URL or a data URI")
+            continue
+        kind = info.annotation if info.annotation in (int, float) else str
+        default = None if info.is_required() else info.default
+        parser.add_argument(
+            flag, type=kind, required=info.is_required(), default=default, help=f"{info.description} [{default!r}]"
+        )
+    parser.add_argument("--out", required=True, help="where to write the mp4")
+
+
+def parameters_from(args: argparse.Namespace) -> I2VParams:
+    values = {name: getattr(args, name) for name in I2VParams.model_fields if name not in NOT_FLAGS}
+    values["image"] = _image_argument(values["image"])
+    return I2VParams(**values)
+
+
+def _image_argument(value: str) -> str:
+    """A local file is sent as base64, exactly as a client would; URLs and data URIs pass as they are."""
+    if value.lower().startswith(("http://", "https://", "data:")):
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(f"image: no such file: {value}")
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+class ProgressView:
+    """A bar redrawn in place on a terminal; otherwise one plain line per stage and per tenth of progress."""
+
+    def __init__(self, stream: TextIO, is_terminal: bool, width: int = 30) -> None:
+        self._stream = stream
+        self._is_terminal = is_terminal
+        self._width = width
+        self._last_line: tuple[str, int] | None = None
+        self._started = time.monotonic()
+
+    def __call__(self, job: Job, change: str) -> None:
+        progress = job.progress
+        stage = job.stage if job.status is not JobStatus.QUEUED else "queued"
+        steps = f" {job.step}/{job.total_steps}" if job.total_steps > 1 else ""
+        elapsed = time.monotonic() - self._started
+        if self._is_terminal:
+            filled = round(progress * self._width)
+            bar = "#" * filled + "-" * (self._width - filled)
+            self._stream.write(f"\r[{bar}] {progress * 100:5.1f}% {stage}{steps} {elapsed:.0f}s\x1b[K")
+            if job.status.is_final:
+                self._stream.write("\n")
+        else:
+            key = (stage, int(progress * 10))
+            if key != self._last_line or job.status.is_final:
+                self._last_line = key
+                self._stream.write(f"progress {progress * 100:.0f}% {stage}{steps} ({elapsed:.1f}s)\n")
+        self._stream.flush()
+
+
+async def generate_once(settings: Settings, params: I2VParams, out: Path, view: ProgressView) -> Job:
+    """Start a worker, run one job on it, copy the video to `out`; the job tells how it went."""
+    # Imported here: the service module pulls in HTTP clients that `serve --help` does not need.
+    from server.service import JobService
+
+    clock = SystemClock()
+    with tempfile.TemporaryDirectory(prefix="ltx2-generate-") as results:
+        store = InMemoryJobStore(max_queue=1)
+        supervisor = WorkerSupervisor(
+            worker_config_from(settings), store, clock, start_timeout=settings.worker_start_timeout
+        )
+        service = JobService(settings, store, supervisor, clock, Path(results))
+        service.events.add_listener(view)
+        await supervisor.start()
+        try:
+            job = await service.submit(params, None)
+            while not job.status.is_final:
+                if supervisor.state is WorkerState.LOAD_FAILED:
+                    raise RuntimeError(f"the model could not be loaded: {supervisor.last_load_error}")
+                try:
+                    await asyncio.wait_for(job.finished.wait(), 0.2)
+                except asyncio.TimeoutError:
+                    pass
+            if job.status is JobStatus.COMPLETED and job.output_path is not None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(job.output_path, out)
+            return job
+        finally:
+            await service.close()
+            await supervisor.stop()
+
+
+def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = sys.stderr) -> int:
+    try:
+        params = parameters_from(args)
+    except ValidationError as exc:
+        messages = dict.fromkeys(describe_validation_error(error) for error in exc.errors())
+        print("error: " + "; ".join(messages), file=stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, OSError) as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_BAD_INPUT
+    problems = weights_problems(worker_config_from(settings))
+    if problems:
+        print("error: the model's weights are incomplete:\n  " + "\n  ".join(problems), file=stderr)
+        return EXIT_FAILED
+    out = Path(args.out)
+    view = ProgressView(stderr, stderr.isatty())
+    try:
+        job = asyncio.run(generate_once(settings, params, out, view))
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=stderr)
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_FAILED
+    if job.status is not JobStatus.COMPLETED:
+        print(f"error: {job.error}", file=stderr)
+        return EXIT_BAD_INPUT if job.fault == FAULT_INPUT else EXIT_FAILED
+    metrics = job.metrics(job.finished_at or 0.0)
+    print(f"wrote {out} ({out.stat().st_size} bytes, seed {job.seed}, {metrics['inference_time']:.1f} s)", file=stderr)
+    print(str(out))
+    return 0

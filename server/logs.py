@@ -1,0 +1,153 @@
+"""Logging: text or JSON lines, one line per HTTP request and per job transition, with the request id.
+
+In JSON every line is one object: ``ts``, ``level``, ``logger``, ``message``, plus the structured
+fields a line carries (``request_id``, ``event``, ``status``, ``method``, ``path``, ``http_status``,
+``duration_ms`` ...), so log tools can filter by job without parsing messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from datetime import datetime, timezone
+
+from server.jobs import Job
+
+LOG_FORMATS = ("text", "json")
+# Fields passed with `extra=` that the JSON formatter writes out.
+STRUCTURED_FIELDS = (
+    "request_id",
+    "event",
+    "status",
+    "stage",
+    "error",
+    "queue_seconds",
+    "generation_seconds",
+    "method",
+    "path",
+    "http_status",
+    "duration_ms",
+    "client",
+)
+_REQUEST_ID_IN_PATH = re.compile(r"^/(?:v1|v2)/requests/([^/]+)|^/outputs/([^/]+)/")
+
+access_log = logging.getLogger("ltx2.http")
+job_log = logging.getLogger("ltx2.jobs")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in STRUCTURED_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def uvicorn_log_config(log_format: str) -> dict | None:
+    """None leaves uvicorn's loggers to ours (JSON lines); text keeps uvicorn's own start-up format."""
+    if log_format == "json":
+        return None
+    from uvicorn.config import LOGGING_CONFIG
+
+    return LOGGING_CONFIG
+
+
+def log_job_change(job: Job, change: str) -> None:
+    """A JobEventHub listener: one line per transition (progress only at debug level)."""
+    if change == "progress":
+        if job_log.isEnabledFor(logging.DEBUG):
+            job_log.debug(
+                "job %s %s %s/%s",
+                job.id,
+                job.stage,
+                job.step,
+                job.total_steps,
+                extra={"request_id": job.id, "event": change, "stage": job.stage},
+            )
+        return
+    metrics = job.metrics(job.finished_at or job.started_at or job.created_at)
+    fields = {"request_id": job.id, "event": change, "status": job.status.value}
+    if change == "started":
+        fields["queue_seconds"] = metrics["queue_time"]
+    if job.status.is_final:
+        fields["generation_seconds"] = metrics["inference_time"]
+        fields["queue_seconds"] = metrics["queue_time"]
+    if job.error:
+        fields["error"] = job.error
+    level = logging.WARNING if change == "failed" else logging.INFO
+    job_log.log(level, "job %s %s", job.id, change, extra=fields)
+
+
+class RequestLogMiddleware:
+    """Pure ASGI (so streamed responses pass untouched): one line per finished HTTP request."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answer = {"status": 500, "request_id": None}
+
+        async def send_and_watch(message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"x-request-id":
+                        answer["request_id"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self._log(scope, answer, time.perf_counter() - started)
+
+    @staticmethod
+    def _log(scope, answer: dict, seconds: float) -> None:
+        path = scope.get("path", "")
+        request_id = answer["request_id"] or scope.get("state", {}).get("request_id")
+        if request_id is None:
+            match = _REQUEST_ID_IN_PATH.match(path)
+            request_id = (match.group(1) or match.group(2)) if match else None
+        client = scope.get("client")
+        access_log.info(
+            "%s %s %s %.1f ms%s",
+            scope.get("method"),
+            path,
+            answer["status"],
+            seconds * 1000,
+            f" request_id={request_id}" if request_id else "",
+            extra={
+                "request_id": request_id,
+                "event": "http_request",
+                "method": scope.get("method"),
+                "path": path,
+                "http_status": answer["status"],
+                "duration_ms": round(seconds * 1000, 2),
+                "client": client[0] if client else None,
+            },
+        )

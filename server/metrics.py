@@ -1,0 +1,81 @@
+"""Prometheus metrics for ``/metrics``: one registry per app, fed by job events and read live from
+the job table and the supervisor at scrape time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from server.clock import Clock
+from server.jobs import Job, JobStatus, JobStore
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Seconds: a tiny job takes well under one, the real model up to half an hour.
+QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
+
+
+class _LiveState:
+    """Collector for what is read, not counted: queue depth, running jobs, the worker."""
+
+    def __init__(self, store: JobStore, supervisor) -> None:
+        self._store = store
+        self._supervisor = supervisor
+
+    def collect(self):
+        jobs = self._store.all_jobs()
+        depth = GaugeMetricFamily("ltx2_queue_depth", "Jobs waiting for the worker")
+        depth.add_metric([], sum(1 for job in jobs if job.status is JobStatus.QUEUED))
+        yield depth
+        running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
+        running.add_metric([], sum(1 for job in jobs if job.status is JobStatus.PROCESSING))
+        yield running
+        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times the worker process was restarted")
+        restarts.add_metric([], self._supervisor.restarts)
+        yield restarts
+        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs")
+        ready.add_metric([], 1 if self._supervisor.is_ready else 0)
+        yield ready
+        peak = getattr(self._supervisor, "last_gpu_peak_bytes", 0)
+        if peak:
+            gpu = GaugeMetricFamily(
+                "ltx2_gpu_peak_memory_bytes", "Peak CUDA memory allocated by the worker during the last job"
+            )
+            gpu.add_metric([], peak)
+            yield gpu
+
+
+class ServerMetrics:
+    def __init__(self, store: JobStore, supervisor, clock: Clock) -> None:
+        self._clock = clock
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry)
+        self.finished = Counter(
+            "ltx2_jobs_finished", "Jobs that reached a final state", ["state"], registry=self.registry
+        )
+        for state in (JobStatus.COMPLETED, JobStatus.FAILED):
+            self.finished.labels(state=state.value.lower())
+        self.queue_seconds = Histogram(
+            "ltx2_job_queue_seconds", "Seconds from submission to the worker taking the job",
+            buckets=QUEUE_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.generation_seconds = Histogram(
+            "ltx2_job_generation_seconds", "Seconds the worker spent on a job, until it completed or failed",
+            buckets=GENERATION_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.registry.register(_LiveState(store, supervisor))
+
+    def on_job_change(self, job: Job, change: str) -> None:
+        """A JobEventHub listener."""
+        if change == "queued":
+            self.submitted.inc()
+        elif change == "started":
+            self.queue_seconds.observe(job.metrics(self._clock.now())["queue_time"])
+        elif change in ("completed", "failed"):
+            self.finished.labels(state=change).inc()
+            if job.started_at is not None:
+                self.generation_seconds.observe(job.metrics(self._clock.now())["inference_time"])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

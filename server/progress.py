@@ -1,0 +1,113 @@
+"""A job's overall progress (0 to 1) from the worker's (stage, step, total_steps) reports.
+
+Generators report stages by name and may add names we do not know (a two-stage recipe may report
+"upsampling" or a second "denoising" with a different step count). So progress is not read off a
+fixed table: each new stage *segment* (a new name, a new total, or a step count that starts over)
+gets a share of what is left, sized by its weight against the weights of the usual stages still to
+come. Every segment leaves room for the ones after it, progress never goes back, and only the end
+of the last stage (or the job finishing) reaches 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The usual order of a generation, with rough shares of its time (denoising dominates on a GPU).
+STANDARD_STAGES: tuple[tuple[str, float], ...] = (
+    ("encoding_prompt", 0.05),
+    ("denoising", 0.70),
+    ("decoding", 0.15),
+    ("muxing", 0.10),
+)
+UNKNOWN_STAGE_WEIGHT = 0.05
+
+
+def _category(stage: str) -> str | None:
+    """Map a reported stage name onto a standard stage ("stage2_denoising" is denoising)."""
+    name = stage.lower()
+    for key, standard in (
+        ("encod", "encoding_prompt"),
+        ("denois", "denoising"),
+        ("decod", "decoding"),
+        ("mux", "muxing"),
+    ):
+        if key in name:
+            return standard
+    return None
+
+
+def _weight(category: str | None) -> float:
+    return dict(STANDARD_STAGES).get(category, UNKNOWN_STAGE_WEIGHT) if category else UNKNOWN_STAGE_WEIGHT
+
+
+def _weight_after(category: str | None, last_standard_index: int) -> float:
+    """The weight of the standard stages still expected after this one."""
+    names = [name for name, _ in STANDARD_STAGES]
+    index = names.index(category) if category in names else last_standard_index
+    return sum(weight for _, weight in STANDARD_STAGES[index + 1 :])
+
+
+@dataclass
+class ProgressTracker:
+    """Turns worker reports into a monotonic fraction; one per job, fed on the event loop thread."""
+
+    progress: float = 0.0
+    _segment_stage: str | None = None
+    _segment_total: int = 0
+    _segment_step: int = 0
+    _segment_start: float = 0.0
+    _segment_span: float = 0.0
+    _last_standard_index: int = -1
+
+    def report(self, stage: str, step: int, total_steps: int) -> float:
+        if self._starts_new_segment(stage, step, total_steps):
+            self._open_segment(stage, total_steps)
+        self._segment_step = step
+        fraction = min(1.0, max(0.0, step / total_steps)) if total_steps > 0 else 0.0
+        candidate = self._segment_start + self._segment_span * fraction
+        self.progress = max(self.progress, min(1.0, candidate))
+        return self.progress
+
+    def finish(self) -> float:
+        self.progress = 1.0
+        return self.progress
+
+    def _starts_new_segment(self, stage: str, step: int, total_steps: int) -> bool:
+        return stage != self._segment_stage or total_steps != self._segment_total or step < self._segment_step
+
+    def _open_segment(self, stage: str, total_steps: int) -> None:
+        category = _category(stage)
+        weight = _weight(category)
+        after = _weight_after(category, self._last_standard_index)
+        remaining = 1.0 - self.progress
+        self._segment_stage = stage
+        self._segment_total = total_steps
+        self._segment_step = 0
+        self._segment_start = self.progress
+        self._segment_span = remaining * weight / (weight + after)
+        names = [name for name, _ in STANDARD_STAGES]
+        if category in names:
+            self._last_standard_index = max(self._last_standard_index, names.index(category))
+
+
+def eta_seconds(progress: float, elapsed: float) -> float | None:
+    """Seconds left for a running job, extrapolated from its own pace; None until there is a pace."""
+    if progress <= 0.0 or elapsed <= 0.0:
+        return None
+    if progress >= 1.0:
+        return 0.0
+    return round(elapsed * (1.0 - progress) / progress, 1)
+
+
+class DurationEstimator:
+    """A moving average of how long jobs take to generate, for the ETA of queued jobs."""
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self._smoothing = smoothing
+        self.average: float | None = None
+
+    def add(self, seconds: float) -> None:
+        if self.average is None:
+            self.average = seconds
+        else:
+            self.average += self._smoothing * (seconds - self.average)

@@ -1,0 +1,154 @@
+"""Webhooks: the final result body POSTed to the URL given at submission, signed, retried, off the worker's path.
+
+Signature: ``x-ltx2-signature: sha256=<hex>``, the HMAC-SHA256 of the exact body bytes under the
+server's ``--webhook-secret``. Deliveries are tasks on the API process's event loop: the worker never
+waits for them, and a slow or failing receiver only delays its own retries.
+
+URL rules, as for image URLs: http or https only; the host is resolved before each attempt and any
+link-local, cloud-metadata, multicast or unspecified address is refused. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+from typing import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from server.errors import InvalidRequest
+from server.jobs import Job
+
+log = logging.getLogger("ltx2.webhooks")
+
+SIGNATURE_HEADER = "x-ltx2-signature"
+MAX_URL_CHARS = 2048
+MAX_BACKOFF_SECONDS = 300.0
+MAX_CONCURRENT_DELIVERIES = 16
+# Cloud metadata services that are not link-local (AWS's IPv6 one, Alibaba's).
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+class UnsafeWebhookUrl(ValueError):
+    pass
+
+
+def check_webhook_url(url: str) -> str:
+    """The URL if its form is acceptable (scheme, host, no literal forbidden address); ValueError otherwise."""
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"longer than {MAX_URL_CHARS} characters")
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"URL scheme {parts.scheme!r} is not allowed (use http or https)")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return url.strip()  # a name: checked once resolved, before each attempt
+    refuse_address(address)
+    return url.strip()
+
+
+def refuse_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_link_local or address in METADATA_ADDRESSES:
+        raise UnsafeWebhookUrl(f"{address} is a link-local or cloud-metadata address")
+    if address.is_multicast or address.is_unspecified:
+        raise UnsafeWebhookUrl(f"{address} is not a unicast address")
+
+
+async def check_resolved(url: str) -> None:
+    """Resolve the URL's host and refuse it if any address it resolves to is forbidden."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        refuse_address(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookSender:
+    def __init__(self, secret: str, *, timeout: float, retries: int, backoff: float) -> None:
+        self._secret = secret
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._watched: dict[str, tuple[str, str]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        # Set by the app: (job, base URL) -> the result body, the same one GET /v2/requests/{id} gives.
+        self.build_body: Callable[[Job, str], dict] | None = None
+
+    def require_secret(self) -> None:
+        if not self._secret:
+            raise InvalidRequest("webhook: this server has no --webhook-secret, so it cannot sign webhooks")
+
+    def watch(self, job: Job, url: str, base_url: str) -> None:
+        self._watched[job.id] = (url, base_url)
+
+    def on_job_change(self, job: Job, change: str) -> None:
+        """A JobEventHub listener: a watched job's final state starts its delivery (once)."""
+        if not job.status.is_final or job.id not in self._watched:
+            return
+        url, base = self._watched.pop(job.id)
+        if self.build_body is None:
+            log.error("webhook for %s not sent: no body builder", job.id, extra={"request_id": job.id})
+            return
+        body = json.dumps(self.build_body(job, base), separators=(",", ":")).encode()
+        task = asyncio.get_running_loop().create_task(self.deliver(job.id, url, body), name=f"ltx2-webhook-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def deliver(self, job_id: str, url: str, body: bytes) -> bool:
+        headers = {
+            "content-type": "application/json",
+            SIGNATURE_HEADER: signature(self._secret, body),
+            "x-request-id": job_id,
+            "user-agent": "ltx2-server-webhook",
+        }
+        attempts = 1 + self._retries
+        for attempt in range(1, attempts + 1):
+            outcome, retry = await self._attempt(url, body, {**headers, "x-ltx2-delivery-attempt": str(attempt)})
+            extra = {"request_id": job_id, "event": "webhook", "status": outcome}
+            if outcome == "delivered":
+                log.info("webhook for %s delivered (attempt %d)", job_id, attempt, extra=extra)
+                return True
+            if not retry or attempt == attempts:
+                log.warning("webhook for %s given up after attempt %d: %s", job_id, attempt, outcome, extra=extra)
+                return False
+            delay = min(MAX_BACKOFF_SECONDS, self._backoff * 2 ** (attempt - 1))
+            log.info("webhook for %s attempt %d: %s; retrying in %.1f s", job_id, attempt, outcome, delay, extra=extra)
+            await asyncio.sleep(delay)
+        return False
+
+    async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
+        """('delivered' | what went wrong, whether another attempt may help)."""
+        async with self._slots:
+            try:
+                await check_resolved(url)
+                async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
+                    response = await client.post(url, content=body, headers=headers)
+            except UnsafeWebhookUrl as exc:
+                return f"refused: {exc}", False
+            except (OSError, httpx.HTTPError) as exc:
+                return f"{type(exc).__name__}: {exc}", True
+        if 200 <= response.status_code < 300:
+            return "delivered", True
+        retry = response.status_code >= 500 or response.status_code in RETRY_STATUSES
+        return f"HTTP {response.status_code}", retry
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
