@@ -17,7 +17,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from server.errors import InvalidRequest
-from server.netguard import CheckedTarget, Resolver, check_url
+from server.netguard import Resolver, check_url, pinned_request
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).
@@ -123,7 +123,7 @@ async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects
         current = url
         for _ in range(max_redirects + 1):
             target = await check_url(current, block_private=block_private, timeout=connect_timeout, resolver=resolver)
-            async with client.stream(**_pinned_request(target)) as response:
+            async with client.stream(**pinned_request(target)) as response:
                 if response.is_redirect and response.headers.get("location"):
                     current = urljoin(current, response.headers["location"])
                     continue
@@ -131,22 +131,6 @@ async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects
                     raise InvalidRequest(f"image: fetching {current} answered HTTP {response.status_code}")
                 return await _read_capped(response, current, max_bytes)
         raise InvalidRequest(f"image: {url} redirects more than {max_redirects} times")
-
-
-def _pinned_request(target: CheckedTarget) -> dict:
-    """A request to the checked address that still names the host (Host header, TLS SNI)."""
-    parsed = httpx.URL(target.url)
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host:  # an IPv6 literal
-        host_header = f"[{host_header}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    return {
-        "method": "GET",
-        "url": parsed.copy_with(host=target.address.split("%", 1)[0]),
-        "headers": {"Host": host_header},
-        "extensions": extensions,
-    }
 
 
 async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpx
+
 from server.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,32 +74,52 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 async def check_url(
-    url: str, *, block_private: bool, timeout: float, resolver: Resolver | None = None
+    url: str, *, block_private: bool, timeout: float, resolver: Resolver | None = None, field: str = "image"
 ) -> CheckedTarget:
-    """Resolve the URL's host and check every address it has; InvalidRequest names the reason."""
+    """Resolve the URL's host and check every address it has; InvalidRequest names the field and reason.
+
+    Used for image URLs and webhook URLs alike: one policy for every connection a client can point us at.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError as exc:
-        raise InvalidRequest(f"image: {url!r} is not a valid URL ({exc})") from None
+        raise InvalidRequest(f"{field}: {url!r} is not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise InvalidRequest(f"image: URL scheme {scheme!r} is not allowed (use http or https)")
+        raise InvalidRequest(f"{field}: URL scheme {scheme!r} is not allowed (use http or https)")
     host = parts.hostname
     if not host:
-        raise InvalidRequest(f"image: {url!r} has no host")
+        raise InvalidRequest(f"{field}: {url!r} has no host")
     try:
         addresses = await asyncio.wait_for((resolver or system_resolver)(host, port), timeout)
     except asyncio.TimeoutError:
-        raise InvalidRequest(f"image: resolving {host} timed out after {timeout:g} s") from None
+        raise InvalidRequest(f"{field}: resolving {host} timed out after {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
-        raise InvalidRequest(f"image: cannot resolve host {host} ({exc})") from None
+        raise InvalidRequest(f"{field}: cannot resolve host {host} ({exc})") from None
     if not addresses:
-        raise InvalidRequest(f"image: host {host} has no address")
+        raise InvalidRequest(f"{field}: host {host} has no address")
     # Every address must pass: a client cannot choose which one we would connect to.
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
         reason = refusal_reason(address, block_private)
         if reason:
-            raise InvalidRequest(f"image: refused to fetch {url}: host {host} resolves to {address}, {reason}")
+            raise InvalidRequest(f"{field}: refused to connect to {url}: host {host} resolves to {address}, {reason}")
     return CheckedTarget(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+
+
+def pinned_request(target: CheckedTarget, method: str = "GET") -> dict:
+    """httpx request arguments that connect to the checked address and still name the host (Host header,
+    TLS SNI and certificate), so a name that resolves elsewhere a moment later changes nothing."""
+    parsed = httpx.URL(target.url)
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host:  # an IPv6 literal
+        host_header = f"[{host_header}]" if target.port == default_port else f"[{target.host}]:{target.port}"
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    return {
+        "method": method,
+        "url": parsed.copy_with(host=target.address.split("%", 1)[0]),
+        "headers": {"Host": host_header},
+        "extensions": extensions,
+    }

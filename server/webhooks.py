@@ -4,8 +4,10 @@ Signature: ``x-ltx2-signature: sha256=<hex>``, the HMAC-SHA256 of the exact body
 server's ``--webhook-secret``. Deliveries are tasks on the API process's event loop: the worker never
 waits for them, and a slow or failing receiver only delays its own retries.
 
-URL rules, as for image URLs: http or https only; the host is resolved before each attempt and any
-link-local, cloud-metadata, multicast or unspecified address is refused. Redirects are not followed.
+URL rules, the image URLs' own (server/netguard.py): http or https only; the host is resolved before
+each attempt, any link-local, cloud-metadata, multicast or unspecified address is refused, and the
+connection goes to the very address that was checked (no DNS rebinding). Private and loopback addresses
+are allowed: on-prem receivers usually live there. Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import socket
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ import httpx
 
 from server.errors import InvalidRequest
 from server.jobs import Job
+from server.netguard import check_url, pinned_request, refusal_reason
 
 log = logging.getLogger("ltx2.webhooks")
 
@@ -31,13 +33,7 @@ SIGNATURE_HEADER = "x-ltx2-signature"
 MAX_URL_CHARS = 2048
 MAX_BACKOFF_SECONDS = 300.0
 MAX_CONCURRENT_DELIVERIES = 16
-# Cloud metadata services that are not link-local (AWS's IPv6 one, Alibaba's).
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
 RETRY_STATUSES = frozenset({408, 425, 429})
-
-
-class UnsafeWebhookUrl(ValueError):
-    pass
 
 
 def check_webhook_url(url: str) -> str:
@@ -53,26 +49,10 @@ def check_webhook_url(url: str) -> str:
         address = ipaddress.ip_address(parts.hostname)
     except ValueError:
         return url.strip()  # a name: checked once resolved, before each attempt
-    refuse_address(address)
+    reason = refusal_reason(address, block_private=False)
+    if reason:
+        raise ValueError(f"{address} is {reason}")
     return url.strip()
-
-
-def refuse_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_link_local or address in METADATA_ADDRESSES:
-        raise UnsafeWebhookUrl(f"{address} is a link-local or cloud-metadata address")
-    if address.is_multicast or address.is_unspecified:
-        raise UnsafeWebhookUrl(f"{address} is not a unicast address")
-
-
-async def check_resolved(url: str) -> None:
-    """Resolve the URL's host and refuse it if any address it resolves to is forbidden."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    for info in infos:
-        refuse_address(ipaddress.ip_address(info[4][0].split("%", 1)[0]))
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -137,11 +117,14 @@ class WebhookSender:
         """('delivered' | what went wrong, whether another attempt may help)."""
         async with self._slots:
             try:
-                await check_resolved(url)
-                async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-                    response = await client.post(url, content=body, headers=headers)
-            except UnsafeWebhookUrl as exc:
-                return f"refused: {exc}", False
+                target = await check_url(url, block_private=False, timeout=self._timeout, field="webhook")
+                request = pinned_request(target, "POST")
+                request["headers"].update(headers)
+                # trust_env=False: a proxy from the environment would connect somewhere we did not check.
+                async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False) as client:
+                    response = await client.request(**request, content=body)
+            except InvalidRequest as exc:
+                return f"refused: {exc.message}", False
             except (OSError, httpx.HTTPError) as exc:
                 return f"{type(exc).__name__}: {exc}", True
         if 200 <= response.status_code < 300:
