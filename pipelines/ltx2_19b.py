@@ -16,6 +16,7 @@ finite in bf16 and the kernels that run are exactly the ones real weights would 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from typing import Iterator
 
@@ -227,40 +228,16 @@ def _built_as(device, dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_transformer():
-    from diffusers import LTX2VideoTransformer3DModel
-
-    return LTX2VideoTransformer3DModel(**TRANSFORMER_CONFIG)
-
-
-def build_connectors():
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-
-    return LTX2TextConnectors(**CONNECTORS_CONFIG)
-
-
-def build_video_vae():
-    from diffusers import AutoencoderKLLTX2Video
-
-    return AutoencoderKLLTX2Video(**VIDEO_VAE_CONFIG)
-
-
-def build_audio_vae():
-    from diffusers import AutoencoderKLLTX2Audio
-
-    return AutoencoderKLLTX2Audio(**AUDIO_VAE_CONFIG)
-
-
-def build_vocoder():
-    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
-
-    return LTX2Vocoder(**VOCODER_CONFIG)
-
-
-def build_latent_upsampler():
-    from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
-
-    return LTX2LatentUpsamplerModel(**LATENT_UPSAMPLER_CONFIG)
+# name in the pipeline (or bundle) -> (module, class, config)
+_DIFFUSERS_COMPONENTS = {
+    "transformer": ("diffusers", "LTX2VideoTransformer3DModel", TRANSFORMER_CONFIG),
+    "connectors": ("diffusers.pipelines.ltx2", "LTX2TextConnectors", CONNECTORS_CONFIG),
+    "vae": ("diffusers", "AutoencoderKLLTX2Video", VIDEO_VAE_CONFIG),
+    "audio_vae": ("diffusers", "AutoencoderKLLTX2Audio", AUDIO_VAE_CONFIG),
+    "vocoder": ("diffusers.pipelines.ltx2.vocoder", "LTX2Vocoder", VOCODER_CONFIG),
+    "latent_upsampler": ("diffusers.pipelines.ltx2.latent_upsampler", "LTX2LatentUpsamplerModel", LATENT_UPSAMPLER_CONFIG),
+}
+COMPONENTS = (*_DIFFUSERS_COMPONENTS, "text_encoder")
 
 
 def build_text_encoder(tokenizer=None):
@@ -286,21 +263,17 @@ def build_tokenizer():
     return _build_tokenizer()
 
 
-COMPONENT_BUILDERS = {
-    "transformer": build_transformer,
-    "connectors": build_connectors,
-    "vae": build_video_vae,
-    "audio_vae": build_audio_vae,
-    "vocoder": build_vocoder,
-    "latent_upsampler": build_latent_upsampler,
-    "text_encoder": build_text_encoder,
-}
-
-
 def build_component(name: str, device="meta", dtype: torch.dtype = torch.bfloat16):
     """One full-size component with random weights on ``device`` (``meta``: shapes only, no memory)."""
     with _built_as(device, dtype):
-        return COMPONENT_BUILDERS[name]().eval()
+        return _build(name).eval()
+
+
+def _build(name: str, tokenizer=None):
+    if name == "text_encoder":
+        return build_text_encoder(tokenizer)
+    module, class_name, config = _DIFFUSERS_COMPONENTS[name]
+    return getattr(importlib.import_module(module), class_name)(**config)
 
 
 def count_params(module) -> int:
@@ -321,11 +294,10 @@ def build_random_19b_bundle(device, dtype: torch.dtype = torch.bfloat16, *, timi
         torch.cuda.manual_seed_all(_SEED)
     parts = {}
     tokenizer = build_tokenizer()
-    for name in COMPONENT_BUILDERS:
+    for name in COMPONENTS:
         start = time.perf_counter()
         with _built_as(device, dtype):
-            builder = COMPONENT_BUILDERS[name]
-            parts[name] = (builder(tokenizer) if name == "text_encoder" else builder()).eval()
+            parts[name] = _build(name, tokenizer).eval()
         _synchronize(device)
         timings[name] = time.perf_counter() - start
     upsampler = parts.pop("latent_upsampler")
@@ -365,21 +337,34 @@ def video_tokens(width: int, height: int, num_frames: int, config: dict = TRANSF
     return (frames // patch_t) * (height // spatial_h // patch) * (width // spatial_w // patch)
 
 
+def _widths(config: dict) -> tuple[int, int]:
+    video = config["num_attention_heads"] * config["attention_head_dim"]
+    audio = config["audio_num_attention_heads"] * config["audio_attention_head_dim"]
+    return video, audio
+
+
+def transformer_attention_flops(config: dict, video: int, audio: int, text: int, batch: int = 1) -> float:
+    """The attention matmuls of one forward: 4 * queries * keys * width (scores, then the weighted sum) for
+    video and audio self-attention, their text cross-attentions, and the a2v and v2a cross-attentions
+    (both at the audio attention width)."""
+    d, a = _widths(config)
+    per_layer = 4 * (d * (video * video + video * text) + a * (audio * audio + audio * text + 2 * video * audio))
+    return batch * config["num_layers"] * per_layer
+
+
 def transformer_forward_flops(config: dict, video: int, audio: int, text: int, batch: int = 1) -> float:
     """Matmul FLOPs of one LTX2VideoTransformer3DModel forward (2 per multiply-add; norms, RoPE, adaLN
     and activations left out: they are well under 1 %).
 
-    Per block, video stream (width D): self-attention q/k/v/out, text cross-attention q/out, the
+    Linears per block, video stream (width D): self-attention q/k/v/out, text cross-attention q/out, the
     feed-forward (4x), the a2v cross-attention's q/out and the v2a cross-attention's k/v (both at the
-    audio attention width A). Audio stream (width A') likewise. Text tokens pass the cross-attention k/v.
-    Attention itself is 4 * queries * keys * width (scores, then the weighted sum)."""
-    d = config["num_attention_heads"] * config["attention_head_dim"]
-    a = config["audio_num_attention_heads"] * config["audio_attention_head_dim"]
+    audio attention width A). Audio stream likewise at width A. Text tokens pass the cross-attentions'
+    k/v, once per layer, and the two caption projections (2-layer MLPs) once."""
+    d, a = _widths(config)
     ff = 4  # diffusers' FeedForward default mult
     video_linear = 4 * d * d + 2 * d * d + 2 * ff * d * d + 2 * d * a + 2 * d * a
     audio_linear = 4 * a * a + 2 * a * a + 2 * ff * a * a + 2 * a * a + 2 * a * a
     text_linear = 2 * config["cross_attention_dim"] * d + 2 * config["audio_cross_attention_dim"] * a
-    linear = 2 * (video * video_linear + audio * audio_linear + text * text_linear)
-    attention = 4 * (d * (video * video + video * text) + a * (audio * audio + audio * text + 2 * video * audio))
-    caption = 2 * text * config["caption_channels"] * (d + a) + 2 * text * (d * d + a * a)  # two 2-layer MLPs
-    return batch * (config["num_layers"] * (linear + attention) + caption)
+    linear = config["num_layers"] * 2 * (video * video_linear + audio * audio_linear + text * text_linear)
+    caption = 2 * text * config["caption_channels"] * (d + a) + 2 * text * (d * d + a * a)
+    return batch * (linear + caption) + transformer_attention_flops(config, video, audio, text, batch)
