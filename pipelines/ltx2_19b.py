@@ -195,7 +195,9 @@ GEMMA3_12B_VISION_CONFIG = dict(  # SigLIP so400m at 896 px
     patch_size=14,
     vision_use_head=False,
 )
-GEMMA3_12B_CONFIG = dict(mm_tokens_per_image=256, boi_token_index=255999, eoi_token_index=256000, image_token_index=262144)
+GEMMA3_12B_CONFIG = dict(
+    mm_tokens_per_image=256, boi_token_index=255999, eoi_token_index=256000, image_token_index=262144
+)
 
 # Published sizes (../shared/ltx2-notes.md), in parameters.
 PUBLISHED_PARAMS = {
@@ -235,7 +237,11 @@ _DIFFUSERS_COMPONENTS = {
     "vae": ("diffusers", "AutoencoderKLLTX2Video", VIDEO_VAE_CONFIG),
     "audio_vae": ("diffusers", "AutoencoderKLLTX2Audio", AUDIO_VAE_CONFIG),
     "vocoder": ("diffusers.pipelines.ltx2.vocoder", "LTX2Vocoder", VOCODER_CONFIG),
-    "latent_upsampler": ("diffusers.pipelines.ltx2.latent_upsampler", "LTX2LatentUpsamplerModel", LATENT_UPSAMPLER_CONFIG),
+    "latent_upsampler": (
+        "diffusers.pipelines.ltx2.latent_upsampler",
+        "LTX2LatentUpsamplerModel",
+        LATENT_UPSAMPLER_CONFIG,
+    ),
 }
 COMPONENTS = (*_DIFFUSERS_COMPONENTS, "text_encoder")
 
@@ -246,7 +252,9 @@ def build_text_encoder(tokenizer=None):
     special = {}
     if tokenizer is not None:
         special = dict(
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
     config = Gemma3Config(
         text_config=Gemma3TextConfig(**GEMMA3_12B_TEXT_CONFIG, **special),

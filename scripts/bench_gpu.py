@@ -42,7 +42,17 @@ PROMPT = (
     "A woman in a red coat walks toward the camera along a snowy street at dusk, shop windows glowing, "
     "soft snowfall, she smiles and waves; ambient city sound and footsteps on snow"
 )
-STAGE_ORDER = ("load_image", "encode_prompt", "stage1", "denoise", "upsample", "stage2", "decode_audio", "decode_video", "mux")
+STAGE_ORDER = (
+    "load_image",
+    "encode_prompt",
+    "stage1",
+    "denoise",
+    "upsample",
+    "stage2",
+    "decode_audio",
+    "decode_video",
+    "mux",
+)
 GIB = 1024**3
 
 
@@ -51,7 +61,9 @@ def default_negative_prompt() -> str:
     GPU machine lacks, and scripts should not pull the API process's imports into a benchmark)."""
     tree = ast.parse((REPO / "server" / "params.py").read_text())
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DEFAULT_NEGATIVE_PROMPT" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "DEFAULT_NEGATIVE_PROMPT" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise RuntimeError("server/params.py no longer defines DEFAULT_NEGATIVE_PROMPT")
 
@@ -111,7 +123,9 @@ def build(args) -> dict:
     plan = place(bundle, args.offload, device)
     timings["place"] = time.perf_counter() - begin
     timings["total"] = time.perf_counter() - start
-    return dict(bundle=bundle, plan=plan, device=device, dtype=dtype, model=model, device_name=device_name, timings=timings)
+    return dict(
+        bundle=bundle, plan=plan, device=device, dtype=dtype, model=model, device_name=device_name, timings=timings
+    )
 
 
 def place(bundle, offload: str, device):
@@ -127,7 +141,9 @@ def place(bundle, offload: str, device):
         if offload != "none" or device.type != "cuda":
             raise
         print(f"warning: the offload planner refuses --offload none ({error}); going on", file=sys.stderr)
-        return OffloadPlan("none", vae_tiling=False, reason=f"forced by bench_gpu.py although the planner said: {error}")
+        return OffloadPlan(
+            "none", vae_tiling=False, reason=f"forced by bench_gpu.py although the planner said: {error}"
+        )
 
 
 def stage_flops(generator, size, payload: dict, config: dict) -> dict[str, tuple[float, int]]:
@@ -145,9 +161,9 @@ def stage_flops(generator, size, payload: dict, config: dict) -> dict[str, tuple
 
     if not spec.two_stage:
         return {"denoise": (spec.final_steps * forward(size.width, size.height, cfg_batch), spec.final_steps)}
-    stage1_batch = cfg_batch if spec.name == "two-stage" else 1  # distilled: fixed sigmas, no guidance
+    # Stage 1 at half size (with CFG unless distilled); stage 2 with fixed sigmas, never guided.
     return {
-        "stage1": (spec.stage1_steps * forward(size.width // 2, size.height // 2, stage1_batch), spec.stage1_steps),
+        "stage1": (spec.stage1_steps * forward(size.width // 2, size.height // 2, cfg_batch), spec.stage1_steps),
         "stage2": (spec.final_steps * forward(size.width, size.height, 1), spec.final_steps),
     }
 
@@ -182,7 +198,9 @@ def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) ->
     from pipelines.generate import plan_generation_size
 
     steps = (args.one_stage_steps or args.steps) if recipe == "one-stage" else args.steps
-    generator = pipelines.build_generator(built["bundle"], built["model"], built["plan"], recipe=recipe, num_inference_steps=steps)
+    generator = pipelines.build_generator(
+        built["bundle"], built["model"], built["plan"], recipe=recipe, num_inference_steps=steps
+    )
     pipe = generator.pipe
     payload = args.payload
     size = plan_generation_size(
@@ -194,7 +212,9 @@ def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) ->
     )
     row = dict(
         recipe=recipe,
-        steps=f"{generator.spec.stage1_steps}+{generator.spec.final_steps}" if generator.spec.two_stage else str(generator.spec.final_steps),
+        steps=f"{generator.spec.stage1_steps}+{generator.spec.final_steps}"
+        if generator.spec.two_stage
+        else str(generator.spec.final_steps),
         generated=f"{size.width}x{size.height}x{size.num_frames}",
     )
     try:
@@ -237,12 +257,12 @@ def render_table(header: str, rows: list[dict]) -> str:
                 seconds = row.get("stages", {}).get(stage)
                 values.append(cell(seconds / steps if steps and seconds else None, "{:.3f}"))
             lines.append((f"{stage} s/step", values))
-    lines.append(("transformer PFLOP", [cell(sum(row["pflop"].values()) if "pflop" in row else None, "{:.3g}") for row in rows]))
+    lines.append(
+        ("transformer PFLOP", [cell(sum(row["pflop"].values()) if "pflop" in row else None, "{:.3g}") for row in rows])
+    )
     for stage in ("stage1", "denoise", "stage2"):
         if any(stage in row.get("tflops_per_s", {}) for row in rows):
-            lines.append(
-                (f"{stage} TFLOP/s", [cell(row.get("tflops_per_s", {}).get(stage), "{:.3g}") for row in rows])
-            )
+            lines.append((f"{stage} TFLOP/s", [cell(row.get("tflops_per_s", {}).get(stage), "{:.3g}") for row in rows]))
     lines.append(("all denoising TFLOP/s", [cell(row.get("tflops_per_s", {}).get("all"), "{:.3g}") for row in rows]))
     memory = "peak VRAM GiB" if any(row.get("on_cuda") for row in rows) else "peak RSS GiB (process)"
     lines.append((memory, [cell(row.get("peak_gib")) for row in rows]))
@@ -252,10 +272,10 @@ def render_table(header: str, rows: list[dict]) -> str:
     names = [row["recipe"] for row in rows]
     label_width = max(len(label) for label, _ in lines)
     widths = [max(len(name), *(len(values[i]) for _, values in lines)) for i, name in enumerate(names)]
-    out = [header, " | ".join(["metric".ljust(label_width), *(n.rjust(w) for n, w in zip(names, widths))])]
+    out = [header, " | ".join(["metric".ljust(label_width), *(n.rjust(w) for n, w in zip(names, widths, strict=True))])]
     out.append("-" * len(out[-1]))
     for label, values in lines:
-        out.append(" | ".join([label.ljust(label_width), *(v.rjust(w) for v, w in zip(values, widths))]))
+        out.append(" | ".join([label.ljust(label_width), *(v.rjust(w) for v, w in zip(values, widths, strict=True))]))
     return "\n".join(out)
 
 
@@ -283,9 +303,9 @@ def main(argv=None) -> int:
     payload = args.payload
     header = (
         f"LTX-2 {'tiny' if args.tiny else '19B, random weights'} on {built['device_name']}, "
-        f"{str(built['dtype']).removeprefix('torch.')}, offload {built['plan'].mode}; payload {payload['width']}x"
-        f"{payload['height']}, {payload['num_frames']} frames @ {payload['fps']} fps, guidance {payload['guidance_scale']}; "
-        f"build {timings['total']:.1f} s"
+        f"{str(built['dtype']).removeprefix('torch.')}, offload {built['plan'].mode}; "
+        f"payload {payload['width']}x{payload['height']}, {payload['num_frames']} frames @ {payload['fps']} fps, "
+        f"guidance {payload['guidance_scale']}; build {timings['total']:.1f} s"
     )
     rows = []
     # A run stopped at its time limit (SIGTERM) still prints the table of the recipes that finished.
@@ -300,7 +320,9 @@ def main(argv=None) -> int:
                 outcome = row["error"] if "error" in row else f"{row['end_to_end']:.2f} s end to end"
                 print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
                 if args.json:
-                    report = dict(header=header, device=built["device_name"], build_seconds=timings, payload=payload, recipes=rows)
+                    report = dict(
+                        header=header, device=built["device_name"], build_seconds=timings, payload=payload, recipes=rows
+                    )
                     args.json.write_text(json.dumps(report, indent=2))
     except KeyboardInterrupt:
         header += "; INTERRUPTED before " + ", ".join(args.recipe_list[len(rows) :])

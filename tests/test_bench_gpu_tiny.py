@@ -44,4 +44,6 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
     assert two_stage["steps_per_stage"] == {"stage1": 2, "stage2": 3}
     assert distilled["steps_per_stage"] == {"stage1": 8, "stage2": 3}
     assert one_stage["steps_per_stage"] == {"denoise": 2}
-    assert {"encode_prompt", "stage1", "upsample", "stage2", "decode_audio", "decode_video", "mux"} <= set(two_stage["stages"])
+    assert {"encode_prompt", "stage1", "upsample", "stage2", "decode_audio", "decode_video", "mux"} <= set(
+        two_stage["stages"]
+    )
