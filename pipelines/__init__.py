@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .interface import Generator
 
-__all__ = ["load_generator", "MODELS"]
+__all__ = ["build_generator", "load_generator", "MODELS"]
 
 # Per-model defaults, each overridable from the command line.
 # The tiny model's frames are noise: x264 at its usual CRF 23 spends seconds writing ~70 MB of it per
@@ -51,7 +51,6 @@ def load_generator(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from .generate import LTX2Generator
     from .loader import (
         build_tiny_bundle,
         load_bundle_from_weights,
@@ -61,7 +60,6 @@ def load_generator(
         store_transformer_in_fp8,
     )
 
-    defaults = MODEL_DEFAULTS[model]
     # Use every core the process may run on; torch's default can count hyperthreads or the whole host.
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     torch_device = resolve_device(device)
@@ -78,7 +76,42 @@ def load_generator(
     if fp8:
         store_transformer_in_fp8(bundle, torch_dtype)
     plan = place_bundle(bundle, offload, torch_device)
-    generator = LTX2Generator(
+    generator = build_generator(
+        bundle,
+        model,
+        plan,
+        recipe=recipe,
+        num_inference_steps=num_inference_steps,
+        x264_preset=x264_preset,
+        x264_crf=x264_crf,
+    )
+    generator.description = (
+        f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
+        f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
+        f"offload {plan.mode}: {plan.reason}"
+    )
+    return generator
+
+
+def build_generator(
+    bundle,
+    model: str,
+    plan,
+    *,
+    recipe: str = "two-stage",
+    num_inference_steps: int | None = None,
+    x264_preset: str | None = None,
+    x264_crf: int | None = None,
+) -> "Generator":
+    """A placed LTX2Bundle -> the Generator the worker runs, with ``model``'s defaults for what is not given.
+
+    The one place this happens: the server (through ``load_generator``) and scripts/bench_gpu.py share it,
+    so the benchmark times exactly what the server runs.
+    """
+    from .generate import LTX2Generator
+
+    defaults = MODEL_DEFAULTS[model]
+    return LTX2Generator(
         bundle,
         recipe=recipe,
         num_inference_steps=num_inference_steps or defaults["num_inference_steps"],
@@ -87,9 +120,3 @@ def load_generator(
         max_sequence_length=defaults["max_sequence_length"],
         use_vae_decode=plan.vae_tiling,
     )
-    generator.description = (
-        f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
-        f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
-        f"offload {plan.mode}: {plan.reason}"
-    )
-    return generator

@@ -97,6 +97,9 @@ def center_crop_frames(frames: torch.Tensor, width: int, height: int) -> torch.T
 
 
 class _StageClock:
+    """Seconds per stage. CUDA kernels run asynchronously, so each stage waits for the GPU work it queued:
+    otherwise its time would show up in whichever later stage first copies a result to the host."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
@@ -106,6 +109,8 @@ class _StageClock:
         try:
             yield
         finally:
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 

@@ -127,13 +127,18 @@ def store_transformer_in_fp8(bundle: LTX2Bundle, compute_dtype: torch.dtype) -> 
     store_blocks_in_fp8(bundle.pipe.transformer, compute_dtype)
 
 
-def component_bytes(bundle: LTX2Bundle) -> dict[str, int]:
-    pipe = bundle.pipe
-    names = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")
-    sizes = {name: module_bytes(getattr(pipe, name)) for name in names}
+_PIPE_COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")
+
+
+def _bundle_modules(bundle: LTX2Bundle) -> dict[str, torch.nn.Module]:
+    modules = {name: getattr(bundle.pipe, name) for name in _PIPE_COMPONENTS}
     if bundle.latent_upsampler is not None:
-        sizes["latent_upsampler"] = module_bytes(bundle.latent_upsampler)
-    return sizes
+        modules["latent_upsampler"] = bundle.latent_upsampler
+    return modules
+
+
+def component_bytes(bundle: LTX2Bundle) -> dict[str, int]:
+    return {name: module_bytes(module) for name, module in _bundle_modules(bundle).items()}
 
 
 def free_gpu_bytes(device: torch.device) -> int:
@@ -143,12 +148,19 @@ def free_gpu_bytes(device: torch.device) -> int:
     return free
 
 
+def bytes_on_device(bundle: LTX2Bundle, device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    return sum(module_bytes(module, device_type="cuda") for module in _bundle_modules(bundle).values())
+
+
 def place_bundle(bundle: LTX2Bundle, offload: str, device: torch.device) -> OffloadPlan:
     """Choose the offload mode (``auto`` from free VRAM) and apply it; raises InsufficientGpuMemory."""
     sizes = component_bytes(bundle)
-    plan = plan_offload(
-        offload, on_cuda=device.type == "cuda", free_bytes=free_gpu_bytes(device), component_bytes=sizes
-    )
+    # Weights already on the GPU (a bundle built there, like scripts/bench_gpu.py's random 19B) are part of
+    # what the plan places, not a cost on top of it: count their memory as free.
+    free = free_gpu_bytes(device) + bytes_on_device(bundle, device)
+    plan = plan_offload(offload, on_cuda=device.type == "cuda", free_bytes=free, component_bytes=sizes)
     log.info("offload %s (%s); weights %.1f GiB in all", plan.mode, plan.reason, sum(sizes.values()) / GIB)
     apply_offload(bundle, plan, device)
     return plan

@@ -82,10 +82,10 @@ def plan_offload(
     return OffloadPlan(requested, vae_tiling=tiling, reason=requested_reason)
 
 
-def module_bytes(module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
-        b.numel() * b.element_size() for b in module.buffers()
-    )
+def module_bytes(module, device_type: str | None = None) -> int:
+    """Bytes of a module's parameters and buffers (only those on ``device_type``, when given)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors if device_type is None or t.device.type == device_type)
 
 
 def apply_offload(bundle, plan: OffloadPlan, device) -> None:

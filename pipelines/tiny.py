@@ -277,14 +277,38 @@ def build_tiny_distilled_lora(transformer) -> dict[str, torch.Tensor]:
     """A tiny stage-2 LoRA in Lightricks' original key format (``diffusion_model.<module>.lora_A.weight``),
     so loading it runs the same conversion that the real ltx-2-19b-distilled-lora-384 file goes through.
     """
-    generator = torch.Generator().manual_seed(_SEED_DISTILLED_LORA)
+    return random_lightricks_lora(
+        transformer, targets=_TINY_LORA_TARGETS, rank=TINY_LORA_RANK, seed=_SEED_DISTILLED_LORA, std_a=0.1, std_b=0.1
+    )
+
+
+def random_lightricks_lora(
+    transformer,
+    *,
+    targets: tuple[str, ...],
+    rank: int,
+    seed: int,
+    within: str = "",
+    std_a: float | None = None,
+    std_b: float | None = None,
+    device="cpu",
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """Random LoRA factors, in Lightricks' key format, for every nn.Linear whose name contains ``within``
+    and ends with one of ``targets``. Default scales (A ~ 1/sqrt(in), B ~ 0.1/sqrt(rank)) make the update
+    about a tenth of the layer's input, whatever the widths: finite in bf16 at full size."""
+    generator = torch.Generator(device).manual_seed(seed)
     state_dict: dict[str, torch.Tensor] = {}
     for name, module in transformer.named_modules():
-        if not isinstance(module, torch.nn.Linear) or not name.endswith(_TINY_LORA_TARGETS):
+        if not isinstance(module, torch.nn.Linear) or within not in name or not name.endswith(targets):
             continue
         key = f"diffusion_model.{name}"
-        state_dict[f"{key}.lora_A.weight"] = torch.randn(TINY_LORA_RANK, module.in_features, generator=generator) * 0.1
-        state_dict[f"{key}.lora_B.weight"] = torch.randn(module.out_features, TINY_LORA_RANK, generator=generator) * 0.1
+        scale_a = std_a if std_a is not None else module.in_features**-0.5
+        scale_b = std_b if std_b is not None else 0.1 * rank**-0.5
+        shapes = {"lora_A": (rank, module.in_features), "lora_B": (module.out_features, rank)}
+        for factor, scale in (("lora_A", scale_a), ("lora_B", scale_b)):
+            weight = torch.randn(shapes[factor], generator=generator, device=device, dtype=dtype).mul_(scale)
+            state_dict[f"{key}.{factor}.weight"] = weight
     return state_dict
 
 

@@ -1,0 +1,343 @@
+"""GPU benchmark: the server's own generation path on the full-size LTX-2 19B, with random weights.
+
+Builds LTX-2 19B (version 2.0: pipelines/ltx2_19b.py) with random weights directly on the GPU (no download),
+places it with the server's offload planner, turns it into the server's generator for each recipe
+(pipelines.build_generator, as `ltx2-server serve --model ltx-2-19b` does) and times
+``generator.generate(params, image, output, on_progress)`` on the API's default payload (720x1280,
+181 frames, 24 fps, guidance 4, the default negative prompt), after one small warm-up run per recipe.
+
+It prints one table: seconds per stage and per denoising step, peak VRAM, and achieved TFLOP/s from an
+analytic count of the transformer's forward passes (pipelines.ltx2_19b.transformer_forward_flops; model
+FLOPs as in ../shared/ltx2-notes.md: the distilled LoRA's extra matmuls in stage 2 are not counted).
+
+    python scripts/bench_gpu.py [--recipes two-stage,distilled,one-stage] [--one-stage-steps 40] [--json OUT]
+    python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny model
+
+On the `device` tool's H100 (run scripts/gpu_wheels.sh here first; the command is in its docstring and in
+README.md, "GPU benchmark"). Building the random 19B there should take ~30 s (not yet measured on a GPU: its
+Python-side work, measured on this project's 2-core CPUs on the meta device, is ~2 s of module construction and
+~8 s of peft wrapping of the 1,344 LoRA'd linears; the weight initialisation itself runs on the GPU). At the
+notes' 520 TFLOP/s the three recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all,
+inside one 10-minute call. If it runs long, --one-stage-steps 20 halves the longest run; a run stopped by the
+time limit (SIGTERM) still prints the table of the recipes that finished, and --json is written after each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DEFAULT_PAYLOAD = dict(width=720, height=1280, num_frames=181, fps=24, guidance_scale=4.0)
+WARMUP_PAYLOAD = dict(width=256, height=256, num_frames=9, fps=24, guidance_scale=4.0)
+TINY_PAYLOAD = dict(width=256, height=256, num_frames=25, fps=24, guidance_scale=4.0)
+TINY_WARMUP_PAYLOAD = dict(width=64, height=64, num_frames=9, fps=24, guidance_scale=4.0)
+PROMPT = (
+    "A woman in a red coat walks toward the camera along a snowy street at dusk, shop windows glowing, "
+    "soft snowfall, she smiles and waves; ambient city sound and footsteps on snow"
+)
+STAGE_ORDER = (
+    "load_image",
+    "encode_prompt",
+    "encode_image",
+    "stage1",
+    "denoise",
+    "upsample",
+    "stage2",
+    "decode_audio",
+    "decode_video",
+    "mux",
+)
+GIB = 1024**3
+
+
+def default_negative_prompt() -> str:
+    """The API's default, read from server/params.py without importing it (that needs pydantic, which the
+    GPU machine lacks, and scripts should not pull the API process's imports into a benchmark)."""
+    tree = ast.parse((REPO / "server" / "params.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "DEFAULT_NEGATIVE_PROMPT" for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise RuntimeError("server/params.py no longer defines DEFAULT_NEGATIVE_PROMPT")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="the tiny model on the CPU, small payload")
+    parser.add_argument("--recipes", default="two-stage,distilled,one-stage")
+    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps of two-stage (default: the model's)")
+    parser.add_argument("--one-stage-steps", type=int, default=None, help="one-stage steps (default: --steps)")
+    parser.add_argument("--offload", default="none", help="none|model|group|sequential|auto (default none)")
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--fps", type=int, default=None)
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here (after each recipe)")
+    args = parser.parse_args(argv)
+    base = TINY_PAYLOAD if args.tiny else DEFAULT_PAYLOAD
+    args.payload = dict(
+        base,
+        width=args.width or base["width"],
+        height=args.height or base["height"],
+        num_frames=args.frames or base["num_frames"],
+        fps=args.fps or base["fps"],
+    )
+    args.warmup_payload = None if args.no_warmup else (TINY_WARMUP_PAYLOAD if args.tiny else WARMUP_PAYLOAD)
+    args.recipe_list = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    return args
+
+
+def build(args) -> dict:
+    """The placed bundle and what it took to get there."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before diffusers/huggingface_hub are imported
+    start = time.perf_counter()
+    import torch
+
+    from pipelines.loader import build_tiny_bundle
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    timings: dict[str, float] = {"imports": time.perf_counter() - start}
+    if args.tiny:
+        device, dtype, model = torch.device("cpu"), torch.float32, "tiny"
+        begin = time.perf_counter()
+        bundle = build_tiny_bundle()
+        timings["build"] = time.perf_counter() - begin
+        device_name = "CPU (tiny model)"
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA device: run with --tiny on a CPU")
+        from pipelines.ltx2_19b import build_random_19b_bundle
+
+        device, dtype, model = torch.device("cuda"), torch.bfloat16, "ltx-2-19b"
+        bundle = build_random_19b_bundle(device, dtype, timings=timings)
+        device_name = torch.cuda.get_device_name(device)
+    begin = time.perf_counter()
+    plan = place(bundle, args.offload, device)
+    timings["place"] = time.perf_counter() - begin
+    timings["total"] = time.perf_counter() - start
+    return dict(
+        bundle=bundle, plan=plan, device=device, dtype=dtype, model=model, device_name=device_name, timings=timings
+    )
+
+
+def place(bundle, offload: str, device):
+    """The server's placement. Its planner keeps ~8 GiB of headroom for activations, which the 19B's
+    ~71 GiB of resident weights (LoRA included) can leave just short of on an 80 GB card: then, for
+    ``--offload none`` with everything already on the GPU, measure the real peak instead of refusing."""
+    from pipelines.loader import place_bundle
+    from pipelines.offload import InsufficientGpuMemory, OffloadPlan
+
+    try:
+        return place_bundle(bundle, offload, device)
+    except InsufficientGpuMemory as error:
+        if offload != "none" or device.type != "cuda":
+            raise
+        print(f"warning: the offload planner refuses --offload none ({error}); going on", file=sys.stderr)
+        return OffloadPlan(
+            "none", vae_tiling=False, reason=f"forced by bench_gpu.py although the planner said: {error}"
+        )
+
+
+def stage_flops(generator, size, payload: dict, config: dict) -> dict[str, tuple[float, int]]:
+    """Per denoising stage: (transformer FLOPs, steps), from the generated size and the recipe."""
+    from pipelines.ltx2_19b import audio_tokens, transformer_forward_flops, video_tokens
+
+    spec = generator.spec
+    text = generator.max_sequence_length
+    audio = audio_tokens(size.num_frames, payload["fps"], config)
+    cfg_batch = 2 if spec.uses_guidance and payload["guidance_scale"] > 1.0 else 1
+
+    def forward(width: int, height: int, batch: int) -> float:
+        video = video_tokens(width, height, size.num_frames, config)
+        return transformer_forward_flops(config, video, audio, text, batch=batch)
+
+    if not spec.two_stage:
+        return {"denoise": (spec.final_steps * forward(size.width, size.height, cfg_batch), spec.final_steps)}
+    # Stage 1 at half size (with CFG unless distilled); stage 2 with fixed sigmas, never guided.
+    return {
+        "stage1": (spec.stage1_steps * forward(size.width // 2, size.height // 2, cfg_batch), spec.stage1_steps),
+        "stage2": (spec.final_steps * forward(size.width, size.height, 1), spec.final_steps),
+    }
+
+
+def run_once(generator, payload: dict, image_path: Path, output_path: Path, device) -> dict:
+    import torch
+
+    from pipelines.interface import GenerationParams
+
+    params = GenerationParams(prompt=PROMPT, negative_prompt=default_negative_prompt(), seed=42, **payload)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    result = generator.generate(params, image_path, output_path, lambda stage, step, total: None)
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / GIB
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # a CPU run's nearest figure
+    return dict(
+        end_to_end=seconds,
+        stages=dict(result.stage_seconds),
+        peak_gib=peak,
+        on_cuda=device.type == "cuda",
+        mp4_bytes=output_path.stat().st_size,
+    )
+
+
+def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) -> dict:
+    import pipelines
+    from pipelines.generate import plan_generation_size
+
+    steps = (args.one_stage_steps or args.steps) if recipe == "one-stage" else args.steps
+    generator = pipelines.build_generator(
+        built["bundle"], built["model"], built["plan"], recipe=recipe, num_inference_steps=steps
+    )
+    pipe = generator.pipe
+    payload = args.payload
+    size = plan_generation_size(
+        payload["width"],
+        payload["height"],
+        payload["num_frames"],
+        spatial_multiple=pipe.vae_spatial_compression_ratio * generator.spec.spatial_factor,
+        temporal_ratio=pipe.vae_temporal_compression_ratio,
+    )
+    row = dict(
+        recipe=recipe,
+        steps=f"{generator.spec.stage1_steps}+{generator.spec.final_steps}"
+        if generator.spec.two_stage
+        else str(generator.spec.final_steps),
+        generated=f"{size.width}x{size.height}x{size.num_frames}",
+    )
+    try:
+        if args.warmup_payload:
+            warm = run_once(generator, args.warmup_payload, image_path, tmp / f"warmup-{recipe}.mp4", built["device"])
+            row["warmup_seconds"] = warm["end_to_end"]
+        row.update(run_once(generator, payload, image_path, tmp / f"{recipe}.mp4", built["device"]))
+    except Exception as error:  # an OOM or a failure in one recipe must not hide the others' numbers
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+        return row
+    config = dict(pipe.transformer.config)
+    flops = stage_flops(generator, size, payload, config)
+    row["pflop"] = {stage: total / 1e15 for stage, (total, _) in flops.items()}
+    row["steps_per_stage"] = {stage: count for stage, (_, count) in flops.items()}
+    row["tflops_per_s"] = {
+        stage: total / 1e12 / row["stages"][stage] for stage, (total, _) in flops.items() if row["stages"].get(stage)
+    }
+    denoise_seconds = sum(row["stages"].get(stage, 0.0) for stage in flops)
+    row["tflops_per_s"]["all"] = sum(total for total, _ in flops.values()) / 1e12 / denoise_seconds
+    return row
+
+
+def render_table(header: str, rows: list[dict]) -> str:
+    def cell(value, fmt="{:.2f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    lines: list[tuple[str, list[str]]] = [
+        ("steps", [row["steps"] for row in rows]),
+        ("generated WxHxF", [row["generated"] for row in rows]),
+    ]
+    for stage in STAGE_ORDER:
+        if any(stage in row.get("stages", {}) for row in rows):
+            lines.append((f"{stage} s", [cell(row.get("stages", {}).get(stage)) for row in rows]))
+    lines.append(("end-to-end s", [cell(row.get("end_to_end")) for row in rows]))
+    for stage in ("stage1", "denoise", "stage2"):
+        if any(stage in row.get("steps_per_stage", {}) for row in rows):
+            values = []
+            for row in rows:
+                steps = row.get("steps_per_stage", {}).get(stage)
+                seconds = row.get("stages", {}).get(stage)
+                values.append(cell(seconds / steps if steps and seconds else None, "{:.3f}"))
+            lines.append((f"{stage} s/step", values))
+    lines.append(
+        ("transformer PFLOP", [cell(sum(row["pflop"].values()) if "pflop" in row else None, "{:.3g}") for row in rows])
+    )
+    for stage in ("stage1", "denoise", "stage2"):
+        if any(stage in row.get("tflops_per_s", {}) for row in rows):
+            lines.append((f"{stage} TFLOP/s", [cell(row.get("tflops_per_s", {}).get(stage), "{:.3g}") for row in rows]))
+    lines.append(("all denoising TFLOP/s", [cell(row.get("tflops_per_s", {}).get("all"), "{:.3g}") for row in rows]))
+    memory = "peak VRAM GiB" if any(row.get("on_cuda") for row in rows) else "peak RSS GiB (process)"
+    lines.append((memory, [cell(row.get("peak_gib")) for row in rows]))
+    lines.append(("warm-up run s", [cell(row.get("warmup_seconds")) for row in rows]))
+    if any("error" in row for row in rows):
+        lines.append(("error", [row.get("error", "") for row in rows]))
+    names = [row["recipe"] for row in rows]
+    label_width = max(len(label) for label, _ in lines)
+    widths = [max(len(name), *(len(values[i]) for _, values in lines)) for i, name in enumerate(names)]
+    out = [header, " | ".join(["metric".ljust(label_width), *(n.rjust(w) for n, w in zip(names, widths, strict=True))])]
+    out.append("-" * len(out[-1]))
+    for label, values in lines:
+        out.append(" | ".join([label.ljust(label_width), *(v.rjust(w) for v, w in zip(values, widths, strict=True))]))
+    return "\n".join(out)
+
+
+def write_test_image(path: Path, width: int, height: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    # A smooth colour field at the request's aspect ratio: the cover-crop keeps all of it.
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 37.0) * np.cos(y / 53.0)], axis=-1)
+    Image.fromarray((rgb * 255).astype("uint8")).save(path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    built = build(args)
+    timings = built["timings"]
+    print(
+        f"built {built['model']} on {built['device_name']} in {timings['total']:.1f} s ("
+        + ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if k != "total")
+        + f"); offload {built['plan'].mode}: {built['plan'].reason}",
+        file=sys.stderr,
+        flush=True,
+    )
+    payload = args.payload
+    header = (
+        f"LTX-2 {'tiny' if args.tiny else '19B, random weights'} on {built['device_name']}, "
+        f"{str(built['dtype']).removeprefix('torch.')}, offload {built['plan'].mode}; "
+        f"payload {payload['width']}x{payload['height']}, {payload['num_frames']} frames @ {payload['fps']} fps, "
+        f"guidance {payload['guidance_scale']}; build {timings['total']:.1f} s"
+    )
+    rows = []
+    # A run stopped at its time limit (SIGTERM) still prints the table of the recipes that finished.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            image_path = Path(tmp) / "input.png"
+            write_test_image(image_path, payload["width"], payload["height"])
+            for recipe in args.recipe_list:
+                rows.append(bench_recipe(built, recipe, args, image_path, Path(tmp)))
+                row = rows[-1]
+                outcome = row["error"] if "error" in row else f"{row['end_to_end']:.2f} s end to end"
+                print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
+                if args.json:
+                    report = dict(
+                        header=header, device=built["device_name"], build_seconds=timings, payload=payload, recipes=rows
+                    )
+                    args.json.write_text(json.dumps(report, indent=2))
+    except KeyboardInterrupt:
+        header += "; INTERRUPTED before " + ", ".join(args.recipe_list[len(rows) :])
+    print(render_table(header, rows), flush=True)
+    return 1 if any("error" in row for row in rows) or len(rows) < len(args.recipe_list) else 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
