@@ -135,6 +135,7 @@ class LTX2Generator:
             raise ValueError("num_inference_steps must be >= 2")
         with_bounded_shift(bundle.pipe)
         self.pipe = bundle.pipe
+        self.after_prompt = bundle.after_prompt
         self.spec = recipe_spec(recipe, num_inference_steps)
         self.runner = RecipeRunner(bundle, self.spec, max_sequence_length=max_sequence_length, image_crf=image_crf)
         self.x264_preset = x264_preset
@@ -184,6 +185,8 @@ class LTX2Generator:
             with clock.stage("encode_prompt"):
                 on_progress("encoding_prompt", 0, 1)
                 embeds = self._encode_prompt(params)
+                if self.after_prompt is not None:
+                    self.after_prompt()
                 on_progress("encoding_prompt", 1, 1)
 
             on_progress("denoising", 0, total_steps)

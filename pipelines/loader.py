@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -36,6 +37,7 @@ class LTX2Bundle:
     latent_upsampler: object | None  # LTX2LatentUpsamplerModel
     distilled_adapter: str | None  # peft adapter name of the stage-2 distilled LoRA (disabled between uses)
     fp8_checkpoint: bool = False  # the transformer came from Lightricks' fp8 checkpoint
+    after_prompt: Callable[[], None] | None = None  # called once the prompt is encoded (offload hooks)
 
 
 def resolve_device(device: str) -> torch.device:

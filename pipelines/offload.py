@@ -2,8 +2,9 @@
 
 ``plan_offload`` is pure arithmetic on byte counts (unit-tested without a GPU); ``apply_offload`` turns a
 plan into diffusers/accelerate offloading on a loaded bundle. ``auto`` picks the fastest mode that fits
-the free VRAM: everything resident (80 GB cards), model offload, i.e. one component on the GPU at a time
-(48 GB), or block-level group offload with VAE tiling (24 GB). A mode that cannot fit is refused at
+the free VRAM: everything resident (80 GB cards); everything but the text encoder, which visits the GPU
+only to encode the prompt (when all of it does not quite fit); model offload, i.e. one component on the
+GPU at a time (48 GB); or block-level group offload with VAE tiling (24 GB). A mode that cannot fit is refused at
 start-up with the numbers, instead of failing mid-job.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-OFFLOAD_MODES = ("auto", "none", "model", "group", "sequential")
+OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 GIB = 1024**3
 # Activation memory a default-sized request (720x1280, 181 frames) needs on top of the weights that
 # are on the GPU at that moment: published two-stage peaks (70.5 GB on an H100 with ~64 GB of bf16
@@ -27,7 +28,7 @@ class InsufficientGpuMemory(Exception):
 
 @dataclass(frozen=True)
 class OffloadPlan:
-    mode: str  # none | model | group | sequential
+    mode: str  # none | text-encoder | model | group | sequential
     vae_tiling: bool
     reason: str
 
@@ -50,36 +51,52 @@ def plan_offload(
         if requested == "auto":
             return OffloadPlan("none", vae_tiling=False, reason="no CUDA device: the weights are used where they are")
         return OffloadPlan(requested, vae_tiling=False, reason=f"--offload {requested}, with the CPU on both ends")
-    total = sum(component_bytes.values())
-    largest_name = max(component_bytes, key=component_bytes.get)
-    largest = component_bytes[largest_name]
-    resident_need = total + headroom_bytes
-    model_need = largest + headroom_bytes
+    needs = _bytes_needed(component_bytes, headroom_bytes)
     free = f"{_gib(free_bytes)} free"
     if requested == "auto":
-        if free_bytes >= resident_need:
-            return OffloadPlan("none", False, f"everything resident: needs ~{_gib(resident_need)}, {free}")
-        if free_bytes >= model_need:
-            return OffloadPlan(
-                "model",
-                False,
-                f"model offload: all weights need ~{_gib(resident_need)} but only {free}; the largest component "
-                f"({largest_name}) needs ~{_gib(model_need)} while it runs",
-            )
-        requested_reason = (
-            f"group offload + VAE tiling: even the {largest_name} alone needs ~{_gib(model_need)}, {free}"
-        )
+        for mode in ("none", "text-encoder", "model"):
+            if free_bytes >= needs[mode]:
+                return OffloadPlan(mode, vae_tiling=False, reason=f"{_WHY[mode]}: needs ~{_gib(needs[mode])}, {free}")
         requested = "group"
+        requested_reason = f"{_WHY['group']}: one component at a time would need ~{_gib(needs['model'])}, {free}"
     else:
         requested_reason = f"--offload {requested}"
-    need = {"none": resident_need, "model": model_need}.get(requested, MIN_GROUP_OFFLOAD_BYTES + headroom_bytes // 4)
-    if free_bytes < need:
-        hint = {"none": "--offload model or group", "model": "--offload group or --fp8"}.get(requested, "a larger GPU")
+    if free_bytes < needs[requested]:
+        hint = {"none": "--offload text-encoder, model or group", "text-encoder": "--offload model or group"}.get(
+            requested, "--offload group or --fp8"
+        )
+        if requested in ("group", "sequential"):
+            hint = "a larger GPU"
         raise InsufficientGpuMemory(
-            f"--offload {requested} needs ~{_gib(need)} of GPU memory but only {free}; use {hint}"
+            f"--offload {requested} needs ~{_gib(needs[requested])} of GPU memory but only {free}; use {hint}"
         )
     tiling = requested in ("group", "sequential")
     return OffloadPlan(requested, vae_tiling=tiling, reason=requested_reason)
+
+
+_WHY = {
+    "none": "everything resident",
+    "text-encoder": "everything resident but the text encoder, which visits the GPU for each prompt",
+    "model": "model offload (one component on the GPU at a time)",
+    "group": "group offload + VAE tiling",
+}
+
+
+def _bytes_needed(component_bytes: dict[str, int], headroom: int) -> dict[str, int]:
+    """Peak GPU bytes of each mode: the weights resident at the worst moment plus activations."""
+    total = sum(component_bytes.values())
+    text_encoder = component_bytes.get("text_encoder", 0)
+    # The prompt encode needs little besides the text encoder's own weights; the rest needs headroom.
+    text_encoder_peak = max(text_encoder + MIN_GROUP_OFFLOAD_BYTES, headroom)
+    largest = max(component_bytes.values())
+    group = MIN_GROUP_OFFLOAD_BYTES + headroom // 4
+    return {
+        "none": total + headroom,
+        "text-encoder": total - text_encoder + text_encoder_peak,
+        "model": largest + headroom,
+        "group": group,
+        "sequential": group,
+    }
 
 
 def module_bytes(module, device_type: str | None = None) -> int:
@@ -97,6 +114,15 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
     if plan.mode == "none":
         pipe.to(device)
         bundle.latent_upsampler.to(device)
+    elif plan.mode == "text-encoder":
+        from accelerate import cpu_offload_with_hook
+
+        for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
+            getattr(pipe, name).to(device)
+        bundle.latent_upsampler.to(device)
+        # Moves to the GPU when the prompt is encoded; the generator sends it back right after.
+        _, hook = cpu_offload_with_hook(pipe.text_encoder, execution_device=device)
+        bundle.after_prompt = hook.offload
     elif plan.mode == "model":
         pipe.enable_model_cpu_offload(device=device)
         # 0.5B params: cheaper to keep resident than to move for every request.

@@ -16,7 +16,7 @@ ENV_PREFIX = "LTX2_"
 KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
 # Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
 RECIPES = ("two-stage", "one-stage", "distilled")
-OFFLOAD_MODES = ("auto", "none", "model", "group", "sequential")
+OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -37,7 +37,7 @@ class Settings:
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"})
     offload: str = field(
         default="auto",
-        metadata={"help": "auto (from free VRAM), none, model, group or sequential: where weights wait between uses"},
+        metadata={"help": "auto (from free VRAM), none, text-encoder, model, group or sequential: where weights wait"},
     )
     fp8: bool = field(
         default=False,

@@ -102,7 +102,7 @@ def test_unknown_recipe_offload_dtype_and_model_are_refused_naming_the_choices()
     )
     assert result.returncode != 0
     assert "recipe: must be one of two-stage, one-stage, distilled; got 'fast'" in result.stderr
-    assert "offload: must be one of auto, none, model, group, sequential; got 'disk'" in result.stderr
+    assert "offload: must be one of auto, none, text-encoder, model, group, sequential; got 'disk'" in result.stderr
     assert "dtype: must be one of auto, bf16, fp16, fp32; got 'int4'" in result.stderr
     assert "model: must be one of auto, ltx-2-19b, tiny, or module:factory; got 'ltx-3'" in result.stderr
 

@@ -69,7 +69,7 @@ def test_two_stage_generates_at_multiples_of_64_and_one_stage_at_multiples_of_32
     assert (two.spec.total_steps, one.spec.total_steps) == (2 + 3, 2)
 
 
-@pytest.mark.parametrize("offload", ["model", "group", "sequential"])
+@pytest.mark.parametrize("offload", ["text-encoder", "model", "group", "sequential"])
 def test_offload_modes_that_run_on_a_cpu_give_the_same_video(tiny_weights, picture, tmp_path, offload):
     resident = pipelines.load_generator("ltx-2-19b", weights=str(tiny_weights), offload="none", **FAST)
     offloaded = pipelines.load_generator("ltx-2-19b", weights=str(tiny_weights), offload=offload, **FAST)
@@ -85,8 +85,10 @@ def test_fp8_storage_of_the_transformer_still_makes_the_video(tiny_weights, pict
     import torch
 
     generator = pipelines.load_generator("ltx-2-19b", weights=str(tiny_weights), fp8=True, **FAST)
-    stored = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer
+    to_q = generator.pipe.transformer.transformer_blocks[0].attn1.to_q
+    stored = to_q.base_layer
     assert stored.weight_fp8.dtype == torch.float8_e4m3fn and stored.weight_scale.dtype == torch.float32
+    assert to_q.lora_A["stage2_distilled"].weight_fp8.dtype == torch.float8_e4m3fn  # the LoRA too
     info = generate(generator, picture, tmp_path / "fp8.mp4")
     assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
 
