@@ -34,12 +34,19 @@ def load_key_policies(api_keys: str) -> dict[str, KeyPolicy]:
     raw = api_keys.strip()
     if not raw:
         return {}
-    path = Path(raw)
+    path = Path(raw).expanduser()
     if path.is_file():
         lines = path.read_text().splitlines()
         policies = [parse_key_line(line, f"{path}:{n}") for n, line in enumerate(lines, 1)]
         return {policy.key: policy for policy in policies if policy is not None}
+    if _looks_like_a_path(raw):
+        # A mistyped keys-file path must not silently become the one valid key.
+        raise ValueError(f"no keys file at {raw} (to pass keys themselves, give a comma list)")
     return {key: KeyPolicy(key) for key in (part.strip() for part in raw.split(",")) if key}
+
+
+def _looks_like_a_path(value: str) -> bool:
+    return "," not in value and (value.startswith(("/", "./", "../", "~")) or value.endswith((".txt", ".keys")))
 
 
 def parse_key_line(line: str, where: str = "") -> KeyPolicy | None:

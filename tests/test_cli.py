@@ -126,3 +126,15 @@ def test_server_side_choices_mirror_the_pipelines_ones():
     assert settings.RECIPES == RECIPES and settings.OFFLOAD_MODES == OFFLOAD_MODES
     assert settings.DTYPES == tuple(DTYPES)
     assert set(settings.KNOWN_MODELS) - {"auto"} == set(pipelines.MODELS)
+
+
+def test_a_missing_keys_file_is_a_start_up_error_not_a_key():
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--api-keys", "/etc/ltx2/no-such-keys.txt"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "api-keys: no keys file at /etc/ltx2/no-such-keys.txt" in result.stderr
