@@ -226,23 +226,19 @@ class JobService:
         if fetch is not None:
             fetch.cancel()
         # A running job stops at its next step, or its worker is killed after the grace period.
-        try:
-            await asyncio.wait_for(job.finished.wait(), self.settings.cancel_grace + 30)
-        except asyncio.TimeoutError:
-            raise WaitTimedOut(
-                f"request {job.id} was asked to stop but has not stopped yet; poll it through /v2",
-                headers={"x-request-id": job.id},
-            ) from None
-        return job
+        stalled = f"request {job.id} was asked to stop but has not stopped yet; poll it through /v2"
+        return await self._final_within(job, self.settings.cancel_grace + 30, stalled)
 
     async def wait_until_final(self, job: Job, timeout: float) -> Job:
+        going_on = f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2"
+        return await self._final_within(job, timeout, going_on)
+
+    @staticmethod
+    async def _final_within(job: Job, timeout: float, timed_out_message: str) -> Job:
         try:
             await asyncio.wait_for(job.finished.wait(), timeout)
         except asyncio.TimeoutError:
-            raise WaitTimedOut(
-                f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2",
-                headers={"x-request-id": job.id},
-            ) from None
+            raise WaitTimedOut(timed_out_message, headers={"x-request-id": job.id}) from None
         return job
 
     # ---- progress ---------------------------------------------------------------------------
