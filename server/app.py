@@ -29,7 +29,7 @@ from server.errors import (
     http_status_for,
 )
 from server.jobs import InMemoryJobStore, Job, JobStatus
-from server.limits import BodySizeLimit
+from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.routes_extra import install_extra_routes
@@ -49,28 +49,35 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         results_dir, owns_dir = _prepare_results_dir(settings)
-        store = InMemoryJobStore(max_queue=settings.max_queue)
-        supervisor = WorkerSupervisor(
-            worker_config_from(settings),
-            store,
-            clock,
-            start_timeout=settings.worker_start_timeout,
-            job_timeout=settings.job_timeout,
-            cancel_grace=settings.cancel_grace,
-        )
-        service = JobService(settings, store, supervisor, clock, results_dir)
+        if settings.shared_store:
+            service = await _shared_store_service(settings, clock, results_dir)
+        else:
+            store = InMemoryJobStore(max_queue=settings.max_queue)
+            supervisor = WorkerSupervisor(
+                worker_config_from(settings),
+                store,
+                clock,
+                start_timeout=settings.worker_start_timeout,
+                job_timeout=settings.job_timeout,
+                cancel_grace=settings.cancel_grace,
+            )
+            service = JobService(settings, store, supervisor, clock, results_dir)
         app.state.service = service
         service.webhooks.build_body = partial(job_result_body, service)
         if not service.api_keys:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
-        await supervisor.start()
+        if service.supervisor is not None:
+            await service.supervisor.start()
         sweeper = asyncio.create_task(service.sweep_forever(), name="ltx2-sweeper")
         try:
             yield
         finally:
             sweeper.cancel()
             await service.close()
-            await supervisor.stop()
+            if service.supervisor is not None:
+                await service.supervisor.stop()
+            else:
+                await service.store.close()
             if owns_dir:
                 shutil.rmtree(results_dir, ignore_errors=True)
 
@@ -88,6 +95,16 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     _install_routes(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+async def _shared_store_service(settings: Settings, clock: Clock, results_dir: Path) -> JobService:
+    """An API replica: jobs, queue and limits in Redis; no worker here (``ltx2-server worker`` runs them)."""
+    from server.redis_store import RedisJobStore, RedisLimits
+
+    store = RedisJobStore(settings.store, results_dir, clock, settings.max_queue, settings.ttl_seconds)
+    await store.open()
+    limits = RedisLimits(store, load_key_policies(settings.api_keys), settings.rate_limit)
+    return JobService(settings, store, None, clock, results_dir, limits=limits)
 
 
 def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
@@ -214,6 +231,28 @@ def job_json(job: Job, body: dict) -> JSONResponse:
 # ---- routes -----------------------------------------------------------------------------------
 
 
+async def _shared_store_readiness(service: JobService) -> JSONResponse:
+    """An API replica is ready when Redis answers and some worker host has a worker that takes jobs."""
+    store = service.store
+    body: dict = {"ready": False, "store": "redis", "store_reachable": await store.ping()}
+    if body["store_reachable"]:
+        try:
+            workers = await store.live_workers(service.clock.now(), stale_after=max(10.0, service.settings.visibility_timeout))
+            body["queued"] = await store.depth()
+        except ServiceError as exc:
+            body["error"] = exc.message
+            workers = []
+        body["workers"] = workers
+        body["ready"] = any(worker.get("state") in ("ready", "busy") for worker in workers)
+        if not workers:
+            body["error"] = "no worker host is connected to the store (start one with `ltx2-server worker --store ...`)"
+    else:
+        body["error"] = f"the job store (Redis at {store.url.split('@')[-1]}) is unreachable"
+    if not service.accepting:
+        body.update(ready=False, draining=True)
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
 def _install_routes(app: FastAPI) -> None:
     def service_of(request: Request) -> JobService:
         return request.app.state.service
@@ -225,7 +264,7 @@ def _install_routes(app: FastAPI) -> None:
         return service_of(request).authenticate(x_api_key)
 
     async def callers_job(request: Request, request_id: str, owner: str | None = Depends(caller)) -> Job:
-        return service_of(request).get(request_id, owner)
+        return await service_of(request).get(request_id, owner)
 
     @app.post(
         f"/v1/{MODEL_SLUG}",
@@ -238,7 +277,7 @@ def _install_routes(app: FastAPI) -> None:
         service = service_of(request)
         job = await service.submit(params, owner, base_url=base_url(request))
         request.state.request_id = job.id  # for the request log line
-        await service.wait_until_final(job, service.settings.sync_timeout)
+        job = await service.wait_until_final(job, service.settings.sync_timeout)
         if job.status is JobStatus.FAILED:
             if job.fault == FAULT_INPUT:
                 raise InvalidRequest(job.error or "invalid input")
@@ -308,7 +347,7 @@ def _install_routes(app: FastAPI) -> None:
         tags=["files"],
     )
     async def output_file(request: Request, request_id: str, token: str, file_name: str):
-        path = service_of(request).output_file(request_id, token)
+        path = await service_of(request).output_file(request_id, token)
         return FileResponse(path, media_type="video/mp4", filename=f"{request_id}.mp4")
 
     @app.get("/health", summary="The API process is up", tags=["ops"])
@@ -317,7 +356,10 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/ready", summary="The model is loaded and the worker can take jobs", tags=["ops"])
     async def ready(request: Request):
-        supervisor = service_of(request).supervisor
+        service = service_of(request)
+        if service.supervisor is None:
+            return await _shared_store_readiness(service)
+        supervisor = service.supervisor
         body = {
             "ready": supervisor.is_ready,
             "worker": supervisor.state.value,

@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API and its GPU worker")
     add_settings_flags(serve)
+    worker = commands.add_parser(
+        "worker",
+        help="run GPU workers that take jobs from a shared store (--store redis://...), with no HTTP API",
+        description="A worker host: its workers load the model and run jobs from the Redis queue that "
+        "`ltx2-server serve --store redis://...` replicas fill. Run one per GPU host.",
+    )
+    add_settings_flags(worker)
     generate = commands.add_parser(
         "generate",
         help="generate one video without a server (same parameters and defaults as the API)",
@@ -108,6 +115,19 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def run_worker(settings: Settings) -> int:
+    from server.worker_host import run_worker_host
+    from server.worker_child import weights_problems, worker_config_from
+
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.shared_store:
+        raise SystemExit("ltx2-server worker: needs --store redis://HOST:PORT/DB (the queue it takes jobs from)")
+    problems = weights_problems(worker_config_from(settings))
+    if problems:
+        raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
+    return run_worker_host(settings)
+
+
 def _draining_server_class(base: type) -> type:
     class DrainingServer(base):
         """uvicorn, except that SIGTERM first drains: new jobs get 503 while the listener stays open
@@ -157,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("ltx2-server: " + "; ".join(problems))
     if args.command == "serve":
         return serve(settings)
+    if args.command == "worker":
+        return run_worker(settings)
     if args.command == "generate":
         from server.generate_cli import run_generate
 

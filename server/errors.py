@@ -61,6 +61,10 @@ class ServiceUnavailable(ServiceError):
     """The server is shutting down or the worker cannot serve."""
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The shared job store (Redis) cannot be reached; nothing was changed."""
+
+
 class WaitTimedOut(ServiceError):
     """A /v1 caller waited past its limit; the job goes on and stays pollable."""
 

@@ -71,6 +71,12 @@ class Job:
     step: int = 0
     total_steps: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Where the worker writes the video (default: job_dir/output.mp4); a shared store names one per delivery.
+    output_target: Path | None = None
+    # Which delivery of the job this is (a shared store redelivers a job whose worker died).
+    attempt: int = 0
+    # A shared store's answer to "how many are ahead", read with the record.
+    queue_position_hint: int | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     tracker: ProgressTracker = field(default_factory=ProgressTracker, repr=False)
     observer: JobObserver | None = field(default=None, repr=False)
@@ -134,26 +140,33 @@ def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
-class JobStore(Protocol):
-    """What the routes and the supervisor need from a job table and its queue."""
-
-    def add(self, job: Job) -> None: ...
-
-    def get(self, job_id: str) -> Job | None: ...
-
-    def mark_input_ready(self, job: Job) -> None: ...
+class JobQueue(Protocol):
+    """What a worker's supervisor needs: the next job to run, and a way to hand back the job of a
+    worker that died (True when the queue will deliver it again; False: the job fails)."""
 
     async def next_job(self) -> Job: ...
 
-    def queued_count(self) -> int: ...
+    def release_job(self, job: Job) -> bool: ...
 
-    def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]: ...
 
-    def all_jobs(self) -> list[Job]: ...
+class JobStore(Protocol):
+    """What the service needs from a job table: the in-memory one here, or server.redis_store's."""
+
+    shared: bool  # True when other processes see the same jobs (API replicas, worker hosts)
+
+    async def create(self, job: Job) -> None: ...
+
+    async def find(self, job_id: str) -> Job | None: ...
+
+    async def wait_final(self, job: Job, timeout: float) -> Job: ...
+
+    async def depth(self) -> int: ...
 
 
 class InMemoryJobStore:
-    """Single-process store: a dict of jobs plus a FIFO of job ids ready for the worker."""
+    """Single-process store: a dict of jobs plus a FIFO of job ids ready for the workers."""
+
+    shared = False
 
     def __init__(self, max_queue: int) -> None:
         self._jobs: dict[str, Job] = {}
@@ -171,6 +184,24 @@ class InMemoryJobStore:
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
+
+    # The service's interface is async, so that a networked store fits it too.
+
+    async def create(self, job: Job) -> None:
+        self.add(job)
+
+    async def find(self, job_id: str) -> Job | None:
+        return self.get(job_id)
+
+    async def wait_final(self, job: Job, timeout: float) -> Job:
+        await asyncio.wait_for(job.finished.wait(), timeout)
+        return job
+
+    async def depth(self) -> int:
+        return self.queued_count()
+
+    def release_job(self, job: Job) -> bool:
+        return False  # nothing else could run it: the job fails
 
     def mark_input_ready(self, job: Job) -> None:
         job.input_ready = True

@@ -8,6 +8,7 @@ memory: a restart gives every key its full budget again.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -81,6 +82,30 @@ def utc_text(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def owner_id(key: str | None) -> str | None:
+    """Who owns a job: a digest of its API key, so the key itself is never stored with the job
+    (a shared store holds records that every replica and worker host can read)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key is not None else None
+
+
+def rate_limited(limit: int, reset_at: float, now: float) -> RateLimited:
+    return RateLimited(
+        f"rate limit: at most {limit} submissions per minute for this key; retry after {utc_text(reset_at)}",
+        headers={
+            "Retry-After": str(max(1, math.ceil(reset_at - now))),
+            "x-rate-limit-reset-at-utc": utc_text(reset_at),
+        },
+    )
+
+
+def credits_spent(policy: KeyPolicy, which: str) -> InsufficientCredits:
+    if which == "jobs":
+        return InsufficientCredits(f"Insufficient credits: this key's budget of {policy.jobs} jobs is spent")
+    return InsufficientCredits(
+        f"Insufficient credits: this key's budget of {policy.gpu_seconds:g} GPU seconds is spent"
+    )
+
+
 class RateLimiter:
     """Submissions per minute per key, over a sliding 60-second window."""
 
@@ -99,14 +124,7 @@ class RateLimiter:
         while recent and recent[0] <= now - RATE_WINDOW_SECONDS:
             recent.popleft()
         if len(recent) >= limit:
-            reset_at = recent[0] + RATE_WINDOW_SECONDS
-            raise RateLimited(
-                f"rate limit: at most {limit} submissions per minute for this key; retry after {utc_text(reset_at)}",
-                headers={
-                    "Retry-After": str(max(1, math.ceil(reset_at - now))),
-                    "x-rate-limit-reset-at-utc": utc_text(reset_at),
-                },
-            )
+            raise rate_limited(limit, reset_at=recent[0] + RATE_WINDOW_SECONDS, now=now)
         recent.append(now)
 
 
@@ -125,12 +143,10 @@ class CreditLedger:
             return
         jobs = self._jobs.get(key, 0)
         if policy.jobs is not None and jobs >= policy.jobs:
-            raise InsufficientCredits(f"Insufficient credits: this key's budget of {policy.jobs} jobs is spent")
+            raise credits_spent(policy, "jobs")
         seconds = self._seconds.get(key, 0.0)
         if policy.gpu_seconds is not None and seconds >= policy.gpu_seconds:
-            raise InsufficientCredits(
-                f"Insufficient credits: this key's budget of {policy.gpu_seconds:g} GPU seconds is spent"
-            )
+            raise credits_spent(policy, "seconds")
         self._jobs[key] = jobs + 1
 
     def refund_job(self, key: str | None) -> None:
@@ -156,6 +172,31 @@ class CreditLedger:
         if policy.gpu_seconds is not None:
             left["gpu_seconds"] = round(max(0.0, policy.gpu_seconds - self._seconds.get(key, 0.0)), 3)
         return left
+
+
+class LocalLimits:
+    """Rate limits and budgets of one API process (the in-memory store's companion)."""
+
+    def __init__(self, policies: dict[str, KeyPolicy], default_per_minute: int, clock: Clock) -> None:
+        self.rate_limiter = RateLimiter(default_per_minute, clock)
+        self.credits = CreditLedger(policies)
+        self._policies = policies
+
+    async def admit(self, key: str | None) -> None:
+        """Count one submission against ``key``'s rate and charge it one job, or raise."""
+        policy = self._policies.get(key) if key is not None else None
+        self.rate_limiter.admit(key, policy.rate if policy else None)
+        self.credits.admit(key)
+
+    async def refund(self, key: str | None) -> None:
+        self.credits.refund_job(key)
+
+    def charges_seconds_here(self, key: str | None) -> bool:
+        """Whether this process must charge the job's generation seconds when it ends."""
+        return self.credits.charges_seconds(key)
+
+    def charge_seconds(self, key: str | None, seconds: float) -> None:
+        self.credits.charge_seconds(key, seconds)
 
 
 class BodySizeLimit:

@@ -46,8 +46,44 @@ class _LiveState:
             yield gpu
 
 
+class _SharedStoreState:
+    """The same gauges for an API replica of a shared store, read from Redis before each scrape."""
+
+    def __init__(self, store, clock: Clock, stale_after: float) -> None:
+        self._store = store
+        self._clock = clock
+        self._stale_after = stale_after
+        self._depth = 0
+        self._workers: list[dict] = []
+
+    async def refresh(self) -> None:
+        try:
+            self._depth = await self._store.depth()
+            self._workers = await self._store.live_workers(self._clock.now(), self._stale_after)
+        except Exception:  # noqa: BLE001 - an unreachable store shows as no workers, not a failed scrape
+            self._workers = []
+
+    def collect(self):
+        depth = GaugeMetricFamily("ltx2_queue_depth", "Jobs waiting for a worker")
+        depth.add_metric([], self._depth)
+        yield depth
+        running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
+        running.add_metric([], sum(1 for worker in self._workers if worker.get("state") == "busy"))
+        yield running
+        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs",
+                                  labels=["worker", "device"])
+        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times the worker process was restarted",
+                                       labels=["worker", "device"])
+        for worker in self._workers:
+            labels = [str(worker.get("name", "")), str(worker.get("device", ""))]
+            ready.add_metric(labels, 1 if worker.get("state") in ("ready", "busy") else 0)
+            restarts.add_metric(labels, worker.get("restarts", 0))
+        yield ready
+        yield restarts
+
+
 class ServerMetrics:
-    def __init__(self, store: JobStore, supervisor, clock: Clock) -> None:
+    def __init__(self, store: JobStore, supervisor, clock: Clock, stale_after: float = 60.0) -> None:
         self._clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry)
@@ -64,7 +100,17 @@ class ServerMetrics:
             "ltx2_job_generation_seconds", "Seconds the worker spent on a job, until it completed or failed",
             buckets=GENERATION_BUCKETS, registry=self.registry,
         )  # fmt: skip
-        self.registry.register(_LiveState(store, supervisor))
+        if supervisor is None:
+            self._shared = _SharedStoreState(store, clock, stale_after)
+            self.registry.register(self._shared)
+        else:
+            self._shared = None
+            self.registry.register(_LiveState(store, supervisor))
+
+    async def refresh(self) -> None:
+        """Read what lives outside this process (a shared store's queue and workers) before a scrape."""
+        if self._shared is not None:
+            await self._shared.refresh()
 
     def on_job_change(self, job: Job, change: str) -> None:
         """A JobEventHub listener."""

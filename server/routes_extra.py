@@ -42,7 +42,9 @@ def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) ->
         tags=["ops"],
     )
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+        metrics = request.app.state.service.metrics
+        await metrics.refresh()
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get(
         "/v2/requests/{request_id}/events",
@@ -80,8 +82,14 @@ def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) ->
                 else:
                     yield sse_message("status", body_for(snapshot))
 
+        async def shared_store_messages() -> AsyncIterator[str]:
+            # The job runs on a worker host: its changes are read from the store, not heard here.
+            async for current in service.store.changes(job):
+                body = result_body(request, current) if current.status.is_final else status_body(request, current)
+                yield sse_message("status", body)
+
         return StreamingResponse(
-            messages(),
+            shared_store_messages() if service.store.shared else messages(),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": job.id},
         )

@@ -28,7 +28,7 @@ from server.errors import (
 from server.events import JobEventHub
 from server.images import check_image_bytes, classify_image_source, fetch_image_url
 from server.jobs import Job, JobStatus, JobStore, new_job_id
-from server.limits import CreditLedger, RateLimiter, load_key_policies
+from server.limits import LocalLimits, load_key_policies, owner_id
 from server.logs import log_job_change
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.metrics import ServerMetrics
@@ -36,7 +36,6 @@ from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
 from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
-from server.supervisor import WorkerSupervisor
 from server.webhooks import WebhookSender
 
 log = logging.getLogger("ltx2.service")
@@ -49,10 +48,13 @@ class JobService:
         self,
         settings: Settings,
         store: JobStore,
-        supervisor: WorkerSupervisor,
+        supervisor,
         clock: Clock,
         results_dir: Path,
+        limits=None,
     ) -> None:
+        """``supervisor`` runs this process's workers; None for an API replica of a shared store,
+        whose jobs run on worker hosts (``ltx2-server worker``)."""
         self.settings = settings
         self.store = store
         self.supervisor = supervisor
@@ -60,8 +62,7 @@ class JobService:
         self.results_dir = results_dir
         self.key_policies = load_key_policies(settings.api_keys)
         self.api_keys = frozenset(self.key_policies)
-        self.rate_limiter = RateLimiter(settings.rate_limit, clock)
-        self.credits = CreditLedger(self.key_policies)
+        self.limits = limits or LocalLimits(self.key_policies, settings.rate_limit, clock)
         # Tests swap in a resolver to show what DNS answers are refused; None is the system's.
         self.resolver: Resolver | None = None
         self.accepting = True
@@ -71,7 +72,7 @@ class JobService:
         self.events = JobEventHub()
         self.durations = DurationEstimator()
         self.events.add_listener(self._learn_duration)
-        self.metrics = ServerMetrics(store, supervisor, clock)
+        self.metrics = ServerMetrics(store, supervisor, clock, stale_after=max(10.0, settings.visibility_timeout))
         self.events.add_listener(self.metrics.on_job_change)
         self.events.add_listener(log_job_change)
         self.webhooks = WebhookSender(
@@ -119,9 +120,8 @@ class JobService:
                 timeout=self.settings.image_connect_timeout,
                 resolver=self.resolver,
             )
-        policy = self.key_policies.get(owner) if owner is not None else None
-        self.rate_limiter.admit(owner, policy.rate if policy else None)
-        self.credits.admit(owner)
+        key = owner
+        await self.limits.admit(key)
         # The image itself goes to disk; keeping a base64 string in the table would hold megabytes for an hour.
         values = params.model_dump(exclude={"image"})
         if values["seed"] == -1:
@@ -132,16 +132,18 @@ class JobService:
             params=values,
             job_dir=self.results_dir / job_id,
             created_at=self.clock.now(),
-            owner=owner,
+            owner=owner_id(key),
             observer=self.events.publish,
         )
+        if self.store.shared:
+            return await self._submit_shared(job, key, source, params.webhook, base_url)
         try:
-            self.store.add(job)
+            await self.store.create(job)
         except QueueFull:
-            self.credits.refund_job(owner)
+            await self.limits.refund(key)
             raise
-        if self.credits.charges_seconds(owner):
-            self._in_background(self._charge_when_final(job))
+        if self.limits.charges_seconds_here(key):
+            self._in_background(self._charge_when_final(job, key))
         if params.webhook:
             self.webhooks.watch(job, params.webhook, base_url)
         self.events.publish(job, "queued")
@@ -160,36 +162,80 @@ class JobService:
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
         return job
 
+    async def _submit_shared(self, job: Job, key: str | None, source, webhook: str | None, base_url: str) -> Job:
+        """A shared store's job is queued only with its input in place: any worker host may take it
+        at once, and no API replica's background task is left holding it (a URL is fetched now)."""
+        try:
+            raw = source.inline
+            if raw is None:
+                raw = await self._download_image(source.url)
+            await self._write_input(job, raw)
+        except OSError as exc:
+            await self.limits.refund(key)
+            raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
+        except InvalidRequest:
+            await self.limits.refund(key)
+            raise
+        try:
+            await self.store.create(job)
+        except (QueueFull, ServiceUnavailable):
+            await self.limits.refund(key)
+            shutil.rmtree(job.job_dir, ignore_errors=True)
+            raise
+        if webhook:
+            self.webhooks.watch(job, webhook, base_url)
+            self._in_background(self._publish_when_final(job))
+        self.events.publish(job, "queued")
+        log.info("job %s queued (%sx%s, %s frames)", job.id, job.params["width"], job.params["height"], job.params["num_frames"])
+        return job
+
+    async def _publish_when_final(self, job: Job) -> None:
+        """The webhook of a job run on a worker host is sent by the replica that accepted it."""
+        try:
+            final = await self.store.wait_final(job, self.settings.job_timeout or 24 * 3600.0)
+        except (asyncio.TimeoutError, ServiceUnavailable):
+            return
+        if final.status.is_final:
+            self.webhooks.on_job_change(final, final.status.value.lower())
+
     def _check_prompt_length(self, params: I2VParams) -> None:
         # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
         limit = self.settings.max_prompt_chars
         if len(params.prompt) > limit:
             raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(params.prompt)}")
 
-    async def _charge_when_final(self, job: Job) -> None:
+    async def _charge_when_final(self, job: Job, key: str | None) -> None:
         await job.finished.wait()
-        self.credits.charge_seconds(job.owner, job.metrics(self.clock.now())["inference_time"])
+        self.limits.charge_seconds(key, job.metrics(self.clock.now())["inference_time"])
 
-    async def _store_input(self, job: Job, raw: bytes) -> None:
+    async def _write_input(self, job: Job, raw: bytes) -> None:
         path = job.job_dir / "input.img"
         # Up to --max-image-bytes: written off the event loop so polls are not held up.
+        await asyncio.to_thread(job.job_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(path.write_bytes, raw)
         job.image_path = path
+
+    async def _store_input(self, job: Job, raw: bytes) -> None:
+        await self._write_input(job, raw)
         self.store.mark_input_ready(job)
+
+    async def _download_image(self, url: str) -> bytes:
+        raw = await fetch_image_url(
+            url,
+            max_bytes=self.settings.max_image_bytes,
+            timeout=self.settings.image_timeout,
+            connect_timeout=self.settings.image_connect_timeout,
+            max_redirects=self.settings.image_max_redirects,
+            block_private=self.settings.block_private_image_urls,
+            resolver=self.resolver,
+        )
+        await asyncio.to_thread(check_image_bytes, raw, self.settings.max_image_pixels)
+        return raw
 
     async def _fetch_input(self, job: Job, url: str) -> None:
         started = time.monotonic()
         try:
-            raw = await fetch_image_url(
-                url,
-                max_bytes=self.settings.max_image_bytes,
-                timeout=self.settings.image_timeout,
-                connect_timeout=self.settings.image_connect_timeout,
-                max_redirects=self.settings.image_max_redirects,
-                block_private=self.settings.block_private_image_urls,
-                resolver=self.resolver,
-            )
-            await asyncio.to_thread(check_image_bytes, raw, self.settings.max_image_pixels)
+            raw = await self._download_image(url)
             job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
             if job.status is JobStatus.QUEUED:  # not cancelled meanwhile
                 await self._store_input(job, raw)
@@ -208,10 +254,10 @@ class JobService:
         task.add_done_callback(self._background.discard)
         return task
 
-    def get(self, job_id: str, owner: str | None) -> Job:
-        job = self.store.get(job_id)
+    async def get(self, job_id: str, key: str | None) -> Job:
+        job = await self.store.find(job_id)
         # Another key's job answers exactly like a missing one, so ids leak nothing.
-        if job is None or job.owner != owner:
+        if job is None or job.owner != owner_id(key):
             raise JobNotFound(job_id)
         return job
 
@@ -221,7 +267,10 @@ class JobService:
             if job.fault == FAULT_CANCELLED:
                 return job  # cancelling twice is harmless
             raise NotCancellable(f"request {job.id} already finished ({job.status.value}); there is nothing to cancel")
-        self.supervisor.cancel(job)
+        if self.store.shared:
+            await self.store.request_cancel(job)
+        else:
+            self.supervisor.cancel(job)
         fetch = self._fetches.pop(job.id, None)
         if fetch is not None:
             fetch.cancel()
@@ -233,13 +282,11 @@ class JobService:
         going_on = f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2"
         return await self._final_within(job, timeout, going_on)
 
-    @staticmethod
-    async def _final_within(job: Job, timeout: float, timed_out_message: str) -> Job:
+    async def _final_within(self, job: Job, timeout: float, timed_out_message: str) -> Job:
         try:
-            await asyncio.wait_for(job.finished.wait(), timeout)
+            return await self.store.wait_final(job, timeout)
         except asyncio.TimeoutError:
             raise WaitTimedOut(timed_out_message, headers={"x-request-id": job.id}) from None
-        return job
 
     # ---- progress ---------------------------------------------------------------------------
 
@@ -251,6 +298,8 @@ class JobService:
         """1 for the next job to run; None once the job has left the queue."""
         if job.status is not JobStatus.QUEUED:
             return None
+        if self.store.shared:
+            return job.queue_position_hint
         ahead = sum(
             1
             for other in self.store.all_jobs()
@@ -281,14 +330,16 @@ class JobService:
         }
 
     def _running_job_eta(self, now: float) -> float:
+        if self.store.shared:
+            return 0.0  # running jobs are on worker hosts; the queue position alone sizes the wait
         for other in self.store.all_jobs():
             if other.status is JobStatus.PROCESSING:
                 left = eta_seconds(other.progress, now - (other.started_at or now))
                 return left if left is not None else (self.durations.average or 0.0)
         return 0.0
 
-    def output_file(self, job_id: str, token: str) -> Path:
-        job = self.store.get(job_id)
+    async def output_file(self, job_id: str, token: str) -> Path:
+        job = await self.store.find(job_id)
         if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
             raise JobNotFound(job_id)
         if not job.output_path.is_file():
@@ -297,25 +348,32 @@ class JobService:
 
     # ---- retention --------------------------------------------------------------------------
 
-    def sweep_expired(self) -> int:
-        expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
-        for job in expired:
-            shutil.rmtree(job.job_dir, ignore_errors=True)
-        if expired:
-            log.info("expired %d jobs", len(expired))
-        return len(expired)
+    async def sweep_expired(self) -> int:
+        """Delete the files of expired jobs (a shared store's records expire in Redis itself)."""
+        if self.store.shared:
+            expired_dirs = [self.results_dir / job_id for job_id in await self.store.take_expired(self.clock.now())]
+        else:
+            expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
+            expired_dirs = [job.job_dir for job in expired]
+        for job_dir in expired_dirs:
+            await asyncio.to_thread(shutil.rmtree, job_dir, True)
+        if expired_dirs:
+            log.info("expired %d jobs", len(expired_dirs))
+        return len(expired_dirs)
 
     async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
-                self.sweep_expired()
+                await self.sweep_expired()
             except Exception:  # noqa: BLE001 - a failed sweep must not stop the next one
                 log.exception("sweeping expired jobs failed")
 
     async def drain(self, grace: float) -> None:
         """Graceful shutdown: refuse new jobs, fail the queued ones, give running ones ``grace`` seconds."""
         self.accepting = False
+        if self.store.shared:
+            return  # queued jobs stay queued for the other replicas' workers; nothing runs here
         now = self.clock.now()
         for job in self.store.all_jobs():
             if job.status is JobStatus.QUEUED:

@@ -18,6 +18,7 @@ KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
 RECIPES = ("two-stage", "one-stage", "distilled")
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,21 @@ class Settings:
     webhook_backoff: float = field(
         default=1.0, metadata={"help": "seconds before the first webhook retry, doubling each time (at most 300)"}
     )
+    store: str = field(
+        default="memory",
+        metadata={
+            "help": "memory (one host), or redis://HOST:PORT/DB: jobs, queue and limits in Redis, shared by API "
+            "replicas (serve) and worker hosts (worker); --results-dir must then be a path they all share"
+        },
+    )
+    visibility_timeout: float = field(
+        default=60.0,
+        metadata={"help": "with --store redis: seconds without a heartbeat before a job's worker counts as dead "
+                  "and the job is delivered to another"},
+    )
+    max_deliveries: int = field(
+        default=3, metadata={"help": "with --store redis: deliveries of a job whose worker keeps dying before it FAILS"}
+    )
     log_format: str = field(
         default="text", metadata={"help": "text, or json: one JSON object per line, with the request id"}
     )
@@ -123,6 +139,10 @@ class Settings:
         from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
 
         return frozenset(load_key_policies(self.api_keys))
+
+    @property
+    def shared_store(self) -> bool:
+        return self.store != "memory"
 
     def resolved_model(self) -> str:
         """``auto`` becomes ltx-2-19b when the weights folder holds a model (a model_index.json), else tiny."""
@@ -175,6 +195,19 @@ class Settings:
             (self.webhook_retries >= 0, f"webhook-retries: must be 0 or more; got {self.webhook_retries}"),
             (self.webhook_backoff >= 0, f"webhook-backoff: must be 0 or more; got {self.webhook_backoff:g}"),
             (self.log_format in ("text", "json"), f"log-format: must be text or json; got {self.log_format!r}"),
+            (
+                self.store == "memory" or self.store.startswith(REDIS_URL_SCHEMES),
+                f"store: must be memory, or a Redis URL (redis://HOST:PORT/DB, rediss://, unix://); got {self.store!r}",
+            ),
+            (
+                self.visibility_timeout >= 1,
+                f"visibility-timeout: must be 1 second or more; got {self.visibility_timeout:g}",
+            ),
+            (1 <= self.max_deliveries <= 100, f"max-deliveries: must be from 1 to 100; got {self.max_deliveries}"),
+            (
+                not self.shared_store or bool(self.results_dir),
+                "results-dir: must be set with --store redis: a path that every API replica and worker host shares",
+            ),
         ]
         return [message for ok, message in checks if not ok] + self._key_file_problems()
 

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.clock import Clock
-from server.jobs import Job, JobStatus, JobStore
+from server.jobs import Job, JobQueue, JobStatus
 from server.messages import (
     FAULT_CANCELLED,
     FAULT_GENERATION,
@@ -79,7 +79,7 @@ class WorkerSupervisor:
     def __init__(
         self,
         config: WorkerConfig,
-        store: JobStore,
+        store: JobQueue,
         clock: Clock,
         start_timeout: float = 600.0,
         job_timeout: float = 0.0,
@@ -122,6 +122,10 @@ class WorkerSupervisor:
     @property
     def is_ready(self) -> bool:
         return self._state in (WorkerState.READY, WorkerState.BUSY)
+
+    @property
+    def current_job(self) -> Job | None:
+        return self._current
 
     @property
     def worker_pid(self) -> int | None:
@@ -273,12 +277,15 @@ class WorkerSupervisor:
             job.metrics(self._clock.now())["inference_time"],
             f" (stages: {stages})" if stages else "",
         )
+        if self._state is WorkerState.BUSY:
+            self._set_state(WorkerState.READY)
+        self._drop_current()
+
+    def _drop_current(self) -> None:
         self._current = None
         if self._job_watchdog is not None:
             self._job_watchdog.cancel()
             self._job_watchdog = None
-        if self._state is WorkerState.BUSY:
-            self._set_state(WorkerState.READY)
         self._current_done.set()
 
     def _handle_child_exit(self, generation: int, exitcode: int | None) -> None:
@@ -290,7 +297,10 @@ class WorkerSupervisor:
         self._set_state(WorkerState.STARTING)
         job = self._current
         deliberate = self._kill_reason is not None
-        if job is not None and job.status is JobStatus.PROCESSING:
+        if job is not None and job.status is JobStatus.PROCESSING and not deliberate and self._store.release_job(job):
+            # A shared queue delivers the job again (to any worker); it is not this worker's to fail.
+            self._drop_current()
+        elif job is not None and job.status is JobStatus.PROCESSING:
             error, fault = self._kill_reason or (
                 f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
                 FAULT_GENERATION,
@@ -340,7 +350,7 @@ class WorkerSupervisor:
         message = SubmitJob(
             job_id=job.id,
             image_path=str(job.image_path),
-            output_path=str(job.job_dir / "output.mp4"),
+            output_path=str(job.output_target or job.job_dir / "output.mp4"),
             prompt=params["prompt"],
             negative_prompt=params["negative_prompt"],
             width=params["width"],

@@ -1,0 +1,751 @@
+"""Job records, the queue, limits and the worker registry in Redis, shared by API replicas and
+worker hosts (``--store redis://HOST:PORT/DB``).
+
+Layout (every key starts with ``ltx2:``):
+- ``ltx2:job:{id}``: a hash per job. Redis's own expiry deletes it one TTL after submission, set
+  when the job becomes final (unfinished jobs never expire, so none is lost while it waits).
+- ``ltx2:queue``: a stream with the consumer group ``ltx2-workers``; one entry per job, read by
+  idle workers in order. An entry stays pending until its job is final; a worker host keeps
+  touching the entries it holds, so an entry left untouched past the visibility timeout belongs to
+  a dead worker and the next idle worker claims it (``XAUTOCLAIM``).
+- ``ltx2:queued``: sorted set of the ids still QUEUED, by submission time (depth, position, cap).
+- ``ltx2:expiries``: sorted set of final job ids by the time their record expires, so a sweeper can
+  delete their files (Redis expires the record itself).
+- ``ltx2:rate:{owner}``, ``ltx2:credits:{owner}``: per-key limits, so they hold across replicas.
+- ``ltx2:worker:{name}`` + ``ltx2:workers``: what each worker reports about itself, for /ready.
+
+Every status change is a Lua script that checks the current status (and, for a worker, that it
+still holds the job's current delivery), so the state machine is guarded across processes: a
+worker presumed dead whose job was redelivered cannot complete it a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import AsyncIterator
+
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.clock import Clock
+from server.errors import QueueFull, StoreUnavailable
+from server.jobs import Job, JobStatus
+from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
+from server.progress import ProgressTracker
+
+log = logging.getLogger("ltx2.redis")
+
+QUEUE_STREAM = "ltx2:queue"
+CONSUMER_GROUP = "ltx2-workers"
+QUEUED_SET = "ltx2:queued"
+EXPIRIES_SET = "ltx2:expiries"
+WORKERS_SET = "ltx2:workers"
+# A final record past its TTL is kept at least this long, so its last poll can still read it.
+MIN_FINAL_LIFETIME = 1.0
+POLL_INTERVAL = 0.1
+UNREACHABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def job_key(job_id: str) -> str:
+    return f"ltx2:job:{job_id}"
+
+
+def rate_key(owner: str) -> str:
+    return f"ltx2:rate:{owner}"
+
+
+def credits_key(owner: str) -> str:
+    return f"ltx2:credits:{owner}"
+
+
+def worker_key(name: str) -> str:
+    return f"ltx2:worker:{name}"
+
+
+def connect(url: str) -> aioredis.Redis:
+    # Short timeouts: an unreachable Redis must turn into a prompt 503, not a hung request.
+    return aioredis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15
+    )
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
+# ---- scripts --------------------------------------------------------------------------------------
+
+# KEYS[1] job, KEYS[2] expiries, KEYS[3] queued in every script that can finish a job.
+_FINALIZE = """
+local function finalize(id, status, now)
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now, 'stage', string.lower(status))
+  local expire_at = tonumber(redis.call('HGET', KEYS[1], 'expire_at'))
+  local earliest = tonumber(now) + %(min_life)s
+  if expire_at < earliest then expire_at = earliest end
+  redis.call('PEXPIREAT', KEYS[1], math.floor(expire_at * 1000))
+  redis.call('ZADD', KEYS[2], expire_at, id)
+  redis.call('ZREM', KEYS[3], id)
+end
+""" % {"min_life": MIN_FINAL_LIFETIME}
+
+# ARGV: id, max_queue, created_at, then field/value pairs. KEYS[4] the stream.
+_CREATE = """
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'job', ARGV[1])
+return 1
+"""
+
+# A worker takes a delivered job. ARGV: id, worker, now, max_deliveries.
+_START = (
+    _FINALIZE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'missing', ''} end
+if status == 'COMPLETED' or status == 'FAILED' then return {'final', status} end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'error', 'cancelled', 'fault', 'cancelled')
+  finalize(ARGV[1], 'FAILED', ARGV[3])
+  return {'final', 'FAILED'}
+end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+if attempt > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'fault', 'generation', 'error',
+    'the worker running this job was lost ' .. (attempt - 1) .. ' times (it died or stopped answering); '
+    .. 'gave up after ' .. ARGV[4] .. ' deliveries')
+  finalize(ARGV[1], 'FAILED', ARGV[3])
+  return {'final', 'FAILED'}
+end
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'status', 'PROCESSING', 'worker', ARGV[2], 'stage', 'starting')
+redis.call('ZREM', KEYS[3], ARGV[1])
+return {'started', tostring(attempt)}
+"""
+)
+
+# ARGV: attempt, stage, step, total_steps, progress. Returns 1 when the job was asked to cancel,
+# 0 when not, -1 when this delivery no longer holds the job.
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'PROCESSING' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then
+  return -1
+end
+local progress = tonumber(ARGV[5])
+local before = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
+if before > progress then progress = before end
+redis.call('HSET', KEYS[1], 'stage', ARGV[2], 'step', ARGV[3], 'total_steps', ARGV[4], 'progress', progress)
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 1 end
+return 0
+"""
+
+# A worker finishes the delivery it holds. ARGV: id, attempt, now, status, gpu_seconds, then
+# field/value pairs. KEYS[4] the owner's credits hash ('' when the job has no owner).
+_FINISH = (
+    _FINALIZE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status ~= 'PROCESSING' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then return status end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+finalize(ARGV[1], ARGV[4], ARGV[3])
+if KEYS[4] ~= '' then redis.call('HINCRBYFLOAT', KEYS[4], 'gpu_seconds', ARGV[5]) end
+return 'ok'
+"""
+)
+
+# The API cancels. ARGV: id, now. A queued job fails at once; a running one is flagged for its worker.
+_CANCEL = (
+    _FINALIZE
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 'missing' end
+if status == 'QUEUED' then
+  redis.call('HSET', KEYS[1], 'error', 'cancelled', 'fault', 'cancelled')
+  finalize(ARGV[1], 'FAILED', ARGV[2])
+  return 'FAILED'
+end
+if status == 'PROCESSING' then redis.call('HSET', KEYS[1], 'cancel', '1') end
+return status
+"""
+)
+
+
+# ---- records ---------------------------------------------------------------------------------------
+
+
+def record_of(job: Job, expire_at: float) -> dict[str, str]:
+    """The hash fields of a new job."""
+    return {
+        "id": job.id,
+        "params": json.dumps(job.params),
+        "owner": job.owner or "",
+        "status": job.status.value,
+        "created_at": repr(job.created_at),
+        "expire_at": repr(expire_at),
+        "input": str(job.image_path) if job.image_path else "",
+        "output_token": job.output_token,
+        "stage": "queued",
+        "step": "0",
+        "total_steps": "0",
+        "progress": "0",
+        "attempt": "0",
+    }
+
+
+def _float_or_none(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def job_from_record(record: dict[str, str], results_root: Path) -> Job:
+    """A snapshot of the job as Redis holds it now (changes to it are not written back)."""
+    job = Job(
+        id=record["id"],
+        params=json.loads(record["params"]),
+        job_dir=results_root / record["id"],
+        created_at=float(record["created_at"]),
+        owner=record.get("owner") or None,
+        status=JobStatus(record["status"]),
+        image_path=Path(record["input"]) if record.get("input") else None,
+        input_ready=True,
+        started_at=_float_or_none(record.get("started_at")),
+        finished_at=_float_or_none(record.get("finished_at")),
+        error=record.get("error") or None,
+        fault=record.get("fault") or None,
+        output_path=Path(record["output"]) if record.get("output") else None,
+        output_token=record["output_token"],
+        seed=int(record["seed"]) if record.get("seed") else None,
+        stage=record.get("stage", "queued"),
+        step=int(record.get("step") or 0),
+        total_steps=int(record.get("total_steps") or 0),
+        stage_seconds=json.loads(record["stage_seconds"]) if record.get("stage_seconds") else {},
+        tracker=ProgressTracker(progress=float(record.get("progress") or 0.0)),
+    )
+    job.attempt = int(record.get("attempt") or 0)
+    if job.status.is_final:
+        job.finished.set()
+    return job
+
+
+class RedisScripts:
+    """The Lua scripts, registered once per client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.create = client.register_script(_CREATE)
+        self.start = client.register_script(_START)
+        self.progress = client.register_script(_PROGRESS)
+        self.finish = client.register_script(_FINISH)
+        self.cancel = client.register_script(_CANCEL)
+
+
+def transition_keys(job_id: str) -> list[str]:
+    return [job_key(job_id), EXPIRIES_SET, QUEUED_SET]
+
+
+async def ensure_consumer_group(client: aioredis.Redis) -> None:
+    """Create the stream and its group if missing; from the start of the stream, so nothing queued
+    before the group existed is skipped."""
+    try:
+        await client.xgroup_create(QUEUE_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+# ---- API side --------------------------------------------------------------------------------------
+
+
+class RedisJobStore:
+    """What an API replica does with jobs: create (and queue), read, wait for, cancel, expire."""
+
+    shared = True
+
+    def __init__(self, url: str, results_root: Path, clock: Clock, max_queue: int, ttl_seconds: float) -> None:
+        self.url = url
+        self.client = connect(url)
+        self.scripts = RedisScripts(self.client)
+        self._results_root = results_root
+        self.clock = clock
+        self._max_queue = max_queue
+        self._ttl = ttl_seconds
+
+    def unreachable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"the job store (Redis at {describe_url(self.url)}) is unreachable: {exc}; retry later")
+
+    async def open(self) -> None:
+        try:
+            await ensure_consumer_group(self.client)
+        except UNREACHABLE_ERRORS as exc:
+            # Not fatal: the API answers 503 until Redis is back; workers create the group too.
+            log.error("%s", self.unreachable(exc).message)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, *UNREACHABLE_ERRORS):
+            return False
+
+    async def create(self, job: Job) -> None:
+        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs."""
+        fields = record_of(job, expire_at=job.created_at + self._ttl)
+        pairs = [item for pair in fields.items() for item in pair]
+        try:
+            added = await self.scripts.create(
+                keys=[*transition_keys(job.id), QUEUE_STREAM], args=[job.id, self._max_queue, repr(job.created_at), *pairs]
+            )
+        except UNREACHABLE_ERRORS as exc:
+            raise self.unreachable(exc) from None
+        if not added:
+            raise QueueFull(
+                f"queue is full ({self._max_queue} jobs waiting); retry later", headers={"Retry-After": "5"}
+            )
+
+    async def find(self, job_id: str) -> Job | None:
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(job_key(job_id))
+                pipe.zrank(QUEUED_SET, job_id)
+                record, rank = await pipe.execute()
+        except UNREACHABLE_ERRORS as exc:
+            raise self.unreachable(exc) from None
+        if not record or "status" not in record:
+            return None
+        job = job_from_record(record, self._results_root)
+        job.queue_position_hint = rank + 1 if rank is not None and job.status is JobStatus.QUEUED else None
+        return job
+
+    async def wait_final(self, job: Job, timeout: float) -> Job:
+        """The job once COMPLETED or FAILED; asyncio.TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = await self.find(job.id)
+            if current is None:
+                return job  # expired meanwhile: the last snapshot is all there is
+            if current.status.is_final:
+                return current
+            if time.monotonic() >= deadline:
+                raise asyncio.TimeoutError
+            await asyncio.sleep(min(POLL_INTERVAL * 5, max(0.0, deadline - time.monotonic())) or POLL_INTERVAL)
+
+    async def changes(self, job: Job) -> AsyncIterator[Job]:
+        """Snapshots of the job each time what a status body shows changes, ending with the final one."""
+        seen = None
+        while True:
+            current = await self.find(job.id)
+            if current is None:
+                return
+            shown = (current.status, current.stage, current.step, current.total_steps, current.queue_position_hint)
+            if shown != seen:
+                seen = shown
+                yield current
+            if current.status.is_final:
+                return
+            await asyncio.sleep(POLL_INTERVAL * 2.5)
+
+    async def request_cancel(self, job: Job) -> str:
+        """QUEUED jobs fail at once; a PROCESSING one is flagged and its worker stops it."""
+        try:
+            return await self.scripts.cancel(keys=transition_keys(job.id), args=[job.id, repr(self.clock.now())])
+        except UNREACHABLE_ERRORS as exc:
+            raise self.unreachable(exc) from None
+
+    async def depth(self) -> int:
+        try:
+            return int(await self.client.zcard(QUEUED_SET))
+        except UNREACHABLE_ERRORS as exc:
+            raise self.unreachable(exc) from None
+
+    async def take_expired(self, now: float) -> list[str]:
+        """Ids whose records Redis has expired (or is about to), each returned to one caller only."""
+        ids = await self.client.zrangebyscore(EXPIRIES_SET, "-inf", now, start=0, num=500)
+        taken = []
+        for job_id in ids:
+            # Several replicas sweep: ZREM answers 1 to exactly one of them.
+            if await self.client.zrem(EXPIRIES_SET, job_id):
+                taken.append(job_id)
+        return taken
+
+    async def live_workers(self, now: float, stale_after: float) -> list[dict]:
+        names = await self.client.zrangebyscore(WORKERS_SET, now - stale_after, "+inf")
+        if not names:
+            return []
+        values = await self.client.mget([worker_key(name) for name in names])
+        return [json.loads(value) for value in values if value]
+
+
+# ---- limits ---------------------------------------------------------------------------------------
+
+# ARGV: now, window, limit, member. Returns -1 when admitted, else the oldest counted time.
+_RATE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return -1
+"""
+
+# ARGV: job budget (-1: none), seconds budget (-1: none). Returns 'ok', 'jobs' or 'seconds'.
+# The seconds counter is named like _FINISH's.
+_CHARGE_JOB = """
+local jobs = tonumber(redis.call('HGET', KEYS[1], 'jobs') or '0')
+local seconds = tonumber(redis.call('HGET', KEYS[1], 'gpu_seconds') or '0')
+if tonumber(ARGV[1]) >= 0 and jobs >= tonumber(ARGV[1]) then return 'jobs' end
+if tonumber(ARGV[2]) >= 0 and seconds >= tonumber(ARGV[2]) then return 'seconds' end
+redis.call('HINCRBY', KEYS[1], 'jobs', 1)
+return 'ok'
+"""
+
+
+class RedisLimits:
+    """Rate limits and budgets kept in Redis, so they hold across API replicas (and restarts).
+    Generation seconds are charged by the worker host when a job ends (see _FINISH)."""
+
+    def __init__(self, store: RedisJobStore, policies: dict[str, KeyPolicy], default_per_minute: int) -> None:
+        self._store = store
+        self._policies = policies
+        self._default = default_per_minute
+        self._rate = store.client.register_script(_RATE)
+        self._charge_job = store.client.register_script(_CHARGE_JOB)
+
+    async def admit(self, key: str | None) -> None:
+        policy = self._policies.get(key) if key is not None else None
+        owner = owner_id(key) or "-"
+        now = self._store.clock.now()
+        limit = self._default if policy is None or policy.rate is None else policy.rate
+        try:
+            if limit > 0:
+                oldest = await self._rate(
+                    keys=[rate_key(owner)], args=[repr(now), RATE_WINDOW_SECONDS, limit, f"{now!r}:{uuid.uuid4().hex}"]
+                )
+                if oldest != -1:
+                    raise rate_limited(limit, reset_at=float(oldest) + RATE_WINDOW_SECONDS, now=now)
+            if policy is not None and (policy.jobs is not None or policy.gpu_seconds is not None):
+                budget_jobs = -1 if policy.jobs is None else policy.jobs
+                budget_seconds = -1 if policy.gpu_seconds is None else policy.gpu_seconds
+                verdict = await self._charge_job(keys=[credits_key(owner)], args=[budget_jobs, budget_seconds])
+                if verdict != "ok":
+                    raise credits_spent(policy, verdict)
+        except UNREACHABLE_ERRORS as exc:
+            raise self._store.unreachable(exc) from None
+
+    async def refund(self, key: str | None) -> None:
+        policy = self._policies.get(key) if key is not None else None
+        if policy is not None and policy.jobs is not None:
+            await self._store.client.hincrby(credits_key(owner_id(key)), "jobs", -1)
+
+    def charges_seconds_here(self, key: str | None) -> bool:
+        return False  # the worker host charges them with the job's final write
+
+    def charge_seconds(self, key: str | None, seconds: float) -> None:
+        pass
+
+
+# ---- worker-host side ----------------------------------------------------------------------------
+
+
+class Delivery:
+    """A job this host's worker holds: its stream entry, which delivery it is, and its pending writes."""
+
+    def __init__(self, job: Job, consumer: str, entry_id: str, attempt: int) -> None:
+        self.job = job
+        self.consumer = consumer
+        self.entry_id = entry_id
+        self.attempt = attempt
+        self.latest_progress: tuple | None = None
+        self.writes: asyncio.Task | None = None
+        self.cancel_seen = False
+        self.released = False
+
+
+class RedisWorkSource:
+    """A worker host's view of the queue: hands the next job to an idle worker, records what the
+    worker reports, and keeps the deliveries it holds alive (or lets them go, to be redelivered)."""
+
+    def __init__(
+        self,
+        url: str,
+        host_name: str,
+        clock: Clock,
+        *,
+        visibility_timeout: float,
+        max_deliveries: int,
+        results=None,
+    ) -> None:
+        self.url = url
+        self.client = connect(url)
+        self.scripts = RedisScripts(self.client)
+        self.host_name = host_name
+        self._clock = clock
+        self._visibility = visibility_timeout
+        self._max_deliveries = max_deliveries
+        self._results = results
+        self._held: dict[str, Delivery] = {}
+        # Set by the host: how to stop a job whose cancel flag appears (routes to its supervisor).
+        self.cancel_running = None
+        self.taking_jobs = True
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return max(0.05, min(self._visibility / 4, 2.0))
+
+    def for_worker(self, index: int) -> WorkerQueue:
+        return WorkerQueue(self, f"{self.host_name}/{index}")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # ---- taking jobs --------------------------------------------------------------------------
+
+    async def next_job(self, consumer: str) -> Job:
+        """The oldest job no live worker holds: first one left by a dead worker, else a new one."""
+        backoff = 0.2
+        while True:
+            if not self.taking_jobs:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                entry = await self._claim_abandoned(consumer) or await self._read_new(consumer)
+                if entry is None:
+                    continue
+                job = await self._start(consumer, *entry)
+                backoff = 0.2
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the group (restarted without persistence): make it again.
+                await ensure_consumer_group(self.client)
+                continue
+            except UNREACHABLE_ERRORS as exc:
+                log.warning("Redis at %s unreachable (%s); retrying in %.1f s", describe_url(self.url), exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(5.0, backoff * 2)
+                continue
+            if job is not None:
+                return job
+
+    async def _claim_abandoned(self, consumer: str) -> tuple[str, str] | None:
+        _, claimed, _ = await self.client.xautoclaim(
+            QUEUE_STREAM, CONSUMER_GROUP, consumer, min_idle_time=int(self._visibility * 1000), start_id="0-0", count=1
+        )
+        for entry_id, fields in claimed:
+            if entry_id in {held.entry_id for held in self._held.values()}:
+                continue  # ours and alive (a heartbeat was late): keep running it
+            if fields and "job" in fields:
+                log.warning("job %s: its worker stopped answering; redelivered to %s", fields["job"], consumer)
+                return entry_id, fields["job"]
+            await self._forget_entry(entry_id)
+        return None
+
+    async def _read_new(self, consumer: str) -> tuple[str, str] | None:
+        block_ms = int(max(50, min(1000, self._visibility * 250)))
+        answer = await self.client.xreadgroup(CONSUMER_GROUP, consumer, {QUEUE_STREAM: ">"}, count=1, block=block_ms)
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                if fields and "job" in fields:
+                    return entry_id, fields["job"]
+                await self._forget_entry(entry_id)
+        return None
+
+    async def _start(self, consumer: str, entry_id: str, job_id: str) -> Job | None:
+        outcome, detail = await self.scripts.start(
+            keys=transition_keys(job_id), args=[job_id, consumer, repr(self._clock.now()), self._max_deliveries]
+        )
+        if outcome != "started":
+            # Cancelled while queued, expired, or out of deliveries: nothing to run.
+            log.info("job %s not run (%s %s)", job_id, outcome, detail)
+            await self._forget_entry(entry_id)
+            return None
+        record = await self.client.hgetall(job_key(job_id))
+        job = job_from_record(record, Path("."))
+        delivery = Delivery(job, consumer, entry_id, int(detail))
+        # The worker's own view: QUEUED until its supervisor starts it; the record already says PROCESSING.
+        job.status = JobStatus.QUEUED
+        job.tracker = ProgressTracker()
+        await self._prepare_files(delivery)
+        job.observer = lambda changed, change, delivery=delivery: self._on_change(delivery, change)
+        self._held[job_id] = delivery
+        return job
+
+    async def _prepare_files(self, delivery: Delivery) -> None:
+        job = delivery.job
+        # Each delivery writes its own file: a worker presumed dead may still be writing the last one.
+        name = f"output-{delivery.attempt}.mp4"
+        if self._results is not None:
+            scratch = self._results.scratch_dir(job.id)
+            job.image_path = await self._results.local_input(job.id, str(job.image_path), scratch)
+            job.output_target = self._results.local_output_path(job.id, scratch).with_name(name)
+        else:
+            job.output_target = Path(str(job.image_path)).with_name(name)
+
+    async def _forget_entry(self, entry_id: str) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(QUEUE_STREAM, CONSUMER_GROUP, entry_id)
+            pipe.xdel(QUEUE_STREAM, entry_id)
+            await pipe.execute()
+
+    # ---- what the worker reports --------------------------------------------------------------
+
+    def _on_change(self, delivery: Delivery, change: str) -> None:
+        if delivery.released:
+            return
+        job = delivery.job
+        if change == "progress":
+            delivery.latest_progress = (job.stage, job.step, job.total_steps, round(job.progress, 4))
+            self._schedule(delivery, self._write_progress(delivery))
+        elif change in ("completed", "failed"):
+            self._schedule(delivery, self._write_final(delivery))
+
+    def _schedule(self, delivery: Delivery, coro) -> None:
+        """Writes of one delivery run one after another, in the order the worker reported."""
+        previous = delivery.writes
+
+        async def after_previous():
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await coro
+
+        delivery.writes = asyncio.get_running_loop().create_task(after_previous())
+
+    async def _write_progress(self, delivery: Delivery) -> None:
+        report, delivery.latest_progress = delivery.latest_progress, None
+        if report is None:
+            return  # a later write already carried it
+        stage, step, total, progress = report
+        try:
+            answer = await self.scripts.progress(
+                keys=[job_key(delivery.job.id)], args=[delivery.attempt, stage, step, total, progress]
+            )
+        except UNREACHABLE_ERRORS:
+            return  # progress is best effort; the next report or the final write carries on
+        if answer == 1:
+            self._cancel(delivery)
+
+    async def _write_final(self, delivery: Delivery) -> None:
+        job = delivery.job
+        fields: dict[str, str] = {"worker": delivery.consumer}
+        if job.status is JobStatus.COMPLETED:
+            location = str(job.output_path)
+            if self._results is not None:
+                location = await self._retrying(lambda: self._results.publish_output(job.id, job.output_path))
+            fields.update(
+                output=location,
+                seed=str(job.seed),
+                stage_seconds=json.dumps(job.stage_seconds),
+                progress="1",
+            )
+        else:
+            fields.update(error=job.error or "generation failed", fault=job.fault or "generation")
+        gpu_seconds = job.metrics(self._clock.now())["inference_time"]
+        pairs = [item for pair in fields.items() for item in pair]
+        keys = [*transition_keys(job.id), credits_key(job.owner) if job.owner else ""]
+        args = [job.id, delivery.attempt, repr(self._clock.now()), job.status.value, gpu_seconds, *pairs]
+        answer = await self._retrying(lambda: self.scripts.finish(keys=keys, args=args))
+        if answer != "ok":
+            log.warning("job %s: its result was not recorded (the job is %s now: redelivered or expired)", job.id, answer)
+            if job.status is JobStatus.COMPLETED and job.output_path is not None and self._results is None:
+                job.output_path.unlink(missing_ok=True)
+        await self._retrying(lambda: self._forget_entry(delivery.entry_id))
+        self._held.pop(job.id, None)
+
+    async def _retrying(self, operation):
+        """A final write must land: retried while Redis is unreachable (it may be restarting)."""
+        backoff = 0.1
+        while True:
+            try:
+                return await operation()
+            except UNREACHABLE_ERRORS as exc:
+                log.warning("Redis unreachable (%s); retrying a final write in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+
+    def holds_jobs(self) -> bool:
+        return bool(self._held)
+
+    async def settle_writes(self, timeout: float = 10.0) -> None:
+        """Let reports already made reach Redis before the host stops."""
+        writes = [held.writes for held in self._held.values() if held.writes is not None]
+        if writes:
+            await asyncio.wait(writes, timeout=timeout)
+
+    def release(self, job: Job) -> bool:
+        """The worker died running this job: stop keeping its delivery alive, so that after the
+        visibility timeout any idle worker (this host's restarted one included) claims it again."""
+        delivery = self._held.pop(job.id, None)
+        if delivery is None:
+            return False
+        delivery.released = True
+        log.warning("job %s: its worker died; it will be redelivered after %.0f s", job.id, self._visibility)
+        return True
+
+    def _cancel(self, delivery: Delivery) -> None:
+        if not delivery.cancel_seen and self.cancel_running is not None:
+            delivery.cancel_seen = True
+            self.cancel_running(delivery.job)
+
+    # ---- keeping deliveries alive -------------------------------------------------------------
+
+    async def heartbeat_forever(self, describe_workers) -> None:
+        """Touch held entries (so they are not redelivered), notice cancellations, report workers."""
+        while True:
+            try:
+                await self._heartbeat(describe_workers())
+            except UNREACHABLE_ERRORS as exc:
+                log.debug("heartbeat skipped: Redis unreachable (%s)", exc)
+            except Exception:  # noqa: BLE001 - one bad beat must not stop the next
+                log.exception("heartbeat failed")
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def _heartbeat(self, workers: list[dict]) -> None:
+        held = list(self._held.values())
+        now = self._clock.now()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for delivery in held:
+                pipe.xclaim(
+                    QUEUE_STREAM, CONSUMER_GROUP, delivery.consumer, min_idle_time=0,
+                    message_ids=[delivery.entry_id], justid=True,
+                )  # fmt: skip
+                pipe.hget(job_key(delivery.job.id), "cancel")
+            lifetime_ms = int(max(3.0, self.heartbeat_interval * 4) * 1000)
+            for info in workers:
+                name = f"{self.host_name}/{info['index']}"
+                pipe.set(worker_key(name), json.dumps({**info, "name": name, "host": self.host_name}), px=lifetime_ms)
+                pipe.zadd(WORKERS_SET, {name: now})
+            answers = await pipe.execute()
+        for position, delivery in enumerate(held):
+            if answers[position * 2 + 1] == "1":
+                self._cancel(delivery)
+
+    async def forget_workers(self, workers: list[dict]) -> None:
+        names = [f"{self.host_name}/{info['index']}" for info in workers]
+        if names:
+            await self.client.delete(*[worker_key(name) for name in names])
+            await self.client.zrem(WORKERS_SET, *names)
+
+
+class WorkerQueue:
+    """One worker's handle on the shared queue (its own consumer name), given to its supervisor."""
+
+    def __init__(self, source: RedisWorkSource, consumer: str) -> None:
+        self._source = source
+        self.consumer = consumer
+
+    async def next_job(self) -> Job:
+        return await self._source.next_job(self.consumer)
+
+    def release_job(self, job: Job) -> bool:
+        return self._source.release(job)

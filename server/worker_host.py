@@ -1,0 +1,144 @@
+"""``ltx2-server worker --store redis://...``: a GPU worker host with no HTTP API.
+
+It runs the same supervised worker children as ``serve`` (one per device), but their jobs come from
+the shared Redis queue and their reports go back to it. This process never imports torch: the
+children load the model. Stopping it (SIGTERM/SIGINT) stops taking jobs, gives running ones the
+shutdown grace period, and leaves any that did not finish to be delivered again elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+from server.clock import SystemClock
+from server.redis_store import UNREACHABLE_ERRORS, RedisWorkSource, describe_url, ensure_consumer_group
+from server.settings import Settings
+from server.supervisor import WorkerState, WorkerSupervisor
+from server.worker_child import WorkerConfig, worker_config_from
+
+log = logging.getLogger("ltx2.worker_host")
+
+
+def host_name() -> str:
+    """This host's name in the store: unique per process, so two hosts never share deliveries."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def worker_configs(settings: Settings) -> list[tuple[str, WorkerConfig]]:
+    """(device label, config) of each worker this host runs."""
+    config = worker_config_from(settings)
+    return [(config.device, config)]
+
+
+class WorkerHost:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self.source = RedisWorkSource(
+            settings.store,
+            host_name(),
+            self.clock,
+            visibility_timeout=settings.visibility_timeout,
+            max_deliveries=settings.max_deliveries,
+        )
+        self.devices: list[str] = []
+        self.supervisors: list[WorkerSupervisor] = []
+        for index, (device, config) in enumerate(worker_configs(settings)):
+            self.devices.append(device)
+            self.supervisors.append(
+                WorkerSupervisor(
+                    config,
+                    self.source.for_worker(index),
+                    self.clock,
+                    start_timeout=settings.worker_start_timeout,
+                    job_timeout=settings.job_timeout,
+                    cancel_grace=settings.cancel_grace,
+                )
+            )
+        self.source.cancel_running = self._cancel_running
+
+    def _cancel_running(self, job) -> None:
+        for supervisor in self.supervisors:
+            supervisor.cancel(job)  # only the one running the job acts on it
+
+    def describe_workers(self) -> list[dict]:
+        described = []
+        for index, (device, supervisor) in enumerate(zip(self.devices, self.supervisors)):
+            current = supervisor.current_job
+            described.append(
+                {
+                    "index": index,
+                    "device": device,
+                    "state": supervisor.state.value,
+                    "pid": supervisor.worker_pid,
+                    "restarts": supervisor.restarts,
+                    "model": supervisor.model_description,
+                    "error": supervisor.last_load_error,
+                    "job": current.id if current is not None else None,
+                }
+            )
+        return described
+
+    async def run(self, stop: asyncio.Event) -> int:
+        await self._wait_for_store(stop)
+        if stop.is_set():
+            return 0
+        for supervisor in self.supervisors:
+            await supervisor.start()
+        heartbeat = asyncio.create_task(self.source.heartbeat_forever(self.describe_workers), name="ltx2-heartbeat")
+        log.info(
+            "worker host %s: %d worker(s) taking jobs from %s",
+            self.source.host_name,
+            len(self.supervisors),
+            describe_url(self.settings.store),
+        )
+        await stop.wait()
+        await self._drain(self.settings.shutdown_grace)
+        heartbeat.cancel()
+        for supervisor in self.supervisors:
+            await supervisor.stop()
+        try:
+            await self.source.forget_workers(self.describe_workers())
+        except UNREACHABLE_ERRORS:
+            pass
+        await self.source.close()
+        return 0
+
+    async def _wait_for_store(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await ensure_consumer_group(self.source.client)
+                return
+            except UNREACHABLE_ERRORS as exc:
+                log.error("Redis at %s unreachable (%s); retrying in %.0f s", describe_url(self.settings.store), exc, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(10.0, delay * 2)
+
+    async def _drain(self, grace: float) -> None:
+        """Take no new job; let running ones finish within the grace period."""
+        self.source.taking_jobs = False
+        busy = [supervisor for supervisor in self.supervisors if supervisor.state is WorkerState.BUSY]
+        log.info("stopping: no new jobs; waiting up to %g s for %d running", grace, len(busy))
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.source.holds_jobs() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        await self.source.settle_writes()
+
+
+def run_worker_host(settings: Settings) -> int:
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await WorkerHost(settings).run(stop)
+
+    return asyncio.run(main())
