@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -70,9 +72,17 @@ def worker_key(name: str) -> str:
 
 
 def connect(url: str) -> aioredis.Redis:
-    # Short timeouts: an unreachable Redis must turn into a prompt 503, not a hung request.
+    # Short timeouts: an unreachable Redis must turn into a prompt 503, not a hung request. A pooled
+    # connection that Redis dropped (it restarted) is retried on a fresh one; the scripts that change
+    # state are idempotent, so a retry after a lost answer does not apply them twice.
     return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15
+        url,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
 
@@ -101,6 +111,7 @@ end
 
 # ARGV: id, max_queue, created_at, then field/value pairs. KEYS[4] the stream.
 _CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
@@ -156,7 +167,12 @@ _FINISH = (
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
-if status ~= 'PROCESSING' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then return status end
+local ours = redis.call('HGET', KEYS[1], 'attempt') == ARGV[2]
+if ours and (status == 'COMPLETED' or status == 'FAILED') and redis.call('HGET', KEYS[1], 'finished_by') == ARGV[2] then
+  return 'ok'  -- this very write, retried after its answer was lost
+end
+if status ~= 'PROCESSING' or not ours then return status end
+redis.call('HSET', KEYS[1], 'finished_by', ARGV[2])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 finalize(ARGV[1], ARGV[4], ARGV[3])
 if KEYS[4] ~= '' then redis.call('HINCRBYFLOAT', KEYS[4], 'gpu_seconds', ARGV[5]) end

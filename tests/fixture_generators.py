@@ -181,3 +181,35 @@ class _OutOfGpuMemoryOnRequest:
 
 def tiny_that_runs_out_of_gpu_memory() -> _OutOfGpuMemoryOnRequest:
     return _OutOfGpuMemoryOnRequest()
+
+
+class TinyOrScripted:
+    """The tiny LTX-2 for ordinary prompts; prompts starting 'scripted:' get ScriptedGenerator's
+    behaviours ('scripted:fast' copies a small clip). Each finished generation appends its output
+    path to the file named by LTX2_TEST_LEDGER, so a test can tell whether any job ran twice."""
+
+    def __init__(self) -> None:
+        import pipelines
+
+        self.tiny = pipelines.load_generator("tiny")
+        self.scripted = ScriptedGenerator()
+        self.fast = FastGenerator()
+        self.description = getattr(self.tiny, "description", "tiny")
+        self.ledger = os.environ.get("LTX2_TEST_LEDGER")
+
+    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+        prompt = params.prompt
+        if prompt.startswith("scripted:fast"):
+            result = self.fast.generate(params, image_path, output_path, on_progress)
+        elif prompt.startswith("scripted:"):
+            result = self.scripted.generate(params, image_path, output_path, on_progress)
+        else:
+            result = self.tiny.generate(params, image_path, output_path, on_progress)
+        if self.ledger:
+            with open(self.ledger, "a") as ledger:
+                ledger.write(f"{output_path}\n")
+        return result
+
+
+def tiny_or_scripted() -> TinyOrScripted:
+    return TinyOrScripted()

@@ -1,0 +1,240 @@
+"""Scale-out end to end: a real redis-server, two API replicas and two worker hosts as real processes,
+the tiny LTX-2 (and scripted prompts where a test needs a slow or fast job), the official SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from segmind import SegmindClient
+
+from tests.media_probe import probe_mp4
+from tests.redis_server import require_redis_server
+from tests.scale_out import Cluster, host_pid
+from tests.servers import png_data_uri
+
+pytestmark = pytest.mark.e2e
+
+SLUG = "ltx-2-19b-i2v"
+KEYS = """\
+bulk-key   bulk jobs
+other-key  someone else
+budget-key jobs=1
+rate-key   rate=2
+"""
+SMALL = {"width": 256, "height": 256, "num_frames": 9}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    require_redis_server()
+    root = tmp_path_factory.mktemp("scale-out")
+    keys = root / "keys.txt"
+    keys.write_text(KEYS)
+    extra = ("--api-keys", str(keys), "--visibility-timeout", "3", "--max-queue", "500")
+    with Cluster(root, extra=extra) as cluster:
+        cluster.start_worker()
+        cluster.start_worker()
+        cluster.start_api()
+        cluster.start_api()
+        cluster.wait_for_workers(2)
+        yield cluster
+
+
+def headers(key: str = "bulk-key") -> dict[str, str]:
+    return {"x-api-key": key}
+
+
+def submit(api: str, prompt: str, key: str = "bulk-key", **params) -> str:
+    body = {"image": png_data_uri(), "prompt": prompt, **SMALL, **params}
+    response = httpx.post(f"{api}/v2/{SLUG}", json=body, headers=headers(key), timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["request_id"]
+
+
+def status(api: str, job_id: str, key: str = "bulk-key") -> dict:
+    return httpx.get(f"{api}/v2/requests/{job_id}/status", headers=headers(key), timeout=30).json()
+
+
+def wait_for_status(api: str, job_id: str, wanted: set[str], timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            body = status(api, job_id)
+        except (httpx.HTTPError, json.JSONDecodeError):
+            body = {}
+        if body.get("status") in wanted:
+            return body
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} not in {wanted} within {timeout} s; last {body}")
+
+
+def record(cluster: Cluster, job_id: str) -> dict:
+    return cluster.redis.client().hgetall(f"ltx2:job:{job_id}")
+
+
+def test_a_job_submitted_through_one_replica_is_polled_and_fetched_through_the_other(cluster, tmp_path):
+    first, second = cluster.apis[:2]
+    client = SegmindClient(api_key="bulk-key", base_url=f"{first}/v1")
+    job = client.submit_async(SLUG, image=png_data_uri(), prompt="a lighthouse at dusk", **SMALL)
+    assert wait_for_status(second, job.request_id, {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
+
+    result = httpx.get(f"{second}/v2/requests/{job.request_id}", headers=headers(), timeout=30).json()
+    assert result["output"].startswith(f"{second}/outputs/")
+    video = tmp_path / "out.mp4"
+    video.write_bytes(httpx.get(result["output"], timeout=30).content)
+    info = probe_mp4(video)
+    assert (info["width"], info["height"], info["frame_count"]) == (256, 256, 9)
+    assert info["audio_codec"] == "aac"
+    assert result["video"]["file_size"] == video.stat().st_size
+    # The SDK's own wait, through the replica that took the job, sees the same result.
+    assert job.wait(timeout=60)["output"].endswith(f"{job.request_id}.mp4")
+
+    # The blocking /v1 route on the other replica, through the SDK.
+    other = SegmindClient(api_key="bulk-key", base_url=f"{second}/v1")
+    response = other.run_sync(SLUG, image=png_data_uri(), prompt="blocking through replica two", **SMALL)
+    assert response.content[4:8] == b"ftyp"
+
+
+def test_events_and_cancellation_work_across_replicas(cluster):
+    first, second = cluster.apis[:2]
+    job_id = submit(first, "scripted:steps")
+    wait_for_status(second, job_id, {"PROCESSING"})
+    cancelled = httpx.delete(f"{second}/v2/requests/{job_id}", headers=headers(), timeout=60)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "FAILED" and cancelled.json()["error"] == "cancelled"
+
+    streamed = submit(first, "a sailing boat")
+    with httpx.stream("GET", f"{second}/v2/requests/{streamed}/events", headers=headers(), timeout=60) as events:
+        bodies = [json.loads(line[5:]) for line in events.iter_lines() if line.startswith("data:")]
+    assert bodies[-1]["status"] == "COMPLETED" and bodies[-1]["output"]
+    progress = [body["progress"] for body in bodies]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_keys_isolation_rate_limits_and_credits_hold_across_replicas(cluster):
+    first, second = cluster.apis[:2]
+    job_id = submit(first, "scripted:fast")
+    assert httpx.get(f"{second}/v2/requests/{job_id}/status", headers=headers("other-key")).status_code == 404
+    assert httpx.get(f"{second}/v2/requests/{job_id}/status", headers=headers("bulk-key")).status_code == 200
+
+    submit(first, "scripted:fast", key="budget-key")
+    spent = httpx.post(
+        f"{second}/v2/{SLUG}", json={"image": png_data_uri(), "prompt": "x", **SMALL}, headers=headers("budget-key")
+    )
+    assert spent.status_code == 406 and "Insufficient credits" in spent.json()["error"]
+
+    submit(first, "scripted:fast", key="rate-key")
+    submit(second, "scripted:fast", key="rate-key")
+    limited = httpx.post(
+        f"{first}/v2/{SLUG}", json={"image": png_data_uri(), "prompt": "x", **SMALL}, headers=headers("rate-key")
+    )
+    assert limited.status_code == 429 and "2 submissions per minute" in limited.json()["error"]
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_killing_a_worker_host_mid_job_gets_the_job_redelivered_and_completed(cluster):
+    first, second = cluster.apis[:2]
+    job_id = submit(first, "scripted:steps")
+    wait_for_status(first, job_id, {"PROCESSING"})
+    running_on = record(cluster, job_id)["worker"]  # HOST-PID/INDEX
+    os.kill(host_pid(running_on), signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    final = wait_for_status(second, job_id, {"COMPLETED", "FAILED"}, timeout=60)
+    assert final["status"] == "COMPLETED", final
+    stored = record(cluster, job_id)
+    assert stored["attempt"] == "2"
+    assert stored["worker"] != running_on
+    # At least the visibility timeout (3 s) passed before anyone else took it.
+    assert time.monotonic() - killed_at >= 3
+    # A new host replaces the killed one for the tests after this one.
+    cluster.start_worker()
+    cluster.wait_for_workers(2)
+
+
+def test_restarting_redis_between_submission_and_completion_loses_nothing(cluster):
+    first, second = cluster.apis[:2]
+    running = [submit(first, "scripted:steps") for _ in range(2)]
+    queued = submit(second, "scripted:fast")
+    for job_id in running:
+        wait_for_status(first, job_id, {"PROCESSING"})
+    cluster.redis.stop()
+    during = httpx.get(f"{first}/v2/requests/{queued}/status", headers=headers(), timeout=30)
+    assert during.status_code == 503 and "unreachable" in during.json()["error"]
+    cluster.redis.start()
+
+    for job_id in [*running, queued]:
+        assert wait_for_status(second, job_id, {"COMPLETED", "FAILED"}, timeout=90)["status"] == "COMPLETED"
+    after = submit(second, "scripted:fast")
+    assert wait_for_status(first, after, {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
+
+
+def test_expiry_deletes_the_record_and_the_result_file(cluster):
+    short_lived = cluster.start_api("--ttl-seconds", "2", "--sweep-interval", "0.2")
+    job_id = submit(short_lived, "scripted:fast")
+    wait_for_status(short_lived, job_id, {"COMPLETED"})
+    job_dir = cluster.results / job_id
+    assert any(job_dir.glob("output-*.mp4"))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (job_dir.exists() or record(cluster, job_id)):
+        time.sleep(0.2)
+    assert not record(cluster, job_id), "Redis's expiry deletes the record"
+    assert not job_dir.exists(), "the sweeper deletes the files"
+    assert httpx.get(f"{short_lived}/v2/requests/{job_id}/status", headers=headers()).status_code == 404
+
+
+def test_two_hundred_jobs_across_two_workers_none_lost_none_run_twice(cluster):
+    first, second = cluster.apis[:2]
+    before = set(cluster.ledger.read_text().split())
+
+    def submit_one(n: int) -> str:
+        return submit((first, second)[n % 2], f"scripted:fast {n}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(submit_one, range(200)))
+    assert len(set(ids)) == 200
+    finals = {job_id: wait_for_status(second if n % 2 == 0 else first, job_id, {"COMPLETED", "FAILED"})
+              for n, job_id in enumerate(ids)}  # fmt: skip
+    assert {body["status"] for body in finals.values()} == {"COMPLETED"}
+
+    completed_runs = [line for line in cluster.ledger.read_text().split() if line not in before]
+    runs_per_job = {job_id: sum(1 for line in completed_runs if f"/{job_id}/" in line) for job_id in ids}
+    assert set(runs_per_job.values()) == {1}, "every job ran to completion exactly once"
+    workers = {record(cluster, job_id)["worker"] for job_id in ids}
+    assert len(workers) == 2, f"both workers took jobs: {workers}"
+
+
+def test_a_redis_without_persistence_forgets_jobs_and_the_servers_go_on(tmp_path):
+    require_redis_server()
+    with Cluster(tmp_path, persistence=False, model="tests.fixture_generators:scripted") as cluster:
+        cluster.start_worker()
+        api = cluster.start_api()
+        before = submit(api, "short")
+        wait_for_status(api, before, {"COMPLETED"})
+        cluster.redis.restart()
+        # Everything Redis held is gone: the job is unknown now; nothing crashed.
+        assert httpx.get(f"{api}/v2/requests/{before}/status", headers=headers()).status_code == 404
+        cluster.wait_for_workers(1)
+        after = submit(api, "short")
+        assert wait_for_status(api, after, {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
+        assert all(process.poll() is None for process in cluster.workers)
+
+
+def test_the_worker_command_needs_a_shared_store():
+    import subprocess
+    import sys
+
+    from tests.servers import REPO_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "worker", "--model", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "--store redis://" in result.stderr
+
