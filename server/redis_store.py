@@ -607,6 +607,7 @@ class RedisWorkSource:
             job.output_target = self._results.local_output_path(job.id, scratch).with_name(name)
         else:
             job.output_target = Path(str(job.image_path)).with_name(name)
+        job.job_dir = job.output_target.parent
 
     async def _forget_entry(self, entry_id: str) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
