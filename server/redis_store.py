@@ -94,6 +94,14 @@ def describe_url(url: str) -> str:
     return url
 
 
+def stop_if_cancelled() -> None:
+    """redis-py may turn a cancellation in mid-command into a connection error; a retry loop that
+    catches those must not swallow the cancellation with it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 # ---- scripts --------------------------------------------------------------------------------------
 
 # KEYS[1] job, KEYS[2] expiries, KEYS[3] queued in every script that can finish a job.
@@ -547,6 +555,7 @@ class RedisWorkSource:
                 await ensure_consumer_group(self.client)
                 continue
             except UNREACHABLE_ERRORS as exc:
+                stop_if_cancelled()
                 log.warning("Redis at %s unreachable (%s); retrying in %.1f s", describe_url(self.url), exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(5.0, backoff * 2)
@@ -686,6 +695,7 @@ class RedisWorkSource:
             try:
                 return await operation()
             except UNREACHABLE_ERRORS as exc:
+                stop_if_cancelled()
                 log.warning("Redis unreachable (%s); retrying a final write in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
@@ -722,6 +732,7 @@ class RedisWorkSource:
             try:
                 await self._heartbeat(describe_workers())
             except UNREACHABLE_ERRORS as exc:
+                stop_if_cancelled()
                 log.debug("heartbeat skipped: Redis unreachable (%s)", exc)
             except Exception:  # noqa: BLE001 - one bad beat must not stop the next
                 log.exception("heartbeat failed")
