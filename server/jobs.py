@@ -145,6 +145,8 @@ class JobStore(Protocol):
 
     async def next_job(self) -> Job: ...
 
+    def put_back(self, job: Job) -> None: ...
+
     def queued_count(self) -> int: ...
 
     def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]: ...
@@ -186,6 +188,12 @@ class InMemoryJobStore:
                     return job
             self._ready_signal.clear()
             await self._ready_signal.wait()
+
+    def put_back(self, job: Job) -> None:
+        """Return a job taken by ``next_job`` to the front of the queue: its worker stopped being
+        able to run it (it died) before starting it, and the job keeps its place in line."""
+        self._ready.appendleft(job.id)
+        self._ready_signal.set()
 
     def queued_count(self) -> int:
         return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)

@@ -34,9 +34,9 @@ from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.metrics import ServerMetrics
 from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
+from server.pool import WorkerPool
 from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
-from server.supervisor import WorkerSupervisor
 from server.webhooks import WebhookSender
 
 log = logging.getLogger("ltx2.service")
@@ -49,7 +49,7 @@ class JobService:
         self,
         settings: Settings,
         store: JobStore,
-        supervisor: WorkerSupervisor,
+        supervisor: WorkerPool,
         clock: Clock,
         results_dir: Path,
     ) -> None:
