@@ -136,3 +136,14 @@ def test_workers_die_with_a_killed_server(tmp_path):
         process.kill()  # SIGKILL: the server runs no clean-up at all
         process.wait()
         assert wait_for(lambda: all(is_gone(pid) for pid in pids), timeout=30)
+
+
+def test_a_job_queued_while_a_worker_restarts_goes_to_the_idle_one(tmp_path):
+    with pool_server(tmp_path) as (base_url, _):
+        first = workers(base_url)[0]
+        os.kill(first["pid"], signal.SIGKILL)  # idle, and first in line for the queue until now
+        wait_for(lambda: workers(base_url)[0]["restarts"] == 1)
+        request_id = submit(base_url, "slow while worker 0 restarts")
+        running = wait_for(lambda: next((w for w in workers(base_url) if w["job"] == request_id), None))
+        assert running["index"] == 1
+        assert final_status(base_url, request_id)["status"] == "COMPLETED"
