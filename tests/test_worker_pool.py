@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from server.cli import main
+from server.devices import count_visible_gpus
 from tests.servers import cli_server, png_data_uri
 from tests.test_metrics_and_logs import scrape
 
@@ -147,3 +150,11 @@ def test_a_job_queued_while_a_worker_restarts_goes_to_the_idle_one(tmp_path):
         running = wait_for(lambda: next((w for w in workers(base_url) if w["job"] == request_id), None))
         assert running["index"] == 1
         assert final_status(base_url, request_id)["status"] == "COMPLETED"
+
+
+def test_bad_or_unmet_gpus_values_stop_the_server_at_start_with_a_clear_message():
+    with pytest.raises(SystemExit, match="gpus: must be .*all.*0,2,3.*cpu:N; got 'gpu0'"):
+        main(["serve", "--gpus", "gpu0"])
+    if count_visible_gpus() == 0:
+        with pytest.raises(SystemExit, match="gpus: 'all' found no NVIDIA GPU"):
+            main(["serve", "--gpus", "all", "--port", "1"])
