@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2", "cpu:2 --worker-threads 2"])
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the configs; each row keeps its best")
     args = parser.parse_args()
     body = {
         "image": png_data_uri(args.width, args.height),
@@ -91,7 +92,16 @@ def main() -> int:
     }
     print(f"{args.jobs} jobs of {args.width}x{args.height}, {args.frames} frames, model {args.model}, "
           f"{os.cpu_count()} CPU cores")  # fmt: skip
-    rows = [bench(config, args.model, body, args.jobs) for config in args.configs]
+    best: dict[str, dict] = {}
+    # Rounds interleave the configs, so a burst of other load on the host does not hit one config only.
+    for _ in range(args.repeat):
+        for config in args.configs:
+            load = os.getloadavg()[0]
+            row = bench(config, args.model, body, args.jobs)
+            print(f"  {config}: {row['jobs_per_minute']:.1f} jobs/min (load average before: {load:.2f})")
+            if config not in best or row["jobs_per_minute"] > best[config]["jobs_per_minute"]:
+                best[config] = row
+    rows = [best[config] for config in args.configs]
     baseline = rows[0]["jobs_per_minute"]
     print("| --gpus | workers | jobs/min | vs first | median s/job | wall s | failed |")
     print("|---|---|---|---|---|---|---|")
