@@ -126,7 +126,8 @@ def die_with_parent() -> None:
 
 def place_on_device(config: WorkerConfig) -> None:
     """Pin this worker to its GPU and cap its threads, before anything imports torch: CUDA reads
-    CUDA_VISIBLE_DEVICES, and torch and OpenMP their thread counts, once, when they start."""
+    CUDA_VISIBLE_DEVICES, and OpenMP and BLAS their thread counts, once, when they start. (Torch's
+    own count is set by the generator, which is passed ``config.threads`` too.)"""
     if config.cuda_visible_devices:
         # Number GPUs as nvidia-smi does (by PCI bus), so --gpus 2 is nvidia-smi's GPU 2.
         os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -198,6 +199,7 @@ def load_generator_for(config: WorkerConfig):
         x264_preset=config.x264_preset or None,
         x264_crf=config.x264_crf if config.x264_crf >= 0 else None,
         num_inference_steps=config.steps or None,
+        num_threads=config.threads or None,
     )
 
 
