@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ from server.cli import main
 from server.devices import count_visible_gpus
 from tests.servers import cli_server, png_data_uri
 from tests.test_metrics_and_logs import scrape
+from tests.test_worker_faults import wait_for
 
 SLUG = "ltx-2-19b-i2v"
 PLACED_MODEL = "tests.fixture_generators:describes_its_placement"
@@ -33,22 +33,12 @@ def submit(base_url: str, prompt: str) -> str:
     return response.json()["request_id"]
 
 
-def wait_for(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise TimeoutError
-
-
 def final_status(base_url: str, request_id: str) -> dict:
     def final():
         body = httpx.get(f"{base_url}/v2/requests/{request_id}/status", timeout=10).json()
         return body if body["status"] in ("COMPLETED", "FAILED") else None
 
-    return wait_for(final)
+    return wait_for(final, timeout=60)
 
 
 def workers(base_url: str) -> list[dict]:
