@@ -148,3 +148,16 @@ def test_bad_or_unmet_gpus_values_stop_the_server_at_start_with_a_clear_message(
     if count_visible_gpus() == 0:
         with pytest.raises(SystemExit, match="gpus: 'all' found no NVIDIA GPU"):
             main(["serve", "--gpus", "all", "--port", "1"])
+
+
+def test_cancelling_a_running_job_stops_it_on_its_own_worker_only(tmp_path):
+    with pool_server(tmp_path) as (base_url, _):
+        kept, cancelled = submit(base_url, "steps kept"), submit(base_url, "steps cancelled")
+        before = wait_for(lambda: both_running(base_url))
+        answer = httpx.delete(f"{base_url}/v2/requests/{cancelled}", timeout=60)
+        assert answer.status_code == 200 and answer.json()["error"] == "cancelled"
+        assert final_status(base_url, kept)["status"] == "COMPLETED"
+        # Stopped at a step, not by killing anything: both workers keep their processes.
+        after = workers(base_url)
+        assert [w["pid"] for w in after] == [w["pid"] for w in before]
+        assert [w["restarts"] for w in after] == [0, 0]
