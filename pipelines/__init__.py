@@ -36,8 +36,12 @@ def load_generator(
     x264_preset: str | None = None,
     x264_crf: int | None = None,
     num_inference_steps: int | None = None,
+    num_threads: int | None = None,
 ) -> "Generator":
     """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time.
+
+    ``num_threads`` caps torch's CPU threads (None: every core this process may run on); several
+    workers on one host's CPU each take their share, or their thread pools fight over the cores.
 
     ``tiny`` is built in code; ``ltx-2-19b`` loads from ``weights`` (offline: the hub is never asked).
     The returned generator's ``description`` says what was loaded and which offload mode was chosen, why.
@@ -61,7 +65,7 @@ def load_generator(
     )
 
     # Use every core the process may run on; torch's default can count hyperthreads or the whole host.
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch.set_num_threads(num_threads or max(1, len(os.sched_getaffinity(0))))
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if model == "tiny":

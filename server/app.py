@@ -32,11 +32,10 @@ from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.pool import build_pool, devices_for
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
-from server.supervisor import WorkerSupervisor
-from server.worker_child import worker_config_from
 
 log = logging.getLogger("ltx2.app")
 
@@ -44,7 +43,9 @@ API_KEY_HEADER = "x-api-key"
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    """The app; raises NoGpus when ``--gpus all`` finds no GPU, before anything starts."""
     clock = clock or SystemClock()
+    devices = devices_for(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,15 +54,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             service = await _shared_store_service(settings, clock, results_dir)
         else:
             store = InMemoryJobStore(max_queue=settings.max_queue)
-            supervisor = WorkerSupervisor(
-                worker_config_from(settings),
-                store,
-                clock,
-                start_timeout=settings.worker_start_timeout,
-                job_timeout=settings.job_timeout,
-                cancel_grace=settings.cancel_grace,
-            )
-            service = JobService(settings, store, supervisor, clock, results_dir)
+            pool = build_pool(settings, store, clock, devices)
+            service = JobService(settings, store, pool, clock, results_dir)
         app.state.service = service
         service.webhooks.build_body = partial(job_result_body, service)
         if not service.api_keys:
@@ -237,7 +231,9 @@ async def _shared_store_readiness(service: JobService) -> JSONResponse:
     body: dict = {"ready": False, "store": "redis", "store_reachable": await store.ping()}
     if body["store_reachable"]:
         try:
-            workers = await store.live_workers(service.clock.now(), stale_after=max(10.0, service.settings.visibility_timeout))
+            workers = await store.live_workers(
+                service.clock.now(), stale_after=max(10.0, service.settings.visibility_timeout)
+            )
             body["queued"] = await store.depth()
         except ServiceError as exc:
             body["error"] = exc.message
@@ -354,23 +350,26 @@ def _install_routes(app: FastAPI) -> None:
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="The model is loaded and the worker can take jobs", tags=["ops"])
+    @app.get("/ready", summary="The model is loaded and a worker can take jobs", tags=["ops"])
     async def ready(request: Request):
         service = service_of(request)
         if service.supervisor is None:
             return await _shared_store_readiness(service)
-        supervisor = service.supervisor
+        # With several workers (--gpus), the top-level fields sum them up (ready: any worker is;
+        # worker: the best state; worker_pid: the first worker's) and "workers" has each one.
+        pool = service.supervisor
         body = {
-            "ready": supervisor.is_ready,
-            "worker": supervisor.state.value,
-            "worker_pid": supervisor.worker_pid,
-            "worker_restarts": supervisor.restarts,
+            "ready": pool.is_ready,
+            "worker": pool.state.value,
+            "worker_pid": pool.worker_pid,
+            "worker_restarts": pool.restarts,
             "queued": service_of(request).store.queued_count(),
+            "workers": [worker.as_dict() for worker in pool.workers],
         }
-        if supervisor.model_description:
-            body["model"] = supervisor.model_description
-        if supervisor.last_load_error:
-            body["error"] = supervisor.last_load_error
+        if pool.model_description:
+            body["model"] = pool.model_description
+        if pool.last_load_error:
+            body["error"] = pool.last_load_error
         if not service_of(request).accepting:
             # Draining after SIGTERM: a load balancer should send new work elsewhere.
             body.update(ready=False, draining=True)

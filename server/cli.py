@@ -82,6 +82,7 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.devices import NoGpus
     from server.logs import uvicorn_log_config
     from server.worker_child import weights_problems, worker_config_from
 
@@ -97,7 +98,10 @@ def serve(settings: Settings) -> int:
         # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
     warn_if_open_without_auth(settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except NoGpus as exc:
+        raise SystemExit(f"ltx2-server: {exc}") from None
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever handler
     # was there before; make that a clean exit so a requested stop reads as success (status 0).
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,8 +120,8 @@ def serve(settings: Settings) -> int:
 
 
 def run_worker(settings: Settings) -> int:
-    from server.worker_host import run_worker_host
     from server.worker_child import weights_problems, worker_config_from
+    from server.worker_host import run_worker_host
 
     configure_logging(settings.log_level, settings.log_format)
     if not settings.shared_store:
@@ -125,7 +129,12 @@ def run_worker(settings: Settings) -> int:
     problems = weights_problems(worker_config_from(settings))
     if problems:
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
-    return run_worker_host(settings)
+    from server.devices import NoGpus
+
+    try:
+        return run_worker_host(settings)
+    except NoGpus as exc:
+        raise SystemExit(f"ltx2-server: {exc}") from None
 
 
 def _draining_server_class(base: type) -> type:

@@ -23,6 +23,7 @@ from server.errors import ServiceError
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.messages import FAULT_INPUT
 from server.params import I2VParams, describe_validation_error
+from server.pool import WorkerPool
 from server.settings import Settings
 from server.supervisor import WorkerState, WorkerSupervisor
 from server.worker_child import weights_problems, worker_config_from
@@ -103,9 +104,11 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
     clock = SystemClock()
     with tempfile.TemporaryDirectory(prefix="ltx2-generate-") as results:
         store = InMemoryJobStore(max_queue=1)
-        supervisor = WorkerSupervisor(
+        # One worker on --device: a single video has no use for --gpus.
+        worker = WorkerSupervisor(
             worker_config_from(settings), store, clock, start_timeout=settings.worker_start_timeout
         )
+        supervisor = WorkerPool([worker], [settings.device])
         service = JobService(settings, store, supervisor, clock, Path(results))
         service.events.add_listener(view)
         await supervisor.start()

@@ -148,6 +148,8 @@ class JobQueue(Protocol):
 
     def release_job(self, job: Job) -> bool: ...
 
+    def put_back(self, job: Job) -> None: ...
+
 
 class JobStore(Protocol):
     """What the service needs from a job table: the in-memory one here, or server.redis_store's."""
@@ -217,6 +219,12 @@ class InMemoryJobStore:
                     return job
             self._ready_signal.clear()
             await self._ready_signal.wait()
+
+    def put_back(self, job: Job) -> None:
+        """Return a job taken by ``next_job`` to the front of the queue: its worker stopped being
+        able to run it (it died) before starting it, and the job keeps its place in line."""
+        self._ready.appendleft(job.id)
+        self._ready_signal.set()
 
     def queued_count(self) -> int:
         return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)

@@ -31,12 +31,13 @@ class _LiveState:
         running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
         running.add_metric([], sum(1 for job in jobs if job.status is JobStatus.PROCESSING))
         yield running
-        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times the worker process was restarted")
+        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times a worker process was restarted, all workers")
         restarts.add_metric([], self._supervisor.restarts)
         yield restarts
-        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs")
+        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when a worker has loaded the model and takes jobs")
         ready.add_metric([], 1 if self._supervisor.is_ready else 0)
         yield ready
+        yield from self._per_worker()
         peak = getattr(self._supervisor, "last_gpu_peak_bytes", 0)
         if peak:
             gpu = GaugeMetricFamily(
@@ -44,6 +45,22 @@ class _LiveState:
             )
             gpu.add_metric([], peak)
             yield gpu
+
+    def _per_worker(self):
+        """One series per worker, labelled by its index and device. Under names of their own: mixed
+        into the unlabelled totals above, a sum() over a family would count every worker twice."""
+        labels = ["worker", "device"]
+        ready = GaugeMetricFamily("ltx2_pool_worker_ready", "1 when this worker has loaded the model", labels=labels)
+        busy = GaugeMetricFamily("ltx2_pool_worker_busy", "1 while this worker generates a job", labels=labels)
+        restarts = CounterMetricFamily(
+            "ltx2_pool_worker_restarts", "Times this worker's process was restarted", labels=labels
+        )
+        for worker in self._supervisor.workers:
+            values = [str(worker.index), worker.device]
+            ready.add_metric(values, 1 if worker.state in ("ready", "busy") else 0)
+            busy.add_metric(values, 1 if worker.state == "busy" else 0)
+            restarts.add_metric(values, worker.restarts)
+        yield from (ready, busy, restarts)
 
 
 class _SharedStoreState:
@@ -70,10 +87,12 @@ class _SharedStoreState:
         running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
         running.add_metric([], sum(1 for worker in self._workers if worker.get("state") == "busy"))
         yield running
-        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs",
-                                  labels=["worker", "device"])
-        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times the worker process was restarted",
-                                       labels=["worker", "device"])
+        ready = GaugeMetricFamily(
+            "ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs", labels=["worker", "device"]
+        )
+        restarts = CounterMetricFamily(
+            "ltx2_worker_restarts", "Times the worker process was restarted", labels=["worker", "device"]
+        )
         for worker in self._workers:
             labels = [str(worker.get("name", "")), str(worker.get("device", ""))]
             ready.add_metric(labels, 1 if worker.get("state") in ("ready", "busy") else 0)

@@ -328,7 +328,8 @@ class RedisJobStore:
         pairs = [item for pair in fields.items() for item in pair]
         try:
             added = await self.scripts.create(
-                keys=[*transition_keys(job.id), QUEUE_STREAM], args=[job.id, self._max_queue, repr(job.created_at), *pairs]
+                keys=[*transition_keys(job.id), QUEUE_STREAM],
+                args=[job.id, self._max_queue, repr(job.created_at), *pairs],
             )
         except UNREACHABLE_ERRORS as exc:
             raise self.unreachable(exc) from None
@@ -682,7 +683,9 @@ class RedisWorkSource:
         args = [job.id, delivery.attempt, repr(self._clock.now()), job.status.value, gpu_seconds, *pairs]
         answer = await self._retrying(lambda: self.scripts.finish(keys=keys, args=args))
         if answer != "ok":
-            log.warning("job %s: its result was not recorded (the job is %s now: redelivered or expired)", job.id, answer)
+            log.warning(
+                "job %s: its result was not recorded (the job is %s now: redelivered or expired)", job.id, answer
+            )
             if job.status is JobStatus.COMPLETED and job.output_path is not None and self._results is None:
                 job.output_path.unlink(missing_ok=True)
         await self._retrying(lambda: self._forget_entry(delivery.entry_id))
@@ -777,3 +780,7 @@ class WorkerQueue:
 
     def release_job(self, job: Job) -> bool:
         return self._source.release(job)
+
+    def put_back(self, job: Job) -> None:
+        # Taken but never started (its worker died first): delivered again like a crashed job's.
+        self._source.release(job)

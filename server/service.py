@@ -34,6 +34,7 @@ from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.metrics import ServerMetrics
 from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
+from server.pool import WorkerPool
 from server.progress import DurationEstimator, eta_seconds
 from server.settings import Settings
 from server.webhooks import WebhookSender
@@ -48,7 +49,7 @@ class JobService:
         self,
         settings: Settings,
         store: JobStore,
-        supervisor,
+        supervisor: WorkerPool | None,
         clock: Clock,
         results_dir: Path,
         limits=None,
@@ -186,7 +187,13 @@ class JobService:
             self.webhooks.watch(job, webhook, base_url)
             self._in_background(self._publish_when_final(job))
         self.events.publish(job, "queued")
-        log.info("job %s queued (%sx%s, %s frames)", job.id, job.params["width"], job.params["height"], job.params["num_frames"])
+        log.info(
+            "job %s queued (%sx%s, %s frames)",
+            job.id,
+            job.params["width"],
+            job.params["height"],
+            job.params["num_frames"],
+        )
         return job
 
     async def _publish_when_final(self, job: Job) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from server.devices import gpus_problem
+
 ENV_PREFIX = "LTX2_"
 KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
 # Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
@@ -35,6 +37,17 @@ class Settings:
         default="two-stage", metadata={"help": "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)"}
     )
     device: str = field(default="auto", metadata={"help": "torch device: auto (cuda if present), cuda, cuda:N or cpu"})
+    gpus: str = field(
+        default="",
+        metadata={
+            "help": "workers per host: empty (one, on --device), all (one per NVIDIA GPU), GPU indices "
+            "like 0,2,3 (one each), or cpu:N (N CPU workers, for tests); overrides --device"
+        },
+    )
+    worker_threads: int = field(
+        default=0,
+        metadata={"help": "CPU threads per worker (0: torch's default; with cpu:N, the cores split among N)"},
+    )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"})
     offload: str = field(
         default="auto",
@@ -124,8 +137,10 @@ class Settings:
     )
     visibility_timeout: float = field(
         default=60.0,
-        metadata={"help": "with --store redis: seconds without a heartbeat before a job's worker counts as dead "
-                  "and the job is delivered to another"},
+        metadata={
+            "help": "with --store redis: seconds without a heartbeat before a job's worker counts as dead "
+            "and the job is delivered to another"
+        },
     )
     max_deliveries: int = field(
         default=3, metadata={"help": "with --store redis: deliveries of a job whose worker keeps dying before it FAILS"}
@@ -194,6 +209,8 @@ class Settings:
             (self.webhook_timeout > 0, f"webhook-timeout: must be more than 0; got {self.webhook_timeout:g}"),
             (self.webhook_retries >= 0, f"webhook-retries: must be 0 or more; got {self.webhook_retries}"),
             (self.webhook_backoff >= 0, f"webhook-backoff: must be 0 or more; got {self.webhook_backoff:g}"),
+            (gpus_problem(self.gpus) is None, gpus_problem(self.gpus) or ""),
+            (self.worker_threads >= 0, f"worker-threads: must be 0 or more; got {self.worker_threads}"),
             (self.log_format in ("text", "json"), f"log-format: must be text or json; got {self.log_format!r}"),
             (
                 self.store == "memory" or self.store.startswith(REDIS_URL_SCHEMES),

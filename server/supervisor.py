@@ -84,8 +84,11 @@ class WorkerSupervisor:
         start_timeout: float = 600.0,
         job_timeout: float = 0.0,
         cancel_grace: float = 30.0,
+        name: str = "worker",
     ) -> None:
         self._config = config
+        # Names this worker in logs and process titles when a pool runs several.
+        self.name = name
         self._start_timeout = start_timeout
         self._job_timeout = job_timeout
         self._cancel_grace = cancel_grace
@@ -100,7 +103,8 @@ class WorkerSupervisor:
         self._child: _Child | None = None
         self._generation = 0
         self._state = WorkerState.NOT_STARTED
-        self._ready = asyncio.Event()
+        # Set exactly while the worker is READY: loaded and not running a job.
+        self._idle = asyncio.Event()
         self._current: Job | None = None
         self._current_done = asyncio.Event()
         self._dispatcher: asyncio.Task | None = None
@@ -124,28 +128,29 @@ class WorkerSupervisor:
         return self._state in (WorkerState.READY, WorkerState.BUSY)
 
     @property
-    def current_job(self) -> Job | None:
-        return self._current
-
-    @property
     def worker_pid(self) -> int | None:
         return self._child.process.pid if self._child else None
+
+    @property
+    def current_job(self) -> Job | None:
+        """The job this worker is generating, if any."""
+        return self._current if self._state is WorkerState.BUSY else None
 
     def _set_state(self, new: WorkerState) -> None:
         if new not in WORKER_TRANSITIONS[self._state]:
             raise RuntimeError(f"worker: {self._state.value} -> {new.value} is not allowed")
         self._state = new
-        if new in (WorkerState.READY, WorkerState.BUSY):
-            self._ready.set()
+        if new is WorkerState.READY:
+            self._idle.set()
         else:
-            self._ready.clear()
+            self._idle.clear()
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._spawn_child()
-        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="ltx2-dispatcher")
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name=f"ltx2-dispatcher-{self.name}")
 
     async def stop(self, timeout: float = 10.0) -> None:
         if self._dispatcher:
@@ -182,7 +187,7 @@ class WorkerSupervisor:
         process = self._context.Process(
             target=run_worker,
             args=(child_conn, self._config),
-            name=f"ltx2-worker-{self._generation}",
+            name=f"ltx2-{self.name}-{self._generation}",
             daemon=True,
         )
         self._set_state(WorkerState.STARTING)
@@ -194,7 +199,11 @@ class WorkerSupervisor:
             target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True
         ).start()
         log.info(
-            "worker process %s started (pid %s), loading model %r", child.generation, process.pid, self._config.model
+            "%s process %s started (pid %s), loading model %r",
+            self.name,
+            child.generation,
+            process.pid,
+            self._config.model,
         )
         asyncio.get_running_loop().create_task(self._kill_if_not_ready(child))
 
@@ -238,7 +247,7 @@ class WorkerSupervisor:
             self.last_load_error = None
             self.model_description = message.description or message.model
             self._set_state(WorkerState.READY)
-            log.info("worker ready in %.1f s: %s", message.load_seconds, self.model_description)
+            log.info("%s ready in %.1f s: %s", self.name, message.load_seconds, self.model_description)
         elif isinstance(message, WorkerLoadFailed):
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)
@@ -317,7 +326,7 @@ class WorkerSupervisor:
             # It never became ready: back off so a broken model does not spin the CPU.
             self._consecutive_failures += 1
             delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (self._consecutive_failures - 1))
-        log.warning("worker process exited (code %s); restarting in %.1f s", exitcode, delay)
+        log.warning("%s process exited (code %s); restarting in %.1f s", self.name, exitcode, delay)
         self.restarts += 1
         self._restart_task = asyncio.get_running_loop().create_task(self._restart_after(delay))
 
@@ -329,13 +338,16 @@ class WorkerSupervisor:
     # ---- dispatch ---------------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
+        """Take a job only once this worker is idle: with several workers on one store, a worker
+        that is still loading (or restarting) must leave the queue to those that can run it now."""
         while True:
+            await self._idle.wait()
             job = await self._store.next_job()
-            await self._ready.wait()
-            while self._state is not WorkerState.READY:
-                await asyncio.sleep(0.01)
-                await self._ready.wait()
             if job.status is not JobStatus.QUEUED:
+                continue
+            if self._state is not WorkerState.READY:
+                # The child died while we waited for a job: the job keeps its place for another worker.
+                self._store.put_back(job)
                 continue
             await self._run_on_worker(job)
 

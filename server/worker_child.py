@@ -8,6 +8,7 @@ module to name the child's entry point, never loads torch.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import queue
 import signal
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from server.devices import WorkerDevice
 from server.messages import (
     FAULT_CANCELLED,
     FAULT_INPUT,
@@ -48,14 +50,21 @@ class WorkerConfig:
     x264_crf: int = -1
     steps: int = 0
     nice: int = 0
+    # One physical GPU index for this worker (--gpus); it then sees that GPU alone, as ``cuda``.
+    cuda_visible_devices: str = ""
+    # CPU threads for torch and BLAS (0: their default, one per core).
+    threads: int = 0
 
 
-def worker_config_from(settings: Settings) -> WorkerConfig:
+def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
+    """The worker's config; ``device`` (one of ``worker_devices``) places it, else ``--device`` does."""
     return WorkerConfig(
         model=settings.resolved_model(),
         weights=settings.weights,
         recipe=settings.recipe,
-        device=settings.device,
+        device=device.device if device else settings.device,
+        cuda_visible_devices=device.cuda_visible_devices if device else "",
+        threads=device.threads if device else settings.worker_threads,
         dtype=settings.dtype,
         offload=settings.offload,
         fp8=settings.fp8,
@@ -68,6 +77,8 @@ def worker_config_from(settings: Settings) -> WorkerConfig:
 
 def run_worker(conn: Connection, config: WorkerConfig) -> None:
     """Entry point of the child process."""
+    die_with_parent()
+    place_on_device(config)
     # Ctrl-C, `timeout` and service managers signal the whole process group; the API process alone
     # decides when the worker stops (Shutdown message, or the pipe closing if it dies).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -92,6 +103,38 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
         if isinstance(message, SubmitJob):
             conn.send(run_job(generator, message, conn, inbox.is_cancelled))
             inbox.forget(message.job_id)
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, so killing the API process (even with
+    SIGKILL, which runs no clean-up) never leaves a worker generating for nobody. The signal follows
+    the parent *thread* that spawned us: the supervisor spawns from the event loop's thread, which
+    lives as long as the supervisor does. A no-op where prctl is missing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the parent died before the request took effect
+
+
+def place_on_device(config: WorkerConfig) -> None:
+    """Pin this worker to its GPU and cap its threads, before anything imports torch: CUDA reads
+    CUDA_VISIBLE_DEVICES, and OpenMP and BLAS their thread counts, once, when they start. (Torch's
+    own count is set by the generator, which is passed ``config.threads`` too.)"""
+    if config.cuda_visible_devices:
+        # Number GPUs as nvidia-smi does (by PCI bus), so --gpus 2 is nvidia-smi's GPU 2.
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        os.environ["CUDA_VISIBLE_DEVICES"] = config.cuda_visible_devices
+    if config.threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = str(config.threads)
 
 
 class JobCancelled(BaseException):
@@ -156,6 +199,7 @@ def load_generator_for(config: WorkerConfig):
         x264_preset=config.x264_preset or None,
         x264_crf=config.x264_crf if config.x264_crf >= 0 else None,
         num_inference_steps=config.steps or None,
+        num_threads=config.threads or None,
     )
 
 

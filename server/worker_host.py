@@ -15,10 +15,9 @@ import signal
 import socket
 
 from server.clock import SystemClock
+from server.pool import build_pool, devices_for
 from server.redis_store import UNREACHABLE_ERRORS, RedisWorkSource, describe_url, ensure_consumer_group
 from server.settings import Settings
-from server.supervisor import WorkerState, WorkerSupervisor
-from server.worker_child import WorkerConfig, worker_config_from
 
 log = logging.getLogger("ltx2.worker_host")
 
@@ -26,12 +25,6 @@ log = logging.getLogger("ltx2.worker_host")
 def host_name() -> str:
     """This host's name in the store: unique per process, so two hosts never share deliveries."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def worker_configs(settings: Settings) -> list[tuple[str, WorkerConfig]]:
-    """(device label, config) of each worker this host runs."""
-    config = worker_config_from(settings)
-    return [(config.device, config)]
 
 
 class WorkerHost:
@@ -45,62 +38,29 @@ class WorkerHost:
             visibility_timeout=settings.visibility_timeout,
             max_deliveries=settings.max_deliveries,
         )
-        self.devices: list[str] = []
-        self.supervisors: list[WorkerSupervisor] = []
-        for index, (device, config) in enumerate(worker_configs(settings)):
-            self.devices.append(device)
-            self.supervisors.append(
-                WorkerSupervisor(
-                    config,
-                    self.source.for_worker(index),
-                    self.clock,
-                    start_timeout=settings.worker_start_timeout,
-                    job_timeout=settings.job_timeout,
-                    cancel_grace=settings.cancel_grace,
-                )
-            )
-        self.source.cancel_running = self._cancel_running
-
-    def _cancel_running(self, job) -> None:
-        for supervisor in self.supervisors:
-            supervisor.cancel(job)  # only the one running the job acts on it
+        self.pool = build_pool(settings, None, self.clock, devices_for(settings), queue_for=self.source.for_worker)
+        # A job's cancel flag, noticed by the source, stops it on the worker running it.
+        self.source.cancel_running = self.pool.cancel
 
     def describe_workers(self) -> list[dict]:
-        described = []
-        for index, (device, supervisor) in enumerate(zip(self.devices, self.supervisors)):
-            current = supervisor.current_job
-            described.append(
-                {
-                    "index": index,
-                    "device": device,
-                    "state": supervisor.state.value,
-                    "pid": supervisor.worker_pid,
-                    "restarts": supervisor.restarts,
-                    "model": supervisor.model_description,
-                    "error": supervisor.last_load_error,
-                    "job": current.id if current is not None else None,
-                }
-            )
-        return described
+        return [worker.as_dict() for worker in self.pool.workers]
 
     async def run(self, stop: asyncio.Event) -> int:
         await self._wait_for_store(stop)
         if stop.is_set():
             return 0
-        for supervisor in self.supervisors:
-            await supervisor.start()
+        await self.pool.start()
         heartbeat = asyncio.create_task(self.source.heartbeat_forever(self.describe_workers), name="ltx2-heartbeat")
         log.info(
             "worker host %s: %d worker(s) taking jobs from %s",
             self.source.host_name,
-            len(self.supervisors),
+            len(self.pool.workers),
             describe_url(self.settings.store),
         )
         await stop.wait()
         await self._drain(self.settings.shutdown_grace)
         heartbeat.cancel()
-        for supervisor in self.supervisors:
-            await supervisor.stop()
+        await self.pool.stop()
         try:
             await self.source.forget_workers(self.describe_workers())
         except UNREACHABLE_ERRORS:
@@ -115,7 +75,9 @@ class WorkerHost:
                 await ensure_consumer_group(self.source.client)
                 return
             except UNREACHABLE_ERRORS as exc:
-                log.error("Redis at %s unreachable (%s); retrying in %.0f s", describe_url(self.settings.store), exc, delay)
+                log.error(
+                    "Redis at %s unreachable (%s); retrying in %.0f s", describe_url(self.settings.store), exc, delay
+                )
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except asyncio.TimeoutError:
@@ -125,7 +87,7 @@ class WorkerHost:
     async def _drain(self, grace: float) -> None:
         """Take no new job; let running ones finish within the grace period."""
         self.source.taking_jobs = False
-        busy = [supervisor for supervisor in self.supervisors if supervisor.state is WorkerState.BUSY]
+        busy = [worker for worker in self.pool.workers if worker.job is not None]
         log.info("stopping: no new jobs; waiting up to %g s for %d running", grace, len(busy))
         deadline = asyncio.get_running_loop().time() + grace
         while self.source.holds_jobs() and asyncio.get_running_loop().time() < deadline:

@@ -213,3 +213,21 @@ class TinyOrScripted:
 
 def tiny_or_scripted() -> TinyOrScripted:
     return TinyOrScripted()
+
+
+class _DescribesItsPlacement(ScriptedGenerator):
+    """The scripted generator whose description (shown in /ready) says where the worker was put:
+    the GPU it was pinned to, how many GPUs torch sees there, and its thread cap."""
+
+    def __init__(self) -> None:
+        pinned = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        seen = ""
+        if pinned:
+            import torch
+
+            seen = f" sees={torch.cuda.device_count()}"
+        self.description = f"pinned={pinned or '-'}{seen} threads={os.environ.get('OMP_NUM_THREADS', '-')}"
+
+
+def describes_its_placement() -> _DescribesItsPlacement:
+    return _DescribesItsPlacement()

@@ -120,3 +120,18 @@ def test_worker_state_machine_has_one_way_out_of_stopped():
     assert WorkerState.BUSY in WORKER_TRANSITIONS[WorkerState.READY]
     assert WorkerState.BUSY not in WORKER_TRANSITIONS[WorkerState.STARTING]
     assert WorkerState.READY not in WORKER_TRANSITIONS[WorkerState.LOAD_FAILED]
+
+
+def test_a_job_put_back_keeps_its_place_at_the_front():
+    """A worker that died while waiting for a job gives it back; the next taker gets it first."""
+
+    async def scenario() -> list[str]:
+        store = InMemoryJobStore(max_queue=10)
+        for name in ("a", "b"):
+            job = Job(id=name, params={}, job_dir=Path(name), created_at=0.0)
+            store.add(job)
+            store.mark_input_ready(job)
+        store.put_back(await store.next_job())
+        return [(await store.next_job()).id, (await store.next_job()).id]
+
+    assert asyncio.run(scenario()) == ["a", "b"]

@@ -158,3 +158,12 @@ def test_exception_from_progress_propagates_and_leaves_no_output(generator, imag
     with pytest.raises(Cancelled):
         generator.generate(make_params(), image_path, output, cancel_on_first_step)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_num_threads_caps_torch_threads_of_a_worker_sharing_the_cpu():
+    # In a process of its own: torch's thread count is process-wide and the other tests want them all.
+    script = "import pipelines, torch; pipelines.load_generator('tiny', num_threads=1); print(torch.get_num_threads())"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, check=True, timeout=120, capture_output=True, text=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "1"

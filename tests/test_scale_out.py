@@ -237,4 +237,3 @@ def test_the_worker_command_needs_a_shared_store():
         [sys.executable, "-m", "server.cli", "worker", "--model", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert result.returncode != 0 and "--store redis://" in result.stderr
-

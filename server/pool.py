@@ -1,0 +1,155 @@
+"""Several workers on one host, one per device, all taking jobs from the one store.
+
+Each worker is a ``WorkerSupervisor`` with its own child, restarts and time limits; the pool only
+starts and stops them together and answers for them as a whole. Jobs are not routed here: every
+supervisor that is idle waits on ``store.next_job()``, so the oldest queued job goes to whichever
+worker is free first, and the store alone decides the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from server.clock import Clock
+from server.devices import WorkerDevice, worker_devices
+from server.jobs import Job, JobQueue
+from server.settings import Settings
+from server.supervisor import WorkerState, WorkerSupervisor
+from server.worker_child import worker_config_from
+
+# The pool's one-word state is its best worker's: a pool is READY while any worker can take a job now.
+_STATE_RANK = (
+    WorkerState.READY,
+    WorkerState.BUSY,
+    WorkerState.STARTING,
+    WorkerState.LOAD_FAILED,
+    WorkerState.NOT_STARTED,
+    WorkerState.STOPPED,
+)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker as /ready and /metrics show it."""
+
+    index: int
+    device: str
+    state: str
+    pid: int | None
+    restarts: int
+    model: str | None
+    error: str | None
+    job: str | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class WorkerPool:
+    def __init__(self, supervisors: list[WorkerSupervisor], devices: list[str]) -> None:
+        if not supervisors or len(supervisors) != len(devices):
+            raise ValueError("a worker pool needs one device label per supervisor, and at least one")
+        self._supervisors = supervisors
+        self._devices = devices
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for supervisor in self._supervisors:
+            await supervisor.start()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await asyncio.gather(*(supervisor.stop(timeout) for supervisor in self._supervisors))
+
+    # ---- jobs -------------------------------------------------------------------------------
+
+    def cancel(self, job: Job) -> None:
+        """A running job is cancelled by the worker running it; a queued one by any (it just fails)."""
+        for supervisor in self._supervisors:
+            if supervisor.current_job is job:
+                supervisor.cancel(job)
+                return
+        self._supervisors[0].cancel(job)
+
+    # ---- what /ready and /metrics read ------------------------------------------------------
+
+    @property
+    def supervisors(self) -> list[WorkerSupervisor]:
+        return list(self._supervisors)
+
+    @property
+    def is_ready(self) -> bool:
+        return any(supervisor.is_ready for supervisor in self._supervisors)
+
+    @property
+    def state(self) -> WorkerState:
+        return min((supervisor.state for supervisor in self._supervisors), key=_STATE_RANK.index)
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._supervisors[0].worker_pid
+
+    @property
+    def restarts(self) -> int:
+        return sum(supervisor.restarts for supervisor in self._supervisors)
+
+    @property
+    def model_description(self) -> str | None:
+        return next((s.model_description for s in self._supervisors if s.model_description), None)
+
+    @property
+    def last_load_error(self) -> str | None:
+        return next((s.last_load_error for s in self._supervisors if s.last_load_error), None)
+
+    @property
+    def last_gpu_peak_bytes(self) -> int:
+        return max(supervisor.last_gpu_peak_bytes for supervisor in self._supervisors)
+
+    @property
+    def workers(self) -> list[WorkerInfo]:
+        return [self._info(index) for index in range(len(self._supervisors))]
+
+    def _info(self, index: int) -> WorkerInfo:
+        supervisor = self._supervisors[index]
+        job = supervisor.current_job
+        return WorkerInfo(
+            index=index,
+            device=self._devices[index],
+            state=supervisor.state.value,
+            pid=supervisor.worker_pid,
+            restarts=supervisor.restarts,
+            model=supervisor.model_description,
+            error=supervisor.last_load_error,
+            job=job.id if job is not None else None,
+        )
+
+
+def build_pool(
+    settings: Settings,
+    store: JobQueue | None,
+    clock: Clock,
+    devices: list[WorkerDevice],
+    queue_for: Callable[[int], JobQueue] | None = None,
+) -> WorkerPool:
+    """One supervisor per device, all on ``store`` (or each on ``queue_for(index)``: a shared
+    store's workers read its queue under names of their own), each with the settings' time limits."""
+    supervisors = [
+        WorkerSupervisor(
+            worker_config_from(settings, device),
+            queue_for(index) if queue_for is not None else store,
+            clock,
+            start_timeout=settings.worker_start_timeout,
+            job_timeout=settings.job_timeout,
+            cancel_grace=settings.cancel_grace,
+            name=f"worker-{index}" if len(devices) > 1 else "worker",
+        )
+        for index, device in enumerate(devices)
+    ]
+    return WorkerPool(supervisors, [device.label for device in devices])
+
+
+def devices_for(settings: Settings) -> list[WorkerDevice]:
+    """The workers ``--gpus`` asks for; raises NoGpus for ``all`` on a host without a GPU."""
+    return worker_devices(settings.gpus, settings.device, threads=settings.worker_threads)
