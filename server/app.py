@@ -32,6 +32,7 @@ from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.results import api_output_url
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
@@ -160,7 +161,7 @@ def output_url(request: Request, job: Job) -> str:
 
 
 def job_output_url(job: Job, base: str) -> str:
-    return f"{base}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
+    return api_output_url(job.id, job.output_token, base)
 
 
 def status_body(request: Request, job: Job) -> dict:
