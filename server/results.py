@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 from urllib.parse import urlsplit
 
 from server.errors import InputGone, OutputGone
@@ -95,7 +95,7 @@ def checked_job_id(job_id: str) -> str:
 class OutputStream:
     """An output's bytes in chunks, with its size; closes what it reads from when done or abandoned."""
 
-    def __init__(self, size: int, read: Any, close: Any) -> None:
+    def __init__(self, size: int, read: Callable[[int], bytes], close: Callable[[], object]) -> None:
         self.size = size
         self._read = read
         self._close = close
@@ -120,9 +120,8 @@ class OutputStream:
 class SharedDirStorage:
     """Results under ``root/<job_id>/``; a location is the file's absolute path."""
 
-    def __init__(self, root: Path, ttl_seconds: float = 3600.0) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
-        self.ttl_seconds = ttl_seconds
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / checked_job_id(job_id)
@@ -374,7 +373,10 @@ def results_storage(
     s3_endpoint_url: str = "",
     ttl_seconds: float = 3600.0,
 ) -> ResultStorage:
-    """The bucket when ``s3_url`` is set (``s3://bucket/prefix``), else the shared directory."""
+    """The bucket when ``s3_url`` is set (``s3://bucket/prefix``), else the shared directory.
+
+    ``ttl_seconds`` is how long presigned output URLs stay valid by default (the jobs' retention).
+    """
     if s3_url:
         return S3Storage(s3_url, s3_endpoint_url, ttl_seconds)
-    return SharedDirStorage(Path(results_dir), ttl_seconds)
+    return SharedDirStorage(Path(results_dir))
