@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -260,3 +261,24 @@ def test_presigning_needs_no_network(s3_env):
     assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["120"]
     url = storage.output_url("job", location, "tok", "http://api", expires_in=30 * 24 * 3600)
     assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == [str(MAX_PRESIGN_SECONDS)]
+
+
+def test_s3_publishes_a_multipart_sized_video_as_mp4(s3, tmp_path):
+    job_id = new_id()
+    big = os.urandom(9 * 1024 * 1024)  # past boto3's 8 MiB multipart threshold, like real videos
+    out = s3.local_output_path(job_id, tmp_path)
+    out.write_bytes(big)
+    output = run(s3.publish_output(job_id, out))
+    head = s3.client.head_object(Bucket=BUCKET, Key=output.split(f"{BUCKET}/", 1)[1])
+    assert head["ContentType"] == "video/mp4" and head["ContentLength"] == len(big)
+    assert run(run_and_read(s3, output)) == big
+
+
+async def run_and_read(storage, location: str) -> bytes:
+    return await (await storage.open_output(location)).read_all()
+
+
+def test_the_module_imports_neither_torch_nor_fastapi():
+    code = "import sys, server.results; print(sorted({'torch', 'fastapi', 'boto3'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
