@@ -33,6 +33,7 @@ from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.pool import build_pool, devices_for
+from server.results import api_output_url
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
@@ -171,7 +172,7 @@ def output_url(request: Request, job: Job) -> str:
 
 
 def job_output_url(job: Job, base: str) -> str:
-    return f"{base}/outputs/{job.id}/{job.output_token}/{job.id}.mp4"
+    return api_output_url(job.id, job.output_token, base)
 
 
 def status_body(request: Request, job: Job) -> dict:

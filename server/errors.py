@@ -53,6 +53,10 @@ class OutputGone(ServiceError):
     """A finished job's video was removed from the results directory under the server."""
 
 
+class InputGone(ServiceError):
+    """A job's stored input image is missing where a worker host looks for it (removed or expired)."""
+
+
 class GenerationFailed(ServiceError):
     """A /v1 call whose job failed for a reason that is not the input's fault."""
 
@@ -80,6 +84,7 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
     OutputGone: 410,
     QueueFull: 429,
     RateLimited: 429,
+    InputGone: 500,
     GenerationFailed: 500,
     ServiceUnavailable: 503,
     WaitTimedOut: 504,

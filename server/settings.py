@@ -73,6 +73,15 @@ class Settings:
         },
     )
     results_dir: str = field(default="", metadata={"help": "where inputs and videos are kept (default: a temp dir)"})
+    results_s3: str = field(
+        default="",
+        metadata={
+            "help": "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)"
+        },
+    )
+    s3_endpoint_url: str = field(
+        default="", metadata={"help": "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS"}
+    )
     ttl_seconds: float = field(default=3600.0, metadata={"help": "how long a job and its files are kept"})
     max_queue: int = field(default=100, metadata={"help": "most jobs waiting; beyond it submissions get 429"})
     sync_timeout: float = field(default=1800.0, metadata={"help": "seconds a /v1 call waits before 504"})
@@ -226,7 +235,7 @@ class Settings:
                 "results-dir: must be set with --store redis: a path that every API replica and worker host shares",
             ),
         ]
-        return [message for ok, message in checks if not ok] + self._key_file_problems()
+        return [message for ok, message in checks if not ok] + self._key_file_problems() + self._s3_problems()
 
     def _key_file_problems(self) -> list[str]:
         try:
@@ -234,6 +243,23 @@ class Settings:
         except (ValueError, OSError) as exc:
             return [f"api-keys: {exc}"]
         return []
+
+    def _s3_problems(self) -> list[str]:
+        from server.results import check_endpoint_url, parse_s3_url  # (results needs nothing from here)
+
+        found = []
+        for name, value, check in (
+            ("results-s3", self.results_s3, parse_s3_url),
+            ("s3-endpoint-url", self.s3_endpoint_url, check_endpoint_url),
+        ):
+            try:
+                if value:
+                    check(value)
+            except ValueError as exc:
+                found.append(f"{name}: {exc}")
+        if self.s3_endpoint_url and not self.results_s3:
+            found.append("s3-endpoint-url: is only used with results-s3; set results-s3 too or leave it empty")
+        return found
 
 
 def env_name(field_name: str) -> str:
