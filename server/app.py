@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.clock import Clock, SystemClock
@@ -33,7 +33,6 @@ from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.pool import build_pool, devices_for
-from server.results import api_output_url
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
@@ -167,14 +166,6 @@ def _forwarded_base_url(request: Request) -> str | None:
     return f"{proto}://{host}{prefix}"
 
 
-def output_url(request: Request, job: Job) -> str:
-    return job_output_url(job, base_url(request))
-
-
-def job_output_url(job: Job, base: str) -> str:
-    return api_output_url(job.id, job.output_token, base)
-
-
 def status_body(request: Request, job: Job) -> dict:
     return job_status_body(request.app.state.service, job)
 
@@ -197,25 +188,18 @@ def job_result_body(service: JobService, job: Job, base: str) -> dict:
     body = job_status_body(service, job)
     body["seed"] = job.params["seed"]
     body["prompt"] = job.params["prompt"]
-    if job.status is JobStatus.COMPLETED and job.output_path is not None:
-        url = job_output_url(job, base)
+    if job.status is JobStatus.COMPLETED and (job.output_path is not None or job.output_location is not None):
+        url = service.output_url(job, base)
         body["output"] = url
         body["video"] = {
             "url": url,
             "content_type": "video/mp4",
             "file_name": f"{job.id}.mp4",
-            "file_size": _file_size(job.output_path),
+            "file_size": service.output_size(job),
         }
     else:
         body["output"] = None
     return body
-
-
-def _file_size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
 
 
 def job_json(job: Job, body: dict) -> JSONResponse:
@@ -283,19 +267,20 @@ def _install_routes(app: FastAPI) -> None:
             if job.fault == FAULT_SHUTDOWN:
                 raise ServiceUnavailable(job.error or "the server is shutting down")
             raise GenerationFailed(job.error or "generation failed")
-        if job.output_path is None or not job.output_path.is_file():
-            raise GenerationFailed(f"the video of request {job.id} is no longer in the results directory")
         metrics = job.metrics(service.clock.now())
-        return FileResponse(
-            job.output_path,
-            media_type="video/mp4",
-            filename=f"{job.id}.mp4",
-            headers={
-                "x-request-id": job.id,
-                "x-generation-time": f"{metrics['inference_time']:.3f}",
-                "x-seed-value": str(job.params["seed"]),
-            },
+        headers = {
+            "x-request-id": job.id,
+            "x-generation-time": f"{metrics['inference_time']:.3f}",
+            "x-seed-value": str(job.params["seed"]),
+        }
+        video = await service.finished_video(job)
+        if isinstance(video, Path):
+            return FileResponse(video, media_type="video/mp4", filename=f"{job.id}.mp4", headers=headers)
+        # In a bucket: streamed through, since /v1 callers expect the bytes themselves.
+        headers.update(
+            {"content-length": str(video.size), "content-disposition": f'attachment; filename="{job.id}.mp4"'}
         )
+        return StreamingResponse(video, media_type="video/mp4", headers=headers)
 
     @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
     async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
@@ -344,8 +329,10 @@ def _install_routes(app: FastAPI) -> None:
         tags=["files"],
     )
     async def output_file(request: Request, request_id: str, token: str, file_name: str):
-        path = await service_of(request).output_file(request_id, token)
-        return FileResponse(path, media_type="video/mp4", filename=f"{request_id}.mp4")
+        found = await service_of(request).output_file(request_id, token)
+        if isinstance(found, str):
+            return RedirectResponse(found, status_code=307)  # a presigned URL of the bucket
+        return FileResponse(found, media_type="video/mp4", filename=f"{request_id}.mp4")
 
     @app.get("/health", summary="The API process is up", tags=["ops"])
     async def health() -> dict:

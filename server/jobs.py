@@ -73,6 +73,10 @@ class Job:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # Where the worker writes the video (default: job_dir/output.mp4); a shared store names one per delivery.
     output_target: Path | None = None
+    # A shared store's locations of the input and the video (a shared path, or s3://bucket/key).
+    input_location: str | None = None
+    output_location: str | None = None
+    output_size: int | None = None
     # Which delivery of the job this is (a shared store redelivers a job whose worker died).
     attempt: int = 0
     # A shared store's answer to "how many are ahead", read with the record.

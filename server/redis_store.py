@@ -41,6 +41,7 @@ from server.errors import QueueFull, StoreUnavailable
 from server.jobs import Job, JobStatus
 from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
 from server.progress import ProgressTracker
+from server.results import ResultStorage
 
 log = logging.getLogger("ltx2.redis")
 
@@ -217,7 +218,7 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
         "status": job.status.value,
         "created_at": repr(job.created_at),
         "expire_at": repr(expire_at),
-        "input": str(job.image_path) if job.image_path else "",
+        "input": job.input_location or (str(job.image_path) if job.image_path else ""),
         "output_token": job.output_token,
         "stage": "queued",
         "step": "0",
@@ -240,13 +241,14 @@ def job_from_record(record: dict[str, str], results_root: Path) -> Job:
         created_at=float(record["created_at"]),
         owner=record.get("owner") or None,
         status=JobStatus(record["status"]),
-        image_path=Path(record["input"]) if record.get("input") else None,
+        input_location=record.get("input") or None,
         input_ready=True,
         started_at=_float_or_none(record.get("started_at")),
         finished_at=_float_or_none(record.get("finished_at")),
         error=record.get("error") or None,
         fault=record.get("fault") or None,
-        output_path=Path(record["output"]) if record.get("output") else None,
+        output_location=record.get("output") or None,
+        output_size=int(record["output_size"]) if record.get("output_size") else None,
         output_token=record["output_token"],
         seed=int(record["seed"]) if record.get("seed") else None,
         stage=record.get("stage", "queued"),
@@ -509,7 +511,8 @@ class RedisWorkSource:
         *,
         visibility_timeout: float,
         max_deliveries: int,
-        results=None,
+        results: ResultStorage,
+        scratch_root: Path,
     ) -> None:
         self.url = url
         self.client = connect(url)
@@ -519,6 +522,7 @@ class RedisWorkSource:
         self._visibility = visibility_timeout
         self._max_deliveries = max_deliveries
         self._results = results
+        self._scratch_root = scratch_root
         self._held: dict[str, Delivery] = {}
         # Set by the host: how to stop a job whose cancel flag appears (routes to its supervisor).
         self.cancel_running = None
@@ -602,21 +606,25 @@ class RedisWorkSource:
         # The worker's own view: QUEUED until its supervisor starts it; the record already says PROCESSING.
         job.status = JobStatus.QUEUED
         job.tracker = ProgressTracker()
-        await self._prepare_files(delivery)
-        job.observer = lambda changed, change, delivery=delivery: self._on_change(delivery, change)
         self._held[job_id] = delivery
+        try:
+            await self._prepare_files(delivery)
+        except Exception as exc:  # noqa: BLE001 - e.g. the input is gone: this job fails, the worker goes on
+            await self._finish(delivery, "FAILED", {"error": f"the input image could not be read: {exc}"})
+            return None
+        job.observer = lambda changed, change, delivery=delivery: self._on_change(delivery, change)
         return job
+
+    def _scratch(self, job: Job) -> Path:
+        return self._scratch_root  # the storage keeps each job in a folder of its own under it
 
     async def _prepare_files(self, delivery: Delivery) -> None:
         job = delivery.job
+        scratch = self._scratch(job)
+        job.image_path = await self._results.local_input(job.id, job.input_location or "", scratch)
         # Each delivery writes its own file: a worker presumed dead may still be writing the last one.
         name = f"output-{delivery.attempt}.mp4"
-        if self._results is not None:
-            scratch = self._results.scratch_dir(job.id)
-            job.image_path = await self._results.local_input(job.id, str(job.image_path), scratch)
-            job.output_target = self._results.local_output_path(job.id, scratch).with_name(name)
-        else:
-            job.output_target = Path(str(job.image_path)).with_name(name)
+        job.output_target = self._results.local_output_path(job.id, scratch).with_name(name)
         job.job_dir = job.output_target.parent
 
     async def _forget_entry(self, entry_id: str) -> None:
@@ -664,32 +672,44 @@ class RedisWorkSource:
 
     async def _write_final(self, delivery: Delivery) -> None:
         job = delivery.job
-        fields: dict[str, str] = {"worker": delivery.consumer}
         if job.status is JobStatus.COMPLETED:
-            location = str(job.output_path)
-            if self._results is not None:
-                location = await self._retrying(lambda: self._results.publish_output(job.id, job.output_path))
-            fields.update(
-                output=location,
-                seed=str(job.seed),
-                stage_seconds=json.dumps(job.stage_seconds),
-                progress="1",
-            )
+            try:
+                size = job.output_path.stat().st_size
+                location = await self._results.publish_output(job.id, job.output_path)
+            except Exception as exc:  # noqa: BLE001 - the job fails; the worker goes on
+                await self._finish(delivery, "FAILED", {"error": f"storing the video failed: {exc}"})
+                return
+            fields = {
+                "output": location,
+                "output_size": str(size),
+                "seed": str(job.seed),
+                "stage_seconds": json.dumps(job.stage_seconds),
+                "progress": "1",
+            }
+            if not await self._finish(delivery, "COMPLETED", fields):
+                await self._results.delete_output(location)
         else:
-            fields.update(error=job.error or "generation failed", fault=job.fault or "generation")
-        gpu_seconds = job.metrics(self._clock.now())["inference_time"]
+            await self._finish(delivery, "FAILED", {"error": job.error or "generation failed", "fault": job.fault})
+
+    async def _finish(self, delivery: Delivery, status: str, fields: dict[str, str | None]) -> bool:
+        """Record the end of the delivery and let its entry go; False when the job was no longer
+        this delivery's to finish (redelivered after this worker was presumed dead, or expired)."""
+        job = delivery.job
+        fields = {"worker": delivery.consumer, **{name: value for name, value in fields.items() if value}}
+        if status == "FAILED":
+            fields.setdefault("fault", "generation")
+        started = job.started_at if job.started_at is not None else self._clock.now()
+        gpu_seconds = max(0.0, self._clock.now() - started)
         pairs = [item for pair in fields.items() for item in pair]
         keys = [*transition_keys(job.id), credits_key(job.owner) if job.owner else ""]
-        args = [job.id, delivery.attempt, repr(self._clock.now()), job.status.value, gpu_seconds, *pairs]
+        args = [job.id, delivery.attempt, repr(self._clock.now()), status, gpu_seconds, *pairs]
         answer = await self._retrying(lambda: self.scripts.finish(keys=keys, args=args))
         if answer != "ok":
-            log.warning(
-                "job %s: its result was not recorded (the job is %s now: redelivered or expired)", job.id, answer
-            )
-            if job.status is JobStatus.COMPLETED and job.output_path is not None and self._results is None:
-                job.output_path.unlink(missing_ok=True)
+            log.warning("job %s: its end was not recorded (the job is %s now: redelivered or expired)", job.id, answer)
         await self._retrying(lambda: self._forget_entry(delivery.entry_id))
         self._held.pop(job.id, None)
+        await self._results.discard_local(job.id, self._scratch(job))
+        return answer == "ok"
 
     async def _retrying(self, operation):
         """A final write must land: retried while Redis is unreachable (it may be restarting)."""

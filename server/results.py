@@ -79,6 +79,10 @@ class ResultStorage(Protocol):
         """Removes everything of the job (expiry); idempotent."""
         ...
 
+    async def delete_output(self, location: str) -> None:
+        """Removes one stored output (a delivery whose result was refused); idempotent."""
+        ...
+
 
 def api_output_url(job_id: str, token: str, base: str) -> str:
     """The API's own download URL; the token (128 bits) makes it unguessable."""
@@ -143,7 +147,8 @@ class SharedDirStorage:
         return folder / OUTPUT_NAME
 
     async def publish_output(self, job_id: str, local_path: Path) -> str:
-        target = self.job_dir(job_id) / OUTPUT_NAME
+        # The file keeps its name: a worker names each delivery's file apart (output-N.mp4).
+        target = self.job_dir(job_id) / Path(local_path).name
         if Path(local_path).resolve() != target:
             await asyncio.to_thread(_move_into, Path(local_path), target)
         return str(target)
@@ -177,6 +182,9 @@ class SharedDirStorage:
 
     async def delete_job(self, job_id: str) -> None:
         await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), True)
+
+    async def delete_output(self, location: str) -> None:
+        await asyncio.to_thread(self._own_path(location).unlink, True)
 
     def _own_path(self, location: str) -> Path:
         path = Path(location).resolve()
@@ -267,7 +275,7 @@ class S3Storage:
         return self._scratch(job_id, scratch_dir) / OUTPUT_NAME
 
     async def publish_output(self, job_id: str, local_path: Path) -> str:
-        key = self.key(job_id, OUTPUT_NAME)
+        key = self.key(job_id, Path(local_path).name)
         await asyncio.to_thread(
             self.client.upload_file,
             str(local_path),
@@ -323,6 +331,9 @@ class S3Storage:
 
     async def delete_job(self, job_id: str) -> None:
         await asyncio.to_thread(self._delete_prefix, self.key(job_id, "") + "/")
+
+    async def delete_output(self, location: str) -> None:
+        await asyncio.to_thread(self.client.delete_object, Bucket=self.place.bucket, Key=self._own_key(location))
 
     def _delete_prefix(self, prefix: str) -> None:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.place.bucket, Prefix=prefix)

@@ -36,6 +36,7 @@ from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
 from server.pool import WorkerPool
 from server.progress import DurationEstimator, eta_seconds
+from server.results import api_output_url, results_storage
 from server.settings import Settings
 from server.webhooks import WebhookSender
 
@@ -64,6 +65,12 @@ class JobService:
         self.key_policies = load_key_policies(settings.api_keys)
         self.api_keys = frozenset(self.key_policies)
         self.limits = limits or LocalLimits(self.key_policies, settings.rate_limit, clock)
+        # Where a shared store's inputs and videos live: a path every host shares, or a bucket.
+        self.results = (
+            results_storage(results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds)
+            if store.shared
+            else None
+        )
         # Tests swap in a resolver to show what DNS answers are refused; None is the system's.
         self.resolver: Resolver | None = None
         self.accepting = True
@@ -170,18 +177,19 @@ class JobService:
             raw = source.inline
             if raw is None:
                 raw = await self._download_image(source.url)
-            await self._write_input(job, raw)
-        except OSError as exc:
-            await self.limits.refund(key)
-            raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
         except InvalidRequest:
             await self.limits.refund(key)
             raise
         try:
+            job.input_location = await self.results.save_input(job.id, raw)
+        except Exception as exc:  # noqa: BLE001 - a full disk or an unreachable bucket: 500, nothing queued
+            await self.limits.refund(key)
+            raise GenerationFailed(f"storing the input image failed: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
             await self.store.create(job)
         except (QueueFull, ServiceUnavailable):
             await self.limits.refund(key)
-            shutil.rmtree(job.job_dir, ignore_errors=True)
+            await self.results.delete_job(job.id)
             raise
         if webhook:
             self.webhooks.watch(job, webhook, base_url)
@@ -345,20 +353,57 @@ class JobService:
                 return left if left is not None else (self.durations.average or 0.0)
         return 0.0
 
-    async def output_file(self, job_id: str, token: str) -> Path:
+    async def output_file(self, job_id: str, token: str) -> Path | str:
+        """The finished video of a job: a file to send, or (a bucket's) URL to redirect to."""
         job = await self.store.find(job_id)
+        if self.results is not None:
+            if job is None or job.output_location is None or not hmac.compare_digest(token, job.output_token):
+                raise JobNotFound(job_id)
+            local = self.results.local_file(job.output_location)
+            return local if local is not None else self.output_url(job, "")
         if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
             raise JobNotFound(job_id)
         if not job.output_path.is_file():
             raise OutputGone(f"the video of request {job_id} is no longer in the results directory")
         return job.output_path
 
+    async def finished_video(self, job: Job):
+        """A COMPLETED job's video for the blocking route: a Path, or a bucket's byte stream."""
+        if self.results is not None and job.output_location is not None:
+            try:
+                local = self.results.local_file(job.output_location)
+                return local if local is not None else await self.results.open_output(job.output_location)
+            except OutputGone as exc:
+                raise GenerationFailed(exc.message) from None
+        if job.output_path is None or not job.output_path.is_file():
+            raise GenerationFailed(f"the video of request {job.id} is no longer in the results directory")
+        return job.output_path
+
+    def output_url(self, job: Job, base: str) -> str:
+        """Where a client downloads the job's video: this API (under `base`) or a presigned bucket URL."""
+        if self.results is not None and job.output_location is not None:
+            return self.results.output_url(job.id, job.output_location, job.output_token, base)
+        return api_output_url(job.id, job.output_token, base)
+
+    def output_size(self, job: Job) -> int | None:
+        if job.output_size is not None:
+            return job.output_size
+        try:
+            return job.output_path.stat().st_size if job.output_path is not None else None
+        except OSError:
+            return None
+
     # ---- retention --------------------------------------------------------------------------
 
     async def sweep_expired(self) -> int:
         """Delete the files of expired jobs (a shared store's records expire in Redis itself)."""
         if self.store.shared:
-            expired_dirs = [self.results_dir / job_id for job_id in await self.store.take_expired(self.clock.now())]
+            expired_ids = await self.store.take_expired(self.clock.now())
+            for job_id in expired_ids:
+                await self.results.delete_job(job_id)
+            if expired_ids:
+                log.info("expired %d jobs", len(expired_ids))
+            return len(expired_ids)
         else:
             expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
             expired_dirs = [job.job_dir for job in expired]

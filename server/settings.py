@@ -231,8 +231,13 @@ class Settings:
             ),
             (1 <= self.max_deliveries <= 100, f"max-deliveries: must be from 1 to 100; got {self.max_deliveries}"),
             (
-                not self.shared_store or bool(self.results_dir),
-                "results-dir: must be set with --store redis: a path that every API replica and worker host shares",
+                not self.shared_store or bool(self.results_dir) or bool(self.results_s3),
+                "results-dir: must be set with --store redis (a path that every API replica and worker host shares), "
+                "unless --results-s3 names a bucket",
+            ),
+            (
+                self.shared_store or not self.results_s3,
+                "results-s3: is only used with --store redis://... (one host keeps results in --results-dir)",
             ),
         ]
         return [message for ok, message in checks if not ok] + self._key_file_problems() + self._s3_problems()

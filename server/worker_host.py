@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
+from pathlib import Path
 
 from server.clock import SystemClock
 from server.pool import build_pool, devices_for
 from server.redis_store import UNREACHABLE_ERRORS, RedisWorkSource, describe_url, ensure_consumer_group
+from server.results import results_storage
 from server.settings import Settings
 
 log = logging.getLogger("ltx2.worker_host")
@@ -31,12 +35,18 @@ class WorkerHost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clock = SystemClock()
+        # Inputs fetched from a bucket and videos before their upload wait here.
+        self.scratch = Path(tempfile.mkdtemp(prefix="ltx2-worker-"))
         self.source = RedisWorkSource(
             settings.store,
             host_name(),
             self.clock,
             visibility_timeout=settings.visibility_timeout,
             max_deliveries=settings.max_deliveries,
+            results=results_storage(
+                settings.results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds
+            ),
+            scratch_root=self.scratch,
         )
         self.pool = build_pool(settings, None, self.clock, devices_for(settings), queue_for=self.source.for_worker)
         # A job's cancel flag, noticed by the source, stops it on the worker running it.
@@ -66,6 +76,7 @@ class WorkerHost:
         except UNREACHABLE_ERRORS:
             pass
         await self.source.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
         return 0
 
     async def _wait_for_store(self, stop: asyncio.Event) -> None:

@@ -17,6 +17,7 @@ from server.errors import InsufficientCredits, QueueFull, RateLimited
 from server.jobs import Job, JobStatus
 from server.limits import KeyPolicy, owner_id
 from server.redis_store import RedisJobStore, RedisLimits, RedisWorkSource
+from server.results import SharedDirStorage
 from tests.redis_server import redis_server, require_redis_server
 
 
@@ -57,8 +58,18 @@ def api_store(redis, tmp_path, clock, max_queue: int = 10, ttl: float = 3600.0) 
     return RedisJobStore(redis.url, tmp_path, clock, max_queue=max_queue, ttl_seconds=ttl)
 
 
-def work_source(redis, name: str, clock, visibility: float = 1.0, max_deliveries: int = 3) -> RedisWorkSource:
-    return RedisWorkSource(redis.url, name, clock, visibility_timeout=visibility, max_deliveries=max_deliveries)
+def work_source(
+    redis, tmp_path: Path, name: str, clock, visibility: float = 1.0, max_deliveries: int = 3
+) -> RedisWorkSource:
+    return RedisWorkSource(
+        redis.url,
+        name,
+        clock,
+        visibility_timeout=visibility,
+        max_deliveries=max_deliveries,
+        results=SharedDirStorage(tmp_path),
+        scratch_root=tmp_path / "scratch",
+    )
 
 
 def test_creating_is_idempotent_and_the_queue_is_capped(redis, tmp_path):
@@ -84,7 +95,7 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
-        source = work_source(redis, "host", clock)
+        source = work_source(redis, tmp_path, "host", clock)
         for name in ("first", "second"):
             await store.create(new_job(clock, name, tmp_path, owner=owner_id("k")))
         worker = source.for_worker(0)
@@ -101,7 +112,7 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
         job.succeed(clock.now(), output, 7, {"stage1": 1.0})
         await source.settle_writes()
         done = await store.find("first")
-        assert done.status is JobStatus.COMPLETED and done.output_path == output and done.seed == 7
+        assert done.status is JobStatus.COMPLETED and done.output_location == str(output) and done.seed == 7
         assert done.metrics(clock.now())["inference_time"] == pytest.approx(2.5)
         assert (await asyncio.wait_for(worker.next_job(), 5)).id == "second"
         await store.close()
@@ -118,7 +129,7 @@ def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_pat
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
-        lost, other = work_source(redis, "lost", clock), work_source(redis, "other", clock)
+        lost, other = work_source(redis, tmp_path, "lost", clock), work_source(redis, tmp_path, "other", clock)
         await store.create(new_job(clock, "j", tmp_path))
         stale = await asyncio.wait_for(lost.for_worker(0).next_job(), 5)
         stale.start(clock.now())
@@ -135,7 +146,7 @@ def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_pat
         retaken.succeed(clock.now(), retaken.output_target, 1, {})
         await other.settle_writes()
         final = await store.find("j")
-        assert final.status is JobStatus.COMPLETED and final.output_path == retaken.output_target
+        assert final.status is JobStatus.COMPLETED and final.output_location == str(retaken.output_target)
         for closing in (store, lost, other):
             await closing.close()
 
@@ -147,7 +158,7 @@ def test_a_job_whose_worker_keeps_dying_fails_after_max_deliveries(redis, tmp_pa
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
-        source = work_source(redis, "crashy", clock, max_deliveries=2)
+        source = work_source(redis, tmp_path, "crashy", clock, max_deliveries=2)
         worker = source.for_worker(0)
         await store.create(new_job(clock, "doomed", tmp_path))
         for _ in range(2):
@@ -169,7 +180,7 @@ def test_cancelling_fails_a_queued_job_and_flags_a_running_one(redis, tmp_path):
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
-        source = work_source(redis, "host", clock)
+        source = work_source(redis, tmp_path, "host", clock)
         cancelled: list[str] = []
         source.cancel_running = lambda job: cancelled.append(job.id)
         await store.create(new_job(clock, "running", tmp_path))

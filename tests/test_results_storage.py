@@ -82,7 +82,7 @@ def test_shared_dir_publish_moves_a_video_written_elsewhere(shared, tmp_path):
     elsewhere = tmp_path / "elsewhere.mp4"
     elsewhere.write_bytes(VIDEO)
     output = run(shared.publish_output(job_id, elsewhere))
-    assert Path(output) == shared.root / job_id / "output.mp4"
+    assert Path(output) == shared.root / job_id / "elsewhere.mp4"  # keeps its name (one per delivery)
     assert Path(output).read_bytes() == VIDEO and not elsewhere.exists()
 
 
@@ -114,17 +114,25 @@ def test_results_storage_picks_the_shared_dir_without_a_bucket(tmp_path):
         ({"results_s3": "s3:///prefix"}, "results-s3: must name a bucket"),
         ({"results_s3": "s3://Bad_Bucket/p"}, "results-s3: bucket must be 3-63 lower-case"),
         ({"results_s3": "s3://bucket", "s3_endpoint_url": "minio:9000"}, "s3-endpoint-url: must be an http://"),
-        ({"s3_endpoint_url": "http://minio:9000"}, "s3-endpoint-url: is only used with results-s3"),
+        ({"s3_endpoint_url": "http://minio:9000", "results_dir": "/shared"}, "s3-endpoint-url: is only used with"),
     ],
 )
 def test_settings_name_the_s3_field_at_fault(values, expected):
-    problems = Settings(**values).problems()
+    problems = Settings(store="redis://127.0.0.1:6379/0", **values).problems()
     assert len(problems) == 1 and problems[0].startswith(expected), problems
 
 
+def test_a_bucket_is_refused_without_a_shared_store():
+    assert Settings(results_s3="s3://bucket/p").problems() == [
+        "results-s3: is only used with --store redis://... (one host keeps results in --results-dir)"
+    ]
+
+
 def test_settings_accept_a_bucket_with_and_without_prefix_and_endpoint():
-    assert Settings(results_s3="s3://ltx-results").problems() == []
-    assert Settings(results_s3="s3://ltx-results/prod/v1/", s3_endpoint_url="https://r2.example.com").problems() == []
+    redis = "redis://127.0.0.1:6379/0"
+    assert Settings(store=redis, results_s3="s3://ltx-results").problems() == []
+    endpoint = "https://r2.example.com"
+    assert Settings(store=redis, results_s3="s3://ltx-results/prod/v1/", s3_endpoint_url=endpoint).problems() == []
     assert parse_s3_url("s3://ltx-results/prod/v1/").prefix == "prod/v1"
     assert parse_s3_url("s3://ltx-results").prefix == ""
 

@@ -16,7 +16,9 @@ from segmind import SegmindClient
 from tests.media_probe import probe_mp4
 from tests.redis_server import require_redis_server
 from tests.scale_out import Cluster, host_pid
+from server.results import make_s3_client
 from tests.servers import png_data_uri
+from tests.test_results_storage import BUCKET, s3_endpoint, s3_env  # noqa: F401 - the moto S3 fixtures
 
 pytestmark = pytest.mark.e2e
 
@@ -237,3 +239,34 @@ def test_the_worker_command_needs_a_shared_store():
         [sys.executable, "-m", "server.cli", "worker", "--model", "tiny"], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert result.returncode != 0 and "--store redis://" in result.stderr
+
+
+def test_results_in_a_bucket_are_served_through_presigned_urls_and_expire(s3_endpoint, tmp_path):
+    require_redis_server()
+    bucket = f"s3://{BUCKET}/e2e"
+    extra = ("--results-s3", bucket, "--s3-endpoint-url", s3_endpoint, "--ttl-seconds", "4", "--sweep-interval", "0.2")
+    with Cluster(tmp_path, model="tests.fixture_generators:scripted", extra=extra) as cluster:
+        cluster.start_worker()
+        api = cluster.start_api()
+        job_id = submit(api, "short")
+        wait_for_status(api, job_id, {"COMPLETED"})
+        result = httpx.get(f"{api}/v2/requests/{job_id}", headers=headers()).json()
+        assert result["output"].startswith(f"{s3_endpoint}/{BUCKET}/e2e/{job_id}/")
+        video = httpx.get(result["output"]).content
+        assert video[4:8] == b"ftyp" and len(video) == result["video"]["file_size"]
+        token = record(cluster, job_id)["output_token"]
+        redirect = httpx.get(f"{api}/outputs/{job_id}/{token}/{job_id}.mp4")
+        assert redirect.status_code == 307 and redirect.headers["location"].startswith(s3_endpoint)
+        # The blocking route streams the bucket's bytes through.
+        blocking = SegmindClient(api_key="k", base_url=f"{api}/v1").run_sync(SLUG, image=png_data_uri(), prompt="v1")
+        assert blocking.content[4:8] == b"ftyp"
+
+        client = make_s3_client(s3_endpoint)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"e2e/{job_id}/").get("Contents", [])
+            if not listed and not record(cluster, job_id):
+                break
+            time.sleep(0.2)
+        assert not listed, "the sweeper deleted the job's objects"
+        assert not record(cluster, job_id)
