@@ -189,6 +189,17 @@ return 'ok'
 """
 )
 
+# A worker host that stops gracefully gives a job back. ARGV: attempt. The delivery is not counted
+# against --max-deliveries: the job did nothing wrong.
+_HAND_BACK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'PROCESSING' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], 'attempt', -1)
+redis.call('HSET', KEYS[1], 'stage', 'requeued', 'worker', '')
+return 1
+"""
+
 # The API cancels. ARGV: id, now. A queued job fails at once; a running one is flagged for its worker.
 _CANCEL = (
     _FINALIZE
@@ -272,6 +283,7 @@ class RedisScripts:
         self.progress = client.register_script(_PROGRESS)
         self.finish = client.register_script(_FINISH)
         self.cancel = client.register_script(_CANCEL)
+        self.hand_back = client.register_script(_HAND_BACK)
 
 
 def transition_keys(job_id: str) -> list[str]:
@@ -722,6 +734,22 @@ class RedisWorkSource:
                 log.warning("Redis unreachable (%s); retrying a final write in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
+
+    async def hand_back_all(self) -> int:
+        """On a graceful stop: give every job still held straight back to the queue, so another
+        worker takes it now rather than after the visibility timeout (in its place: oldest first)."""
+        handed = 0
+        for delivery in list(self._held.values()):
+            delivery.released = True
+            self._held.pop(delivery.job.id, None)
+            if await self.scripts.hand_back(keys=[job_key(delivery.job.id)], args=[delivery.attempt]):
+                # Marked idle for longer than the visibility timeout: the next XAUTOCLAIM takes it.
+                await self.client.xclaim(
+                    QUEUE_STREAM, CONSUMER_GROUP, delivery.consumer, min_idle_time=0,
+                    message_ids=[delivery.entry_id], idle=int(self._visibility * 1000) + 1000, justid=True,
+                )  # fmt: skip
+                handed += 1
+        return handed
 
     def holds_jobs(self) -> bool:
         return bool(self._held)

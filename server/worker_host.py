@@ -72,6 +72,12 @@ class WorkerHost:
         heartbeat.cancel()
         await self.pool.stop()
         try:
+            handed = await self.source.hand_back_all()
+            if handed:
+                log.info("gave %d unfinished job(s) back to the queue for other workers", handed)
+        except UNREACHABLE_ERRORS:
+            pass  # they are delivered again after the visibility timeout
+        try:
             await self.source.forget_workers(self.describe_workers())
         except UNREACHABLE_ERRORS:
             pass

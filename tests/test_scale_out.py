@@ -216,17 +216,37 @@ def test_two_hundred_jobs_across_two_workers_none_lost_none_run_twice(cluster):
 def test_a_redis_without_persistence_forgets_jobs_and_the_servers_go_on(tmp_path):
     require_redis_server()
     with Cluster(tmp_path, persistence=False, model="tests.fixture_generators:scripted") as cluster:
-        cluster.start_worker()
+        cluster.start_worker("--gpus", "cpu:2")  # one host, two workers
         api = cluster.start_api()
+        assert {worker["index"] for worker in cluster.wait_for_workers(2)} == {0, 1}
         before = submit(api, "short")
         wait_for_status(api, before, {"COMPLETED"})
         cluster.redis.restart()
         # Everything Redis held is gone: the job is unknown now; nothing crashed.
         assert httpx.get(f"{api}/v2/requests/{before}/status", headers=headers()).status_code == 404
-        cluster.wait_for_workers(1)
+        cluster.wait_for_workers(2)
         after = submit(api, "short")
         assert wait_for_status(api, after, {"COMPLETED", "FAILED"})["status"] == "COMPLETED"
         assert all(process.poll() is None for process in cluster.workers)
+
+
+def test_a_worker_host_stopping_gracefully_hands_its_job_to_another_at_once(tmp_path):
+    require_redis_server()
+    with Cluster(tmp_path, model="tests.fixture_generators:scripted") as cluster:
+        # A visibility timeout far longer than the test: only the hand-back can move the job in time.
+        hosts = [cluster.start_worker("--shutdown-grace", "0.5", "--visibility-timeout", "120") for _ in range(2)]
+        api = cluster.start_api()
+        cluster.wait_for_workers(2)
+        job_id = submit(api, "scripted:steps")
+        wait_for_status(api, job_id, {"PROCESSING"})
+        first = record(cluster, job_id)["worker"]
+        stopping = next(host for host in hosts if host.pid == host_pid(first))
+        stopping.terminate()
+        assert stopping.wait(30) == 0
+        final = wait_for_status(api, job_id, {"COMPLETED", "FAILED"}, timeout=40)
+        assert final["status"] == "COMPLETED"
+        stored = record(cluster, job_id)
+        assert stored["worker"] != first and stored["attempt"] == "1", "a hand-back is not a failed delivery"
 
 
 def test_the_worker_command_needs_a_shared_store():
