@@ -13,10 +13,10 @@ import httpx
 import pytest
 from segmind import SegmindClient
 
+from server.results import make_s3_client
 from tests.media_probe import probe_mp4
 from tests.redis_server import require_redis_server
 from tests.scale_out import Cluster, host_pid
-from server.results import make_s3_client
 from tests.servers import png_data_uri
 from tests.test_results_storage import BUCKET, s3_endpoint, s3_env  # noqa: F401 - the moto S3 fixtures
 
@@ -261,7 +261,7 @@ def test_the_worker_command_needs_a_shared_store():
     assert result.returncode != 0 and "--store redis://" in result.stderr
 
 
-def test_results_in_a_bucket_are_served_through_presigned_urls_and_expire(s3_endpoint, tmp_path):
+def test_results_in_a_bucket_are_served_through_presigned_urls_and_expire(s3_endpoint, tmp_path):  # noqa: F811
     require_redis_server()
     bucket = f"s3://{BUCKET}/e2e"
     extra = ("--results-s3", bucket, "--s3-endpoint-url", s3_endpoint, "--ttl-seconds", "4", "--sweep-interval", "0.2")
