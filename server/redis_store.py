@@ -369,6 +369,7 @@ class RedisJobStore:
     async def wait_final(self, job: Job, timeout: float) -> Job:
         """The job once COMPLETED or FAILED; asyncio.TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
+        pause = POLL_INTERVAL / 2
         while True:
             current = await self.find(job.id)
             if current is None:
@@ -377,7 +378,9 @@ class RedisJobStore:
                 return current
             if time.monotonic() >= deadline:
                 raise asyncio.TimeoutError
-            await asyncio.sleep(min(POLL_INTERVAL * 5, max(0.0, deadline - time.monotonic())) or POLL_INTERVAL)
+            # Short jobs are noticed quickly; long ones cost Redis a read every half second.
+            await asyncio.sleep(min(pause, max(0.01, deadline - time.monotonic())))
+            pause = min(POLL_INTERVAL * 5, pause * 1.5)
 
     async def changes(self, job: Job) -> AsyncIterator[Job]:
         """Snapshots of the job each time what a status body shows changes, ending with the final one."""
@@ -536,6 +539,7 @@ class RedisWorkSource:
         self._results = results
         self._scratch_root = scratch_root
         self._held: dict[str, Delivery] = {}
+        self._closed = False
         # Set by the host: how to stop a job whose cancel flag appears (routes to its supervisor).
         self.cancel_running = None
         self.taking_jobs = True
@@ -548,14 +552,24 @@ class RedisWorkSource:
         return WorkerQueue(self, f"{self.host_name}/{index}")
 
     async def close(self) -> None:
+        self._closed = True
         await self.client.aclose()
 
     # ---- taking jobs --------------------------------------------------------------------------
 
-    async def next_job(self, consumer: str) -> Job:
-        """The oldest job no live worker holds: first one left by a dead worker, else a new one."""
+    async def next_job(self, consumer: str, timeout: float | None = None) -> Job | None:
+        """The oldest job no live worker holds: first one left by a dead worker, else a new one;
+        None once `timeout` seconds pass without one (None: wait for as long as it takes)."""
         backoff = 0.2
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # Checked here too, not only through task cancellation: a cancellation that lands inside
+            # redis-py's own read timeout can be lost (asyncio.timeout uncancels), and this loop must
+            # still end when the host closes the source.
+            if self._closed:
+                raise asyncio.CancelledError
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
             if not self.taking_jobs:
                 await asyncio.sleep(0.5)
                 continue
@@ -779,7 +793,7 @@ class RedisWorkSource:
 
     async def heartbeat_forever(self, describe_workers) -> None:
         """Touch held entries (so they are not redelivered), notice cancellations, report workers."""
-        while True:
+        while not self._closed:
             try:
                 await self._heartbeat(describe_workers())
             except UNREACHABLE_ERRORS as exc:
@@ -804,6 +818,7 @@ class RedisWorkSource:
                 name = f"{self.host_name}/{info['index']}"
                 pipe.set(worker_key(name), json.dumps({**info, "name": name, "host": self.host_name}), px=lifetime_ms)
                 pipe.zadd(WORKERS_SET, {name: now})
+            pipe.zremrangebyscore(WORKERS_SET, "-inf", now - 3600)  # hosts long gone
             answers = await pipe.execute()
         for position, delivery in enumerate(held):
             if answers[position * 2 + 1] == "1":
@@ -823,8 +838,8 @@ class WorkerQueue:
         self._source = source
         self.consumer = consumer
 
-    async def next_job(self) -> Job:
-        return await self._source.next_job(self.consumer)
+    async def next_job(self, timeout: float | None = None) -> Job | None:
+        return await self._source.next_job(self.consumer, timeout)
 
     def release_job(self, job: Job) -> bool:
         return self._source.release(job)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from segmind import SegmindClient
 
 from server.results import make_s3_client
@@ -19,6 +20,7 @@ from tests.redis_server import require_redis_server
 from tests.scale_out import Cluster, host_pid
 from tests.servers import png_data_uri
 from tests.test_results_storage import BUCKET, s3_endpoint, s3_env  # noqa: F401 - the moto S3 fixtures
+from tests.test_webhooks import SECRET, receiver_on_loopback, verified, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +40,7 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("scale-out")
     keys = root / "keys.txt"
     keys.write_text(KEYS)
-    extra = ("--api-keys", str(keys), "--visibility-timeout", "3", "--max-queue", "500")
+    extra = ("--api-keys", str(keys), "--visibility-timeout", "3", "--max-queue", "500", "--webhook-secret", SECRET)
     with Cluster(root, extra=extra) as cluster:
         cluster.start_worker()
         cluster.start_worker()
@@ -52,8 +54,10 @@ def headers(key: str = "bulk-key") -> dict[str, str]:
     return {"x-api-key": key}
 
 
-def submit(api: str, prompt: str, key: str = "bulk-key", **params) -> str:
+def submit(api: str, prompt: str, key: str = "bulk-key", webhook: str | None = None, **params) -> str:
     body = {"image": png_data_uri(), "prompt": prompt, **SMALL, **params}
+    if webhook:
+        body["webhook"] = webhook
     response = httpx.post(f"{api}/v2/{SLUG}", json=body, headers=headers(key), timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["request_id"]
@@ -118,6 +122,24 @@ def test_events_and_cancellation_work_across_replicas(cluster):
     assert bodies[-1]["status"] == "COMPLETED" and bodies[-1]["output"]
     progress = [body["progress"] for body in bodies]
     assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_webhooks_and_metrics_of_jobs_run_on_worker_hosts(cluster):
+    first, second = cluster.apis[:2]
+    with receiver_on_loopback() as (receiver, url):
+        job_id = submit(first, "scripted:fast", webhook=f"{url}/ok")
+        wait_for(lambda: receiver.for_job(job_id))
+        time.sleep(0.5)  # no second call follows
+        calls = receiver.for_job(job_id)
+        assert len(calls) == 1
+        body = verified(calls[0])
+        assert body["status"] == "COMPLETED" and body["output"].startswith(f"{first}/outputs/{job_id}/")
+
+    metrics = httpx.get(f"{second}/metrics").text
+    families = {family.name: family for family in text_string_to_metric_families(metrics)}
+    ready = [sample for sample in families["ltx2_worker_ready"].samples if sample.value == 1]
+    assert len(ready) >= 2 and all("/" in sample.labels["worker"] for sample in ready)
+    assert "ltx2_queue_depth" in families
 
 
 def test_keys_isolation_rate_limits_and_credits_hold_across_replicas(cluster):
