@@ -223,15 +223,11 @@ class JobService:
         await job.finished.wait()
         self.limits.charge_seconds(key, job.metrics(self.clock.now())["inference_time"])
 
-    async def _write_input(self, job: Job, raw: bytes) -> None:
+    async def _store_input(self, job: Job, raw: bytes) -> None:
         path = job.job_dir / "input.img"
         # Up to --max-image-bytes: written off the event loop so polls are not held up.
-        await asyncio.to_thread(job.job_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(path.write_bytes, raw)
         job.image_path = path
-
-    async def _store_input(self, job: Job, raw: bytes) -> None:
-        await self._write_input(job, raw)
         self.store.mark_input_ready(job)
 
     async def _download_image(self, url: str) -> bytes:
