@@ -1,11 +1,13 @@
 """Property-based fuzz of the HTTP API: whatever a client sends to any route of the server's own
 OpenAPI document (and to routes it does not have), the answer is never a 5xx, every error is
-``{"error": ...}``, and the server keeps serving."""
+``{"error": ...}``, and the server keeps serving; on the in-memory store and on a Redis store."""
 
 from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 from server.app import create_app
 from server.params import I2VParams
 from server.settings import Settings
+from tests.redis_server import require_redis_server
+from tests.scale_out import Cluster
 from tests.servers import png_data_uri, thread_server
 
 FAST_MODEL = "tests.fixture_generators:fast"
@@ -50,10 +54,25 @@ path_segments = st.text(
 )
 
 
-@pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory):
-    app = create_app(Settings(model=FAST_MODEL, results_dir=str(tmp_path_factory.mktemp("r")), max_queue=1000))
-    with thread_server(app) as base_url:
+@contextmanager
+def api_on(store: str, root: Path):
+    """The API on the in-memory store with its worker, or an API replica of a Redis store with a
+    worker host running the same fast generator."""
+    if store == "memory":
+        with thread_server(create_app(Settings(model=FAST_MODEL, results_dir=str(root), max_queue=1000))) as url:
+            yield url
+        return
+    require_redis_server()
+    with Cluster(root, model=FAST_MODEL) as cluster:
+        cluster.start_worker()
+        settings = Settings(store=cluster.redis.url, results_dir=str(cluster.results), max_queue=1000)
+        with thread_server(create_app(settings)) as url:
+            yield url
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def fuzz_target(request, tmp_path_factory):
+    with api_on(request.param, tmp_path_factory.mktemp("r")) as base_url:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             spec = client.get("/openapi.json").json()
             yield client, spec
