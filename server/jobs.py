@@ -43,6 +43,15 @@ class IllegalTransition(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class QueueView:
+    """What a queued job's ETA needs: its place in line, how long jobs take, how many workers take them."""
+
+    position: int | None
+    average_seconds: float | None
+    workers: int
+
+
 # Called on the event loop thread after every change of a job: "started", "progress", "completed",
 # "failed" (events, metrics, logs and webhooks listen; see server/events.py).
 JobObserver = Callable[["Job", str], None]
@@ -79,8 +88,8 @@ class Job:
     output_size: int | None = None
     # Which delivery of the job this is (a shared store redelivers a job whose worker died).
     attempt: int = 0
-    # A shared store's answer to "how many are ahead", read with the record.
-    queue_position_hint: int | None = None
+    # A shared store's view of the queue around this job, read with its record.
+    queue_view: QueueView | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     tracker: ProgressTracker = field(default_factory=ProgressTracker, repr=False)
     observer: JobObserver | None = field(default=None, repr=False)

@@ -99,10 +99,13 @@ def eta_seconds(progress: float, elapsed: float) -> float | None:
     return round(elapsed * (1.0 - progress) / progress, 1)
 
 
+DURATION_SMOOTHING = 0.3
+
+
 class DurationEstimator:
     """A moving average of how long jobs take to generate, for the ETA of queued jobs."""
 
-    def __init__(self, smoothing: float = 0.3) -> None:
+    def __init__(self, smoothing: float = DURATION_SMOOTHING) -> None:
         self._smoothing = smoothing
         self.average: float | None = None
 

@@ -38,9 +38,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.clock import Clock
 from server.errors import QueueFull, StoreUnavailable
-from server.jobs import Job, JobStatus
+from server.jobs import Job, JobStatus, QueueView
 from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
-from server.progress import ProgressTracker
+from server.progress import DURATION_SMOOTHING, ProgressTracker
 from server.results import ResultStorage
 
 log = logging.getLogger("ltx2.redis")
@@ -50,6 +50,9 @@ CONSUMER_GROUP = "ltx2-workers"
 QUEUED_SET = "ltx2:queued"
 EXPIRIES_SET = "ltx2:expiries"
 WORKERS_SET = "ltx2:workers"
+STATS_KEY = "ltx2:stats"
+# A worker not heard of for this long is not counted as taking jobs (it reports every 2 s at most).
+WORKER_STALE_SECONDS = 10.0
 # A final record past its TTL is kept at least this long, so its last poll can still read it.
 MIN_FINAL_LIFETIME = 1.0
 POLL_INTERVAL = 0.1
@@ -185,8 +188,16 @@ redis.call('HSET', KEYS[1], 'finished_by', ARGV[2])
 if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 finalize(ARGV[1], ARGV[4], ARGV[3])
 if KEYS[4] ~= '' then redis.call('HINCRBYFLOAT', KEYS[4], 'gpu_seconds', ARGV[5]) end
+if ARGV[4] == 'COMPLETED' then
+  -- A moving average of generation time, for the ETA of queued jobs on every replica.
+  local average = tonumber(redis.call('HGET', KEYS[5], 'average_seconds') or '-1')
+  local seconds = tonumber(ARGV[5])
+  if average >= 0 then seconds = average + %(smoothing)s * (seconds - average) end
+  redis.call('HSET', KEYS[5], 'average_seconds', seconds)
+end
 return 'ok'
 """
+    % {"smoothing": DURATION_SMOOTHING}
 )
 
 # A worker host that stops gracefully gives a job back. ARGV: attempt. The delivery is not counted
@@ -357,13 +368,16 @@ class RedisJobStore:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.hgetall(job_key(job_id))
                 pipe.zrank(QUEUED_SET, job_id)
-                record, rank = await pipe.execute()
+                pipe.hget(STATS_KEY, "average_seconds")
+                pipe.zcount(WORKERS_SET, self.clock.now() - WORKER_STALE_SECONDS, "+inf")
+                record, rank, average, workers = await pipe.execute()
         except UNREACHABLE_ERRORS as exc:
             raise self.unreachable(exc) from None
         if not record or "status" not in record:
             return None
         job = job_from_record(record, self._results_root)
-        job.queue_position_hint = rank + 1 if rank is not None and job.status is JobStatus.QUEUED else None
+        position = rank + 1 if rank is not None and job.status is JobStatus.QUEUED else None
+        job.queue_view = QueueView(position, float(average) if average else None, int(workers or 0))
         return job
 
     async def wait_final(self, job: Job, timeout: float) -> Job:
@@ -389,7 +403,7 @@ class RedisJobStore:
             current = await self.find(job.id)
             if current is None:
                 return
-            shown = (current.status, current.stage, current.step, current.total_steps, current.queue_position_hint)
+            shown = (current.status, current.stage, current.step, current.total_steps, current.queue_view)
             if shown != seen:
                 seen = shown
                 yield current
@@ -727,7 +741,7 @@ class RedisWorkSource:
         started = job.started_at if job.started_at is not None else self._clock.now()
         gpu_seconds = max(0.0, self._clock.now() - started)
         pairs = [item for pair in fields.items() for item in pair]
-        keys = [*transition_keys(job.id), credits_key(job.owner) if job.owner else ""]
+        keys = [*transition_keys(job.id), credits_key(job.owner) if job.owner else "", STATS_KEY]
         args = [job.id, delivery.attempt, repr(self._clock.now()), status, gpu_seconds, *pairs]
         answer = await self._retrying(lambda: self.scripts.finish(keys=keys, args=args))
         if answer != "ok":

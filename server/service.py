@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import secrets
 import shutil
 import time
@@ -310,7 +311,7 @@ class JobService:
         if job.status is not JobStatus.QUEUED:
             return None
         if self.store.shared:
-            return job.queue_position_hint
+            return job.queue_view.position if job.queue_view is not None else None
         ahead = sum(
             1
             for other in self.store.all_jobs()
@@ -324,9 +325,11 @@ class JobService:
         position = self.queue_position(job)
         if job.status is JobStatus.PROCESSING:
             eta = eta_seconds(job.progress, now - (job.started_at or now))
-        elif position is not None and self.durations.average is not None:
-            running = self._running_job_eta(now)
-            eta = round(self.durations.average * position + running, 1)
+        elif position is not None and self._average_duration(job) is not None:
+            # Jobs ahead leave in rounds, one per worker: this one ends after ceil(position / workers)
+            # generations, the first of them the wait for a running job to end.
+            rounds = math.ceil(position / max(1, self._worker_count(job)))
+            eta = round(self._average_duration(job) * rounds + self._running_job_eta(now), 1)
         elif job.status.is_final:
             eta = 0.0
         else:
@@ -339,6 +342,16 @@ class JobService:
             "queue_position": position,
             "eta_seconds": eta,
         }
+
+    def _average_duration(self, job: Job) -> float | None:
+        if self.store.shared:
+            return job.queue_view.average_seconds if job.queue_view is not None else None
+        return self.durations.average
+
+    def _worker_count(self, job: Job) -> int:
+        if self.store.shared:
+            return job.queue_view.workers if job.queue_view is not None else 1
+        return len(self.supervisor.workers)
 
     def _running_job_eta(self, now: float) -> float:
         if self.store.shared:

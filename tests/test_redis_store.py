@@ -83,7 +83,7 @@ def test_creating_is_idempotent_and_the_queue_is_capped(redis, tmp_path):
         with pytest.raises(QueueFull):
             await store.create(new_job(clock, "c", tmp_path))
         found = await store.find("b")
-        assert found.status is JobStatus.QUEUED and found.queue_position_hint == 2
+        assert found.status is JobStatus.QUEUED and found.queue_view.position == 2
         assert await store.depth() == 2 and await store.find("c") is None
         await store.close()
 
@@ -114,6 +114,8 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
         done = await store.find("first")
         assert done.status is JobStatus.COMPLETED and done.output_location == str(output) and done.seed == 7
         assert done.metrics(clock.now())["inference_time"] == pytest.approx(2.5)
+        queued_view = (await store.find("second")).queue_view
+        assert queued_view.position == 1 and queued_view.average_seconds == pytest.approx(2.5)
         assert (await worker.next_job(timeout=5)).id == "second"
         await store.close()
         await source.close()

@@ -142,6 +142,20 @@ def test_webhooks_and_metrics_of_jobs_run_on_worker_hosts(cluster):
     assert "ltx2_queue_depth" in families
 
 
+def test_a_queued_job_shows_its_place_and_an_eta_on_every_replica(cluster):
+    first, second = cluster.apis[:2]
+    wait_for_status(first, submit(first, "scripted:fast"), {"COMPLETED"})  # some history to average
+    running = [submit(first, "scripted:steps") for _ in range(2)]
+    for job_id in running:
+        wait_for_status(first, job_id, {"PROCESSING"})
+    waiting = submit(first, "scripted:steps")
+    body = status(second, waiting)
+    assert body["status"] == "QUEUED" and body["queue_position"] == 1
+    assert body["eta_seconds"] is not None and body["eta_seconds"] > 0
+    for job_id in [waiting, *running]:
+        assert httpx.delete(f"{second}/v2/requests/{job_id}", headers=headers(), timeout=60).status_code == 200
+
+
 def test_keys_isolation_rate_limits_and_credits_hold_across_replicas(cluster):
     first, second = cluster.apis[:2]
     job_id = submit(first, "scripted:fast")
