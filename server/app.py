@@ -62,11 +62,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
         if service.supervisor is not None:
             await service.supervisor.start()
-        sweeper = asyncio.create_task(service.sweep_forever(), name="ltx2-sweeper")
+        background = [asyncio.create_task(service.sweep_forever(), name="ltx2-sweeper")]
+        if service.store.shared:
+            background.append(asyncio.create_task(service.send_webhooks_forever(), name="ltx2-webhooks"))
         try:
             yield
         finally:
-            sweeper.cancel()
+            for task in background:
+                task.cancel()
             await service.close()
             if service.supervisor is not None:
                 await service.supervisor.stop()

@@ -51,6 +51,12 @@ QUEUED_SET = "ltx2:queued"
 EXPIRIES_SET = "ltx2:expiries"
 WORKERS_SET = "ltx2:workers"
 STATS_KEY = "ltx2:stats"
+# Final jobs with a webhook; every API replica reads it in one group, so a delivery survives the
+# replica that accepted the job.
+WEBHOOK_OUTBOX = "ltx2:webhooks"
+WEBHOOK_GROUP = "ltx2-api"
+# A webhook entry read by a replica that then died is taken over after this long.
+WEBHOOK_TAKEOVER_SECONDS = 120.0
 # A worker not heard of for this long is not counted as taking jobs (it reports every 2 s at most).
 WORKER_STALE_SECONDS = 10.0
 # A final record past its TTL is kept at least this long, so its last poll can still read it.
@@ -118,8 +124,11 @@ local function finalize(id, status, now)
   redis.call('PEXPIREAT', KEYS[1], math.floor(expire_at * 1000))
   redis.call('ZADD', KEYS[2], expire_at, id)
   redis.call('ZREM', KEYS[3], id)
+  if redis.call('HEXISTS', KEYS[1], 'webhook') == 1 then
+    redis.call('XADD', '%(outbox)s', '*', 'job', id)
+  end
 end
-""" % {"min_life": MIN_FINAL_LIFETIME}
+""" % {"min_life": MIN_FINAL_LIFETIME, "outbox": WEBHOOK_OUTBOX}
 
 # ARGV: id, max_queue, created_at, then field/value pairs. KEYS[4] the stream.
 _CREATE = """
@@ -327,6 +336,7 @@ class RedisJobStore:
         self.clock = clock
         self._max_queue = max_queue
         self._ttl = ttl_seconds
+        self._outbox_ready = False
 
     def unreachable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"the job store (Redis at {describe_url(self.url)}) is unreachable: {exc}; retry later")
@@ -347,9 +357,12 @@ class RedisJobStore:
         except (RedisError, *UNREACHABLE_ERRORS):
             return False
 
-    async def create(self, job: Job) -> None:
-        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs."""
+    async def create(self, job: Job, webhook: tuple[str, str] | None = None) -> None:
+        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs.
+        ``webhook``: (URL, the base URL the submitter used) to call once the job ends."""
         fields = record_of(job, expire_at=job.created_at + self._ttl)
+        if webhook is not None:
+            fields.update(webhook=webhook[0], webhook_base=webhook[1])
         pairs = [item for pair in fields.items() for item in pair]
         try:
             added = await self.scripts.create(
@@ -433,6 +446,47 @@ class RedisJobStore:
             if await self.client.zrem(EXPIRIES_SET, job_id):
                 taken.append(job_id)
         return taken
+
+    async def webhooks_due(self, consumer: str, block: float = 1.0):
+        """Final jobs whose webhook is to be sent, as (entry id, job, url, base); an entry stays
+        pending until ``webhook_sent`` (a replica that dies meanwhile leaves it to another)."""
+        if not self._outbox_ready:
+            await self._ensure_outbox()
+            self._outbox_ready = True
+        _, entries, _ = await self.client.xautoclaim(
+            WEBHOOK_OUTBOX, WEBHOOK_GROUP, consumer, min_idle_time=int(WEBHOOK_TAKEOVER_SECONDS * 1000), count=10
+        )
+        if not entries:
+            answer = await self.client.xreadgroup(
+                WEBHOOK_GROUP, consumer, {WEBHOOK_OUTBOX: ">"}, count=10, block=int(block * 1000)
+            )
+            entries = [entry for _, stream_entries in answer or [] for entry in stream_entries]
+        due = []
+        for entry_id, fields in entries:
+            job = await self.find(fields.get("job", "")) if fields else None
+            url, base = await self.client.hmget(job_key(job.id), "webhook", "webhook_base") if job else (None, None)
+            if job is None or not url or not job.status.is_final:
+                await self.webhook_sent(entry_id)  # expired meanwhile: nothing to send
+                continue
+            due.append((entry_id, job, url, base or ""))
+        return due
+
+    def outbox_lost(self) -> None:
+        """Redis restarted without its data: the outbox's group is made again on the next read."""
+        self._outbox_ready = False
+
+    async def webhook_sent(self, entry_id: str) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(WEBHOOK_OUTBOX, WEBHOOK_GROUP, entry_id)
+            pipe.xdel(WEBHOOK_OUTBOX, entry_id)
+            await pipe.execute()
+
+    async def _ensure_outbox(self) -> None:
+        try:
+            await self.client.xgroup_create(WEBHOOK_OUTBOX, WEBHOOK_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     async def live_workers(self, now: float, stale_after: float) -> list[dict]:
         names = await self.client.zrangebyscore(WORKERS_SET, now - stale_after, "+inf")

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import math
+import os
 import secrets
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -187,14 +190,11 @@ class JobService:
             await self.limits.refund(key)
             raise GenerationFailed(f"storing the input image failed: {getattr(exc, 'strerror', None) or exc}") from None
         try:
-            await self.store.create(job)
+            await self.store.create(job, webhook=(webhook, base_url) if webhook else None)
         except (QueueFull, ServiceUnavailable):
             await self.limits.refund(key)
             await self.results.delete_job(job.id)
             raise
-        if webhook:
-            self.webhooks.watch(job, webhook, base_url)
-            self._in_background(self._publish_when_final(job))
         self.events.publish(job, "queued")
         log.info(
             "job %s queued (%sx%s, %s frames)",
@@ -205,14 +205,27 @@ class JobService:
         )
         return job
 
-    async def _publish_when_final(self, job: Job) -> None:
-        """The webhook of a job run on a worker host is sent by the replica that accepted it."""
-        try:
-            final = await self.store.wait_final(job, self.settings.job_timeout or 24 * 3600.0)
-        except (asyncio.TimeoutError, ServiceUnavailable):
-            return
-        if final.status.is_final:
-            self.webhooks.on_job_change(final, final.status.value.lower())
+    async def send_webhooks_forever(self) -> None:
+        """With a shared store: deliver the webhooks of jobs that ended anywhere. Every replica reads
+        one outbox in a group, so a webhook goes out even when the replica that took the job is gone."""
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        while True:
+            try:
+                for entry_id, job, url, base in await self.store.webhooks_due(consumer):
+                    self._in_background(self._send_webhook(entry_id, job, url, base))
+            except Exception as exc:  # noqa: BLE001 - Redis away or one bad read: try again shortly
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError from None
+                if "NOGROUP" in str(exc):
+                    self.store.outbox_lost()
+                elif not isinstance(exc, ServiceUnavailable):
+                    log.exception("reading the webhook outbox failed")
+                await asyncio.sleep(1.0)
+
+    async def _send_webhook(self, entry_id: str, job: Job, url: str, base: str) -> None:
+        body = json.dumps(self.webhooks.build_body(job, base), separators=(",", ":")).encode()
+        await self.webhooks.deliver(job.id, url, body)  # retried with backoff; given up is logged
+        await self.store.webhook_sent(entry_id)
 
     def _check_prompt_length(self, params: I2VParams) -> None:
         # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.

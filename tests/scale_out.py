@@ -32,6 +32,7 @@ class Cluster:
         self.model = model
         self.extra = tuple(extra)
         self.apis: list[str] = []
+        self.api_processes: list[subprocess.Popen] = []
         self.workers: list[subprocess.Popen] = []
         self._stack = ExitStack()
 
@@ -60,8 +61,9 @@ class Cluster:
 
     def start_api(self, *args: str) -> str:
         """An API replica; returns once it is ready (Redis answers and some worker takes jobs)."""
-        base_url, _ = self._stack.enter_context(cli_server(*self.shared_args, *args))
+        base_url, process = self._stack.enter_context(cli_server(*self.shared_args, *args))
         self.apis.append(base_url)
+        self.api_processes.append(process)
         return base_url
 
     def wait_for_workers(self, count: int, timeout: float = 240.0) -> list[dict]:

@@ -135,6 +135,15 @@ def test_webhooks_and_metrics_of_jobs_run_on_worker_hosts(cluster):
         body = verified(calls[0])
         assert body["status"] == "COMPLETED" and body["output"].startswith(f"{first}/outputs/{job_id}/")
 
+    # The replica that took a job may be gone when it ends: another one sends its webhook.
+    doomed = cluster.start_api()
+    with receiver_on_loopback() as (receiver, url):
+        job_id = submit(doomed, "scripted:steps", webhook=f"{url}/ok")
+        wait_for_status(first, job_id, {"PROCESSING"})
+        cluster.api_processes[-1].kill()
+        wait_for(lambda: receiver.for_job(job_id))
+        assert verified(receiver.for_job(job_id)[0])["status"] == "COMPLETED"
+
     metrics = httpx.get(f"{second}/metrics").text
     families = {family.name: family for family in text_string_to_metric_families(metrics)}
     ready = [sample for sample in families["ltx2_worker_ready"].samples if sample.value == 1]
