@@ -86,14 +86,21 @@ def serve(settings: Settings) -> int:
     from server.logs import uvicorn_log_config
     from server.worker_child import weights_problems, worker_config_from
 
+    if settings.shared_store and settings.gpus:
+        # An API replica runs no workers: they run on worker hosts, which is where --gpus belongs.
+        raise SystemExit(
+            "ltx2-server: gpus: an API replica of a shared store (--store redis://...) runs no workers; "
+            f"start them with `ltx2-server worker --store ... --gpus {settings.gpus}`"
+        )
     configure_logging(settings.log_level, settings.log_format)
     config = worker_config_from(settings)
-    if settings.model == "auto":
+    if settings.model == "auto" and not settings.shared_store:
         where = (
             f"weights found in {settings.weights}" if config.model != "tiny" else f"no weights in {settings.weights}"
         )
         log.info("--model auto: serving %s (%s)", config.model, where)
-    problems = weights_problems(config)
+    # An API replica of a shared store loads no model: its worker hosts check their own weights.
+    problems = [] if settings.shared_store else weights_problems(config)
     if problems:
         # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))

@@ -93,7 +93,7 @@ class WorkerHost:
                 return
             except UNREACHABLE_ERRORS as exc:
                 log.error(
-                    "Redis at %s unreachable (%s); retrying in %.0f s", describe_url(self.settings.store), exc, delay
+                    "Redis at %s unreachable (%s); retrying in %.1f s", describe_url(self.settings.store), exc, delay
                 )
                 try:
                     await asyncio.wait_for(stop.wait(), delay)

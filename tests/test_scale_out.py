@@ -294,6 +294,37 @@ def test_a_worker_host_stopping_gracefully_hands_its_job_to_another_at_once(tmp_
         assert stored["worker"] != first and stored["attempt"] == "1", "a hand-back is not a failed delivery"
 
 
+def test_an_api_replica_needs_no_weights_and_runs_no_workers(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.servers import REPO_ROOT, free_port
+
+    base = [sys.executable, "-m", "server.cli", "serve", "--store", "redis://127.0.0.1:9/0"]
+    base += ["--results-dir", str(tmp_path), "--model", "ltx-2-19b", "--weights", str(tmp_path / "no-weights")]
+    refused = subprocess.run([*base, "--gpus", "cpu:2"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "ltx2-server worker" in refused.stderr
+
+    port = free_port()
+    replica = subprocess.Popen([*base, "--port", str(port)], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert replica.poll() is None, replica.stderr.read().decode()
+                time.sleep(0.2)
+        # Up without weights; not ready while Redis is unreachable, and it says so.
+        assert ready.status_code == 503 and "unreachable" in ready.json()["error"]
+        submitted = httpx.post(f"http://127.0.0.1:{port}/v2/{SLUG}", json={"image": png_data_uri(), "prompt": "x"})
+        assert submitted.status_code == 503 and "unreachable" in submitted.json()["error"]
+    finally:
+        replica.terminate()
+        replica.wait(30)
+
+
 def test_the_worker_command_needs_a_shared_store():
     import subprocess
     import sys
