@@ -2,7 +2,9 @@
 status polls under load, jobs lost, 5xx answers to fuzzed input, peak and settled RSS of the API process.
 
 Usage: python scripts/bench_load.py [--submissions 1000] [--pollers 200] [--ttl 15] [--fuzz-examples 500]
-Starts `ltx2-server serve` with the fast fixture generator on a free loopback port. Figures, not assertions.
+       [--store memory|redis]
+Starts `ltx2-server serve` with the fast fixture generator on a free loopback port; with `--store redis`,
+a redis-server, one worker host and one API replica instead (RSS is the replica's). Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +25,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests.load import RssSampler, rss_bytes, run_load, wait_until_all_expired  # noqa: E402
+from tests.scale_out import Cluster  # noqa: E402
 from tests.servers import cli_server  # noqa: E402
 from tests.test_fuzz import send_fuzzed_request  # noqa: E402
 
@@ -44,15 +49,30 @@ def count_fuzz_5xx(base_url: str, examples: int) -> tuple[int, int]:
     return counts["sent"], counts["5xx"]
 
 
+@contextmanager
+def server_under_test(store: str, server_args: tuple[str, ...]):
+    """(base URL, the API process): one `serve`, or a Redis deployment's replica."""
+    if store == "memory":
+        with cli_server(*server_args) as served:
+            yield served
+        return
+    with Cluster(Path(tempfile.mkdtemp(prefix="ltx2-bench-load-")), model=FAST_MODEL, extra=server_args) as cluster:
+        cluster.start_worker()
+        base_url = cluster.start_api()
+        yield base_url, cluster.api_processes[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=1000)
     parser.add_argument("--pollers", type=int, default=200)
     parser.add_argument("--ttl", type=float, default=15.0, help="the server's --ttl-seconds, to see memory settle")
     parser.add_argument("--fuzz-examples", type=int, default=500)
+    parser.add_argument("--store", choices=("memory", "redis"), default="memory")
     args = parser.parse_args()
     server_args = ("--model", FAST_MODEL, "--max-queue", str(args.submissions * 2), "--ttl-seconds", str(args.ttl))
-    with cli_server(*server_args, "--sweep-interval", "0.5", "--log-level", "warning") as (base_url, process):
+    server_args += ("--sweep-interval", "0.5", "--log-level", "warning")
+    with server_under_test(args.store, server_args) as (base_url, process):
         start_rss = rss_bytes(process.pid)
         with RssSampler(process.pid) as sampler:
             result = asyncio.run(run_load(base_url, submissions=args.submissions, pollers=args.pollers))
