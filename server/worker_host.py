@@ -19,7 +19,8 @@ from pathlib import Path
 
 from server.clock import SystemClock
 from server.pool import build_pool, devices_for
-from server.redis_store import UNREACHABLE_ERRORS, RedisWorkSource, describe_url, ensure_consumer_group
+from server.redis_store import UNREACHABLE_ERRORS, describe_url, ensure_consumer_group
+from server.redis_work import RedisWorkSource
 from server.results import results_storage
 from server.settings import Settings
 

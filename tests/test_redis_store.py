@@ -16,7 +16,8 @@ from server.clock import ManualClock
 from server.errors import InsufficientCredits, QueueFull, RateLimited
 from server.jobs import Job, JobStatus
 from server.limits import KeyPolicy, owner_id
-from server.redis_store import RedisJobStore, RedisLimits, RedisWorkSource
+from server.redis_store import RedisJobStore, RedisLimits
+from server.redis_work import RedisWorkSource
 from server.results import SharedDirStorage
 from tests.redis_server import redis_server, require_redis_server
 
