@@ -130,6 +130,10 @@ local function finalize(id, status, now)
     redis.call('XADD', '%(outbox)s', '*', 'job', id)
   end
 end
+local function fail(id, now, error, fault)
+  redis.call('HSET', KEYS[1], 'error', error, 'fault', fault)
+  finalize(id, 'FAILED', now)
+end
 """ % {"min_life": MIN_FINAL_LIFETIME, "outbox": WEBHOOK_OUTBOX}
 
 # ARGV: id, max_queue, created_at, then field/value pairs. KEYS[4] the stream.
@@ -150,16 +154,14 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'missing', ''} end
 if status == 'COMPLETED' or status == 'FAILED' then return {'final', status} end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
-  redis.call('HSET', KEYS[1], 'error', 'cancelled', 'fault', 'cancelled')
-  finalize(ARGV[1], 'FAILED', ARGV[3])
+  fail(ARGV[1], ARGV[3], 'cancelled', 'cancelled')
   return {'final', 'FAILED'}
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 if attempt > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'fault', 'generation', 'error',
+  fail(ARGV[1], ARGV[3],
     'the worker running this job was lost ' .. (attempt - 1) .. ' times (it died or stopped answering); '
-    .. 'gave up after ' .. ARGV[4] .. ' deliveries')
-  finalize(ARGV[1], 'FAILED', ARGV[3])
+    .. 'gave up after ' .. ARGV[4] .. ' deliveries', 'generation')
   return {'final', 'FAILED'}
 end
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3])
@@ -229,8 +231,7 @@ _CANCEL = (
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if status == 'QUEUED' then
-  redis.call('HSET', KEYS[1], 'error', 'cancelled', 'fault', 'cancelled')
-  finalize(ARGV[1], 'FAILED', ARGV[2])
+  fail(ARGV[1], ARGV[2], 'cancelled', 'cancelled')
   return 'FAILED'
 end
 if status == 'PROCESSING' then redis.call('HSET', KEYS[1], 'cancel', '1') end
