@@ -4,6 +4,7 @@ PYTHON ?= python3
 # The CPU wheel of torch; on a CUDA host install the CUDA build into .venv first (see README).
 TORCH ?= torch==2.13.0
 ARGS ?=
+LTX_REFERENCE ?= ltx-core==1.0.0 ltx-pipelines==1.0.0
 
 .PHONY: setup serve test
 
@@ -14,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/pip install --quiet "$(TORCH)"
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	# Lightricks' reference implementation, for the parity suite (tests/parity): its metadata pins torch 2.7
+	# and torchaudio (unused by image-to-video, no wheel for the pinned CPU torch), hence --no-deps.
+	$(VENV)/bin/pip install --quiet --no-deps $(LTX_REFERENCE)
 	touch $@
 
 serve: setup
