@@ -9,12 +9,12 @@ request is generated at the next size up (the conditioning image is cover-resize
 it, never stretched) and the frames are centre-cropped back to exactly the requested width x height
 and cut to num_frames.
 
-image_crf: left at None, so the pipeline applies its own default (CRF 33 for Gemma-3 text encoders,
-i.e. LTX-2.0): the conditioning image is re-encoded as one H.264 frame through PyAV before use, as in
-training. It needs the `av` package and a PIL image, which is what we pass. Costs milliseconds.
+image_crf: the conditioning image is re-encoded once as one H.264 frame (CRF 33 by default, as
+Lightricks' pipelines do, since LTX-2 was trained on video frames), then scaled and centre-cropped to
+each stage's size (pipelines/conditioning.py). Costs milliseconds.
 
-stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "encode_image", "stage1", "upsample",
-"stage2", then decode_audio, decode_video and mux. The video decode runs lazily while ffmpeg encodes
+stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample", "stage2"
+(each stage encodes the conditioning image at its own size), then decode_audio, decode_video and mux. The video decode runs lazily while ffmpeg encodes
 the previous chunk (separate process); its time is moved from "mux" into "decode_video".
 """
 
@@ -30,11 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .conditioning import compressed_like_training
 from .decode import decode_video_chunks
+from .denoise import Contexts
+from .guidance import DEFAULT_GUIDANCE_POLICY, guidance_policy
 from .interface import GenerationParams, GenerationResult, GpuOutOfMemory, InvalidInputError, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
-from .recipes import DenoiseJob, RecipeRunner, recipe_spec
-from .schedule import with_bounded_shift
+from .recipes import DenoiseJob, RecipeRunner, image_crf_for, recipe_spec
 
 
 @dataclass(frozen=True)
@@ -78,18 +80,6 @@ def load_image(image_path: Path) -> Image.Image:
         raise InvalidInputError(f"image: cannot decode {Path(image_path).name} ({error})") from error
 
 
-def cover_and_center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale so the image covers width x height, then crop the centre: no stretching."""
-    scale = max(width / image.width, height / image.height)
-    scaled_w = max(width, round(image.width * scale))
-    scaled_h = max(height, round(image.height * scale))
-    if (scaled_w, scaled_h) != image.size:
-        image = image.resize((scaled_w, scaled_h), Image.Resampling.BICUBIC)
-    left = (scaled_w - width) // 2
-    top = (scaled_h - height) // 2
-    return image.crop((left, top, left + width, top + height))
-
-
 def center_crop_frames(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
     top = (frames.shape[1] - height) // 2
     left = (frames.shape[2] - width) // 2
@@ -129,15 +119,17 @@ class LTX2Generator:
         image_crf: int | None = None,
         decode_chunk_frames: int = 48,
         use_vae_decode: bool = False,
+        guidance: str = DEFAULT_GUIDANCE_POLICY,
     ) -> None:
         if num_inference_steps < 2:
-            # The dev scheduler (shift_terminal=0.1) yields NaN with a single step.
+            # The LTX-2 schedule's terminal stretch needs two steps (pipelines/schedule.py).
             raise ValueError("num_inference_steps must be >= 2")
-        with_bounded_shift(bundle.pipe)
         self.pipe = bundle.pipe
         self.after_prompt = bundle.after_prompt
         self.spec = recipe_spec(recipe, num_inference_steps)
-        self.runner = RecipeRunner(bundle, self.spec, max_sequence_length=max_sequence_length, image_crf=image_crf)
+        self.policy = guidance_policy(guidance)
+        self.runner = RecipeRunner(bundle, self.spec)
+        self.image_crf = image_crf_for(image_crf)
         self.x264_preset = x264_preset
         self.x264_crf = x264_crf
         self.max_sequence_length = max_sequence_length
@@ -178,31 +170,34 @@ class LTX2Generator:
             temporal_ratio=self.pipe.vae_temporal_compression_ratio,
         )
         with clock.stage("load_image"):
-            image = cover_and_center_crop(load_image(image_path), size.width, size.height)
+            pixels = compressed_like_training(load_image(image_path), self.image_crf)
+        policy = self.request_policy(params)
 
         total_steps = self.spec.total_steps
         with torch.inference_mode():
             with clock.stage("encode_prompt"):
                 on_progress("encoding_prompt", 0, 1)
-                embeds = self._encode_prompt(params)
+                contexts = self._encode_prompt(params, policy)
                 if self.after_prompt is not None:
                     self.after_prompt()
                 on_progress("encoding_prompt", 1, 1)
 
             on_progress("denoising", 0, total_steps)
             job = DenoiseJob(
-                image=image,
+                pixels=pixels,
                 width=size.width,
                 height=size.height,
                 num_frames=size.num_frames,
-                fps=params.fps,
-                guidance_scale=params.guidance_scale,
-                embeds=embeds,
-                generator=torch.Generator("cpu").manual_seed(params.seed),
+                fps=float(params.fps),
+                policy=policy,
+                contexts=contexts,
+                # On the execution device, as Lightricks' pipelines draw their noise: a seed gives their noise.
+                generator=torch.Generator(self._device).manual_seed(params.seed),
                 on_step=lambda step: on_progress("denoising", step, total_steps),
                 stage=clock.stage,
             )
-            video_latents, audio_latents = self.runner.run(job)
+            output = self.runner.run(job)
+            video_latents, audio_latents = output.video, output.audio
 
             on_progress("decoding", 0, 1)
             with clock.stage("decode_audio"):
@@ -230,20 +225,33 @@ class LTX2Generator:
         clock.seconds["mux"] -= video_decode
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
 
-    def _encode_prompt(self, params: GenerationParams) -> dict:
-        # No forward pass is spent on the negative prompt when nothing will use it.
-        do_cfg = self.spec.uses_guidance and params.guidance_scale > 1.0
+    def request_policy(self, params: GenerationParams):
+        """The guidance one request runs under: the server's policy with the request's guidance_scale as the
+        video CFG scale; none at all for the distilled recipe."""
+        policy = self.policy.with_video_cfg(params.guidance_scale)
+        return policy if self.spec.uses_guidance else policy.unguided()
+
+    def _encode_prompt(self, params: GenerationParams, policy) -> Contexts:
+        """Gemma, then the connectors, one prompt at a time (as Lightricks' pipelines do); the negative
+        prompt only when a guided stage will use it."""
+        use_negative = policy.uses_negative_prompt
         positive, positive_mask, negative, negative_mask = self.pipe.encode_prompt(
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
-            do_classifier_free_guidance=do_cfg,
+            do_classifier_free_guidance=use_negative,
             max_sequence_length=self.max_sequence_length,
             device=self._device,
         )
-        embeds = dict(prompt_embeds=positive, prompt_attention_mask=positive_mask)
-        if do_cfg:
-            embeds.update(negative_prompt_embeds=negative, negative_prompt_attention_mask=negative_mask)
-        return embeds
+        video, audio = self._connect(positive, positive_mask)
+        if not use_negative:
+            return Contexts(video=video, audio=audio)
+        negative_video, negative_audio = self._connect(negative, negative_mask)
+        return Contexts(video=video, audio=audio, negative_video=negative_video, negative_audio=negative_audio)
+
+    def _connect(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        padding_side = getattr(self.pipe.tokenizer, "padding_side", "left")
+        video, audio, _mask = self.pipe.connectors(hidden_states, mask, padding_side=padding_side)
+        return video, audio
 
     def _decode_audio(self, audio_latents: torch.Tensor) -> np.ndarray:
         audio_vae = self.pipe.audio_vae

@@ -1,43 +1,31 @@
-"""The three ways of turning (image, prompt) into video and audio latents at the requested size.
+"""The three ways of turning (image, prompt) into video and audio latents, as Lightricks' pipelines do
+(ltx-pipelines 1.0.0: ``TI2VidTwoStagesPipeline``, ``TI2VidOneStagePipeline``, ``DistilledPipeline``).
 
-- ``one-stage``: the full resolution, ``steps`` denoising steps with CFG.
-- ``two-stage`` (Lightricks' recommended recipe, the default): stage 1 at half resolution with CFG,
-  the 2x latent upsampler, then 3 steps at full resolution with the distilled LoRA and no guidance,
-  re-noised to the first stage-2 sigma. The conditioning image is encoded again at full resolution for
-  stage 2, as Lightricks' pipeline does, so the first frame keeps full detail.
-- ``distilled``: stage 1 uses the distilled LoRA too, with its 8 fixed sigmas and no guidance; then as
-  two-stage. The fastest; guidance_scale and negative_prompt are ignored.
+- ``two-stage`` (the default): stage 1 at half resolution, ``steps`` guided steps on the LTX-2 schedule;
+  the 2x latent upsampler; stage 2 at full resolution: the image latent put back on frame 0, re-noised to
+  the first stage-2 sigma, 3 unguided steps with the distilled LoRA. Audio carries over from stage 1.
+- ``one-stage``: ``steps`` guided steps at full resolution.
+- ``distilled``: as two-stage, but stage 1 runs 8 fixed sigmas unguided, and both stages run the
+  distilled transformer (Lightricks' distilled checkpoint when the weights folder has it, otherwise the
+  base model with the distilled LoRA). guidance_scale and negative_prompt are not used.
 
-Guidance is LTX-2.0's: CFG only (no STG or modality passes, which do nothing for 2.0 weights but cost
-a transformer forward each), and no forward spent on a negative prompt when guidance is off.
+Unguided stages run one transformer pass per step at batch 1 and never encode a negative prompt.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
-import numpy as np
 import torch
-from diffusers.pipelines.ltx2.utils import (
-    DISTILLED_SIGMA_VALUES,
-    STAGE_2_DISTILLED_SIGMA_VALUES,
-    apply_image_conditioning_crf,
-    resolve_default_image_crf,
-)
-from PIL import Image
 
-from .schedule import BoundedShiftScheduler
+from .conditioning import DEFAULT_IMAGE_CRF, cover_and_crop
+from .denoise import Contexts, Geometry, LatentState, Passes, StageDenoiser
+from .guidance import GuidancePolicy
+from .schedule import DISTILLED_SIGMAS, STAGE_2_SIGMAS, fixed_sigmas, ltx2_sigmas
 
 RECIPES = ("two-stage", "one-stage", "distilled")
-
-_GUIDANCE_2_0 = dict(
-    stg_scale=0.0,
-    audio_stg_scale=0.0,
-    modality_scale=1.0,
-    audio_modality_scale=1.0,
-    use_cross_timestep=False,
-)
 
 
 @dataclass(frozen=True)
@@ -59,13 +47,13 @@ class RecipeSpec:
 
 
 def recipe_spec(name: str, steps: int) -> RecipeSpec:
-    stage2 = len(STAGE_2_DISTILLED_SIGMA_VALUES)
+    stage2 = len(STAGE_2_SIGMAS) - 1
     if name == "one-stage":
         return RecipeSpec(name, 0, steps, uses_guidance=True, two_stage=False)
     if name == "two-stage":
         return RecipeSpec(name, steps, stage2, uses_guidance=True, two_stage=True)
     if name == "distilled":
-        return RecipeSpec(name, len(DISTILLED_SIGMA_VALUES), stage2, uses_guidance=False, two_stage=True)
+        return RecipeSpec(name, len(DISTILLED_SIGMAS) - 1, stage2, uses_guidance=False, two_stage=True)
     raise ValueError(f"recipe: must be one of {', '.join(RECIPES)}; got {name!r}")
 
 
@@ -73,144 +61,219 @@ def recipe_spec(name: str, steps: int) -> RecipeSpec:
 class DenoiseJob:
     """One request's inputs to a recipe. Sizes are the generated (snapped) ones, full resolution."""
 
-    image: Image.Image  # already cover-cropped to width x height
+    pixels: torch.Tensor  # [H, W, 3] uint8 conditioning image, already re-encoded at the image CRF
     width: int
     height: int
     num_frames: int
-    fps: int
-    guidance_scale: float
-    embeds: dict  # prompt_embeds/mask, plus negative ones when guidance is on
+    fps: float
+    policy: GuidancePolicy  # the request's guidance (its guidance_scale applied)
+    contexts: Contexts
     generator: torch.Generator
     on_step: Callable[[int], None]  # called with the cumulative step count across stages
-    stage: Callable  # stage(name) -> context manager that times a stage
+    stage: Callable = field(default=lambda name: _no_timing())  # stage(name) -> context manager timing it
+
+
+@contextmanager
+def _no_timing() -> Iterator[None]:
+    yield
+
+
+@dataclass(frozen=True)
+class RecipeOutput:
+    video: torch.Tensor  # [1, C, F, H, W] un-normalised video latents, ready for the VAE decoder
+    audio: torch.Tensor  # [1, C, L, M] un-normalised audio latents, ready for the audio VAE decoder
+    passes: tuple[Passes, ...]  # per stage
 
 
 class RecipeRunner:
-    """Runs a recipe on a loaded bundle. Holds the fixed-sigma scheduler so none is built per request."""
+    """Runs a recipe on a loaded bundle (pipelines/loader.py LTX2Bundle)."""
 
-    def __init__(self, bundle, spec: RecipeSpec, *, max_sequence_length: int, image_crf: int | None) -> None:
+    def __init__(self, bundle, spec: RecipeSpec) -> None:
         self.pipe = bundle.pipe
         self.latent_upsampler = bundle.latent_upsampler
         self.adapter = bundle.distilled_adapter
+        self.distilled_transformer = getattr(bundle, "distilled_transformer", None)
         self.spec = spec
-        self.max_sequence_length = max_sequence_length
-        self.image_crf = image_crf
-        if spec.two_stage and (self.latent_upsampler is None or self.adapter is None):
-            raise ValueError(f"recipe {spec.name!r} needs the latent upsampler and the distilled LoRA")
-        self.dynamic_scheduler = self.pipe.scheduler
-        # Distilled sigmas are used as they are: no resolution shift, no terminal stretch.
-        self.fixed_scheduler = BoundedShiftScheduler.from_config(
-            self.pipe.scheduler.config, use_dynamic_shifting=False, shift_terminal=None
-        )
+        if spec.two_stage and self.latent_upsampler is None:
+            raise ValueError(f"recipe {spec.name!r} needs the latent upsampler")
+        if spec.two_stage and self.adapter is None and self.distilled_transformer is None:
+            raise ValueError(f"recipe {spec.name!r} needs the distilled LoRA or the distilled checkpoint")
 
-    def run(self, job: DenoiseJob) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, job: DenoiseJob) -> RecipeOutput:
         spec = self.spec
         if not spec.two_stage:
             with job.stage("denoise"):
-                return self._denoise(job, job.image, job.width, job.height, steps=spec.final_steps, first_step=0)
-        half_w, half_h = job.width // 2, job.height // 2
-        # Encoded before stage 1, not after: with model offload, the VAE then runs next to the stage-1
-        # conditioning encode, and the transformer is not sent away between the two stages.
-        with job.stage("encode_image"):
-            image_latent = self._image_latent(job.image, job.width, job.height)
-        with job.stage("stage1"):
-            small_image = job.image.resize((half_w, half_h), Image.Resampling.BICUBIC)
-            if spec.name == "distilled":
-                video, audio = self._denoise(
-                    job, small_image, half_w, half_h, sigmas=DISTILLED_SIGMA_VALUES, lora=True, first_step=0
+                video, audio, passes = self._stage(
+                    job, job.width, job.height, ltx2_sigmas(spec.final_steps), job.policy, first_step=0
                 )
+            return RecipeOutput(self._video_out(video, job, job.width, job.height), self._audio_out(audio), (passes,))
+        half_w, half_h = job.width // 2, job.height // 2
+        with job.stage("stage1"):
+            if spec.name == "distilled":
+                sigmas, policy = fixed_sigmas(DISTILLED_SIGMAS), job.policy.unguided()
             else:
-                video, audio = self._denoise(job, small_image, half_w, half_h, steps=spec.stage1_steps, first_step=0)
+                sigmas, policy = ltx2_sigmas(spec.stage1_steps), job.policy
+            video, audio, passes1 = self._stage(job, half_w, half_h, sigmas, policy, first_step=0)
         with job.stage("upsample"):
-            video = self._upsample(video)
-            video[:, :, :1] = image_latent.to(video.device, video.dtype)
+            upsampled = self._upsample(self._unpack_video(video.latent, job, half_w, half_h))
         with job.stage("stage2"):
-            return self._denoise(
+            video, audio, passes2 = self._stage(
                 job,
-                job.image,
                 job.width,
                 job.height,
-                sigmas=STAGE_2_DISTILLED_SIGMA_VALUES,
-                lora=True,
+                fixed_sigmas(STAGE_2_SIGMAS),
+                job.policy.unguided(),
                 first_step=spec.stage1_steps,
-                latents=video,
-                audio_latents=audio,
+                video_start=upsampled,
+                audio_start=audio.latent,
+                distilled=True,
             )
+        return RecipeOutput(
+            self._video_out(video, job, job.width, job.height), self._audio_out(audio), (passes1, passes2)
+        )
 
-    def _denoise(
+    # -- one stage -------------------------------------------------------------------------------------
+
+    def _stage(
         self,
         job: DenoiseJob,
-        image: Image.Image,
         width: int,
         height: int,
+        sigmas: torch.Tensor,
+        policy: GuidancePolicy,
         *,
         first_step: int,
-        steps: int | None = None,
-        sigmas: list[float] | None = None,
-        lora: bool = False,
-        latents: torch.Tensor | None = None,
-        audio_latents: torch.Tensor | None = None,
-    ):
-        guided = sigmas is None and self.spec.uses_guidance and job.guidance_scale > 1.0
-        embeds = job.embeds if guided else _positive_only(job.embeds)
+        video_start: torch.Tensor | None = None,
+        audio_start: torch.Tensor | None = None,
+        distilled: bool = False,
+    ) -> tuple[LatentState, LatentState, Passes]:
+        distilled = distilled or self.spec.name == "distilled"
+        noise_scale = float(sigmas[0]) if video_start is not None else 1.0
+        geometry = self._geometry(job, width, height)
+        image_latent = self._image_latent(job.pixels, width, height)
+        video = self._video_state(geometry, image_latent, video_start).noised(job.generator, noise_scale)
+        audio = self._audio_state(geometry, audio_start, video.latent.dtype).noised(job.generator, noise_scale)
+        with self._distilled_weights(distilled) as transformer:
+            denoiser = StageDenoiser(transformer, policy, geometry, job.contexts)
+            video, audio = denoiser.run(video, audio, sigmas, lambda step: job.on_step(first_step + step))
+        return video, audio, denoiser.passes
 
-        def report_step(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-            job.on_step(first_step + step + 1)  # may raise to cancel: let it propagate
-            return callback_kwargs
-
-        renoise = {} if latents is None else {"latents": latents, "noise_scale": sigmas[0]}
-        if audio_latents is not None:
-            renoise["audio_latents"] = audio_latents
-        self.pipe.scheduler = self.dynamic_scheduler if sigmas is None else self.fixed_scheduler
-        self._set_lora(lora)
-        try:
-            output = self.pipe(
-                image=image,
-                **embeds,
-                height=height,
-                width=width,
-                num_frames=job.num_frames,
-                frame_rate=float(job.fps),
-                num_inference_steps=len(sigmas) if sigmas is not None else steps,
-                sigmas=sigmas,
-                guidance_scale=job.guidance_scale if guided else 1.0,
-                **_GUIDANCE_2_0,
-                **renoise,
-                generator=job.generator,
-                image_crf=self.image_crf,
-                max_sequence_length=self.max_sequence_length,
-                output_type="latent",
-                callback_on_step_end=report_step,
-            )
-        finally:
-            self.pipe.scheduler = self.dynamic_scheduler
-            self._set_lora(False)
-        return output.frames, output.audio
-
-    def _set_lora(self, enabled: bool) -> None:
-        if self.adapter is None:
+    @contextmanager
+    def _distilled_weights(self, enabled: bool) -> Iterator[object]:
+        """The transformer for a stage: the distilled checkpoint, the base model with the distilled LoRA
+        switched on for the stage, or the base model."""
+        if enabled and self.distilled_transformer is not None:
+            yield self.distilled_transformer
             return
-        if enabled:
-            self.pipe.enable_lora()
-        else:
+        if not enabled or self.adapter is None:
+            yield self.pipe.transformer
+            return
+        self.pipe.enable_lora()
+        try:
+            yield self.pipe.transformer
+        finally:
             self.pipe.disable_lora()
 
-    def _upsample(self, latents: torch.Tensor) -> torch.Tensor:
-        upsampler = self.latent_upsampler
-        device = next(upsampler.parameters()).device
-        upsampled = upsampler(latents.to(device=device, dtype=upsampler.dtype))
-        return upsampled.to(latents.device, torch.float32)
+    # -- latents ---------------------------------------------------------------------------------------
 
-    def _image_latent(self, image: Image.Image, width: int, height: int) -> torch.Tensor:
-        """The conditioning image at full resolution as an un-normalised video latent [1, C, 1, h, w]."""
+    def _geometry(self, job: DenoiseJob, width: int, height: int) -> Geometry:
         pipe = self.pipe
-        crf = self.image_crf if self.image_crf is not None else resolve_default_image_crf(pipe.text_encoder)
-        if crf:
-            image = Image.fromarray(apply_image_conditioning_crf(np.array(image.convert("RGB")), crf))
-        pixels = pipe.video_processor.preprocess(image, height=height, width=width)
-        pixels = pixels.to(device=pipe._execution_device, dtype=pipe.vae.dtype).unsqueeze(2)
-        return pipe.vae.encode(pixels).latent_dist.mode()
+        transformer = pipe.transformer
+        frames = (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
+        latent_h = height // pipe.vae_spatial_compression_ratio
+        latent_w = width // pipe.vae_spatial_compression_ratio
+        audio_frames = round(job.num_frames / job.fps * self._audio_latents_per_second())
+        device = pipe._execution_device
+        return Geometry(
+            video_coords=transformer.rope.prepare_video_coords(1, frames, latent_h, latent_w, device, fps=job.fps),
+            audio_coords=transformer.audio_rope.prepare_audio_coords(1, audio_frames, device),
+            frames=frames,
+            height=latent_h,
+            width=latent_w,
+            audio_frames=audio_frames,
+            fps=job.fps,
+        )
+
+    def _audio_latents_per_second(self) -> float:
+        pipe = self.pipe
+        return pipe.audio_sampling_rate / pipe.audio_hop_length / float(pipe.audio_vae_temporal_compression_ratio)
+
+    def _state_dtype(self) -> torch.dtype:
+        return self.pipe.vae.dtype
+
+    def _video_state(
+        self, geometry: Geometry, image_latent: torch.Tensor, start: torch.Tensor | None
+    ) -> LatentState:
+        """Tokens of the stage's starting latent with frame 0 replaced by the image, held clean."""
+        vae = self.pipe.vae
+        shape = (1, vae.config.latent_channels, geometry.frames, geometry.height, geometry.width)
+        device, dtype = self.pipe._execution_device, self._state_dtype()
+        latent = torch.zeros(shape, device=device, dtype=dtype) if start is None else start.to(device, dtype)
+        latent = latent.clone()
+        latent[:, :, :1] = image_latent.to(device, dtype)
+        mask = torch.ones((1, 1) + shape[2:], device=device, dtype=dtype)
+        mask[:, :, :1] = 0.0
+        tokens = _pack_video(latent)
+        return LatentState(latent=tokens, clean=tokens.clone(), mask=_pack_video(mask))
+
+    def _audio_state(self, geometry: Geometry, start: torch.Tensor | None, dtype: torch.dtype) -> LatentState:
+        audio_vae = self.pipe.audio_vae
+        features = audio_vae.config.latent_channels * (audio_vae.config.mel_bins // self.pipe.audio_vae_mel_compression_ratio)
+        device = self.pipe._execution_device
+        shape = (1, geometry.audio_frames, features)
+        latent = torch.zeros(shape, device=device, dtype=dtype) if start is None else start.to(device, dtype).clone()
+        return LatentState(latent=latent, clean=latent.clone(), mask=torch.ones((1, shape[1], 1), device=device, dtype=dtype))
+
+    def _image_latent(self, pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """The conditioning image at this stage's size as a normalised latent frame [1, C, 1, h, w]."""
+        vae = self.pipe.vae
+        image = cover_and_crop(pixels, height, width).to(self.pipe._execution_device, vae.dtype)
+        latent = vae.encode(image).latent_dist.mode()
+        return _normalize(latent, vae.latents_mean, vae.latents_std)
+
+    def _upsample(self, latent: torch.Tensor) -> torch.Tensor:
+        """The 2x latent upsampler works on un-normalised latents."""
+        vae, upsampler = self.pipe.vae, self.latent_upsampler
+        device = next(upsampler.parameters()).device
+        raw = _denormalize(latent, vae.latents_mean, vae.latents_std)
+        upsampled = upsampler(raw.to(device=device, dtype=upsampler.dtype)).to(latent.device, latent.dtype)
+        return _normalize(upsampled, vae.latents_mean, vae.latents_std)
+
+    def _unpack_video(self, tokens: torch.Tensor, job: DenoiseJob, width: int, height: int) -> torch.Tensor:
+        pipe = self.pipe
+        frames = (job.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
+        latent_h, latent_w = height // pipe.vae_spatial_compression_ratio, width // pipe.vae_spatial_compression_ratio
+        return tokens.reshape(tokens.shape[0], frames, latent_h, latent_w, -1).permute(0, 4, 1, 2, 3)
+
+    def _video_out(self, state: LatentState, job: DenoiseJob, width: int, height: int) -> torch.Tensor:
+        vae = self.pipe.vae
+        return _denormalize(self._unpack_video(state.latent, job, width, height), vae.latents_mean, vae.latents_std)
+
+    def _audio_out(self, state: LatentState) -> torch.Tensor:
+        audio_vae = self.pipe.audio_vae
+        mean = audio_vae.latents_mean.to(state.latent.device, state.latent.dtype)
+        std = audio_vae.latents_std.to(state.latent.device, state.latent.dtype)
+        raw = state.latent * std + mean
+        latent_mel_bins = audio_vae.config.mel_bins // self.pipe.audio_vae_mel_compression_ratio
+        return raw.unflatten(2, (-1, latent_mel_bins)).transpose(1, 2)  # [B, L, C*M] -> [B, C, L, M]
 
 
-def _positive_only(embeds: dict) -> dict:
-    return {key: value for key, value in embeds.items() if not key.startswith("negative_")}
+def _pack_video(latent: torch.Tensor) -> torch.Tensor:
+    """[B, C, F, H, W] -> [B, F*H*W, C] (LTX-2's patch size is 1)."""
+    return latent.flatten(2).transpose(1, 2)
+
+
+def _channel_stats(stats: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return stats.view(1, -1, 1, 1, 1).to(like.device, like.dtype)
+
+
+def _normalize(latent: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (latent - _channel_stats(mean, latent)) / _channel_stats(std, latent)
+
+
+def _denormalize(latent: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return latent * _channel_stats(std, latent) + _channel_stats(mean, latent)
+
+
+def image_crf_for(configured: int | None) -> int:
+    return DEFAULT_IMAGE_CRF if configured is None else configured

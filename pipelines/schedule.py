@@ -1,43 +1,59 @@
-"""A flow-match scheduler whose resolution-dependent shift stays numerically sound at every size.
+"""The sigma schedules of LTX-2's recipes, as Lightricks' reference (ltx-core 1.0.0) computes them.
 
-LTX-2 derives the schedule's shift ``mu`` from the video token count by extrapolating a line fitted
-between 1,024 and 4,096 tokens. Large requests lie far beyond it (1280x1280x401 is 81,600 tokens,
-mu ~ 30): the shifted sigmas round to 1.0 in float32, the terminal stretch divides by zero and the
-whole schedule becomes NaN. We cap ``mu`` where the last sigma is still distinguishable from 1;
-sizes up to ~30k tokens (the API's default 720x1280x181 is 22,080) keep their exact schedule.
+- Guided stage 1 (``two-stage``) and ``one-stage``: ``ltx2_sigmas(steps)``. The shift is taken at the
+  4,096-token anchor of LTX-2's shift line (mu = 2.05) at every size, the way Lightricks' pipelines call
+  their scheduler (without a latent), then stretched so the last non-zero sigma is 0.1. Deriving the
+  shift from the real token count instead (diffusers' default) pushes large requests' schedules towards
+  1.0: at 1280x1280x401, 33 of 40 steps would sit above sigma 0.9 and detail would stay unresolved.
+- ``distilled`` stage 1 and every stage 2: the fixed lists the distilled weights were trained for.
+
+Every schedule ends with 0.0: a loop runs ``len(sigmas) - 1`` Euler steps.
 """
 
 from __future__ import annotations
 
 import math
 
-from diffusers import FlowMatchEulerDiscreteScheduler
+import torch
 
-# Smallest 1 - sigma we let the stretch divide by: float32 resolves ~6e-8 near 1.0, so this keeps
-# the stretched schedule accurate to about 1 %.
-MIN_DISTANCE_FROM_ONE = 1e-5
+# LTX-2's resolution-dependent shift line, through (1,024 tokens, 0.95) and (4,096 tokens, 2.05).
+BASE_SHIFT_TOKENS = 1024
+MAX_SHIFT_TOKENS = 4096
+BASE_SHIFT = 0.95
+MAX_SHIFT = 2.05
+# The shift Lightricks' pipelines use at every size: the line's value at its upper anchor.
+REFERENCE_TOKENS = MAX_SHIFT_TOKENS
+TERMINAL_SIGMA = 0.1
+
+DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
+STAGE_2_SIGMAS = (0.909375, 0.725, 0.421875, 0.0)
 
 
-def largest_stable_mu(num_steps: int) -> float:
-    """The shift at which the last sigma before stretching sits MIN_DISTANCE_FROM_ONE below 1.
+def shift_for_tokens(tokens: int) -> float:
+    slope = (MAX_SHIFT - BASE_SHIFT) / (MAX_SHIFT_TOKENS - BASE_SHIFT_TOKENS)
+    intercept = BASE_SHIFT - slope * BASE_SHIFT_TOKENS
+    return tokens * slope + intercept
 
-    The exponential shift maps t to e^mu / (e^mu + 1/t - 1); at the last step t = 1/num_steps.
+
+def ltx2_sigmas(steps: int, *, tokens: int = REFERENCE_TOKENS, terminal: float = TERMINAL_SIGMA) -> torch.Tensor:
+    """``steps + 1`` float32 sigmas from 1.0 down to ``terminal``, then 0.0.
+
+    Needs at least 2 steps: with one, the only non-zero sigma is 1.0 and the terminal stretch divides
+    by zero (the reference returns NaN there).
     """
-    spread = max(1, num_steps - 1)
-    return math.log(spread) + math.log(1 / MIN_DISTANCE_FROM_ONE - 1)
+    if steps < 2:
+        raise ValueError(f"steps: must be at least 2 for the LTX-2 schedule; got {steps}")
+    growth = math.exp(shift_for_tokens(tokens))
+    sigmas = torch.linspace(1.0, 0.0, steps + 1)
+    nonzero = sigmas != 0
+    # The exponential time shift t -> e^mu / (e^mu + 1/t - 1), left at 0 for t = 0.
+    sigmas = torch.where(nonzero, growth / (growth + (1 / sigmas - 1)), 0)
+    # Stretch (1 - sigma) so the last non-zero sigma lands exactly on ``terminal``.
+    distance_from_one = 1.0 - sigmas[nonzero]
+    stretch = distance_from_one[-1] / (1.0 - terminal)
+    sigmas[nonzero] = 1.0 - distance_from_one / stretch
+    return sigmas.to(torch.float32)
 
 
-class BoundedShiftScheduler(FlowMatchEulerDiscreteScheduler):
-    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
-        if mu is not None:
-            steps = len(sigmas) if sigmas is not None else (num_inference_steps or 1)
-            mu = min(mu, largest_stable_mu(steps))
-        return super().set_timesteps(
-            num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu, timesteps=timesteps
-        )
-
-
-def with_bounded_shift(pipe) -> None:
-    """Swap the pipeline's scheduler for the bounded one, keeping its configuration."""
-    if not isinstance(pipe.scheduler, BoundedShiftScheduler):
-        pipe.scheduler = BoundedShiftScheduler.from_config(pipe.scheduler.config)
+def fixed_sigmas(values: tuple[float, ...]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)

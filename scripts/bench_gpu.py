@@ -49,7 +49,6 @@ PROMPT = (
 STAGE_ORDER = (
     "load_image",
     "encode_prompt",
-    "encode_image",
     "stage1",
     "denoise",
     "upsample",

@@ -70,7 +70,6 @@ def test_output_has_exact_requested_size_frames_fps_and_audio(
     assert set(result.stage_seconds) == {
         "load_image",
         "encode_prompt",
-        "encode_image",
         "stage1",
         "upsample",
         "stage2",

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from pipelines.decode import decode_video_chunks, to_uint8_frames
-from pipelines.generate import center_crop_frames, cover_and_center_crop, plan_generation_size
+from pipelines.conditioning import cover_and_crop
+from pipelines.generate import center_crop_frames, plan_generation_size
 from pipelines.interface import MuxError
 from pipelines.mux import fit_audio_length, mux_video
 from tests.media_probe import probe_mp4
@@ -31,14 +32,17 @@ def test_plan_generation_size_snaps_up(requested, expected):
     assert (size.out_width, size.out_height, size.out_num_frames) == requested
 
 
-def test_cover_and_center_crop_keeps_aspect_ratio():
+def test_cover_and_crop_keeps_aspect_ratio():
     # 400x100 image: left quarter blue, middle half red, right quarter green.
     pixels = np.zeros((100, 400, 3), dtype=np.uint8)
     pixels[:, :100] = (0, 0, 255)
     pixels[:, 100:300] = (255, 0, 0)
     pixels[:, 300:] = (0, 255, 0)
-    out = np.asarray(cover_and_center_crop(Image.fromarray(pixels), 64, 64))
-    assert out.shape == (64, 64, 3)
+    import torch
+
+    scaled = cover_and_crop(torch.from_numpy(pixels), 64, 64)  # [1, 3, 1, 64, 64] in [-1, 1]
+    assert scaled.shape == (1, 3, 1, 64, 64)
+    out = ((scaled[0, :, 0].permute(1, 2, 0) + 1) * 127.5).numpy()
     # Cover-scaling to height 64 makes it 256 wide; the central 64 columns are all red (no stretch).
     assert (np.abs(out.astype(int) - (255, 0, 0)).max(axis=-1) < 40).all()
 
@@ -106,33 +110,21 @@ def test_mux_error_from_frame_source_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_schedule_stays_finite_far_beyond_the_shift_fit():
-    import numpy as np
+def test_schedule_is_finite_and_ends_on_the_terminal_sigma_for_every_step_count():
     import torch
-    from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import calculate_shift
 
-    from pipelines.schedule import BoundedShiftScheduler
-    from pipelines.tiny import _build_scheduler
+    from pipelines.schedule import TERMINAL_SIGMA, ltx2_sigmas
 
-    scheduler = BoundedShiftScheduler.from_config(_build_scheduler().config)
-    for tokens in (22_080, 50_000, 81_600):  # the default payload ... the API's largest request
-        for steps in (2, 40):
-            mu = calculate_shift(tokens, 1024, 4096, 0.95, 2.05)
-            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
-            assert torch.isfinite(scheduler.sigmas).all()
-            assert scheduler.sigmas[0] == 1.0 and scheduler.sigmas[-2] == pytest.approx(0.1, abs=1e-3)
+    for steps in (2, 3, 8, 40, 100):
+        sigmas = ltx2_sigmas(steps)
+        assert torch.isfinite(sigmas).all() and len(sigmas) == steps + 1
+        assert sigmas[0] == pytest.approx(1.0, abs=1e-6) and sigmas[-1] == 0.0
+        assert sigmas[-2] == pytest.approx(TERMINAL_SIGMA, abs=1e-6)
+        assert (sigmas[1:] < sigmas[:-1]).all()
 
 
-def test_bounded_shift_leaves_the_default_payload_schedule_unchanged():
-    import numpy as np
-    from diffusers.pipelines.ltx2.pipeline_ltx2_image2video import calculate_shift
+def test_schedule_needs_two_steps():
+    from pipelines.schedule import ltx2_sigmas
 
-    from pipelines.schedule import BoundedShiftScheduler
-    from pipelines.tiny import _build_scheduler
-
-    plain = _build_scheduler()
-    bounded = BoundedShiftScheduler.from_config(plain.config)
-    mu = calculate_shift(22_080, 1024, 4096, 0.95, 2.05)
-    for scheduler in (plain, bounded):
-        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 40, 40), mu=mu)
-    assert (plain.sigmas == bounded.sigmas).all()
+    with pytest.raises(ValueError, match="steps: must be at least 2"):
+        ltx2_sigmas(1)
