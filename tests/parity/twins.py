@@ -593,7 +593,10 @@ def _build_diffusers_upsampler(upsampler_state: dict):
 
 def fuse_lora(velocity: torch.nn.Module, lora: dict[str, torch.Tensor], scale: float = 1.0) -> torch.nn.Module:
     """A copy of the reference velocity model with W + scale * B @ A fused into every LoRA target
-    (Lightricks' key format: ``diffusion_model.<module>.lora_A.weight`` / ``lora_B.weight``)."""
+    (Lightricks' key format: ``diffusion_model.<module>.lora_A.weight`` / ``lora_B.weight``).
+
+    This is the formula of ltx_core.loader.fuse_loras (``matmul(B * strength, A) + W``); that function itself only
+    fuses into bfloat16/fp8 weights (float32 raises "Unsupported dtype"), hence this float32 re-statement."""
     import copy
 
     fused = copy.deepcopy(velocity)
@@ -828,12 +831,12 @@ def make_step(
     latent_height: int = 2,
     latent_width: int = 3,
     fps: float = 24.0,
-    sigma: float = 0.6,
+    sigma: float | tuple[float, ...] = 0.6,
     text_tokens: int = 8,
     image_conditioned: bool = True,
 ) -> TransformerStep:
-    """Random inputs for one image-to-video step: latent frame 0 clean (timestep 0), the rest at ``sigma``; audio
-    sized like the pipeline sizes it for the clip's duration."""
+    """Random inputs for one image-to-video step: latent frame 0 clean (timestep 0), the rest at ``sigma`` (a float,
+    or one per sample); audio sized like the pipeline sizes it for the clip's duration."""
     g = torch.Generator().manual_seed(seed)
     tokens = latent_frames * latent_height * latent_width
     num_frames = (latent_frames - 1) * 8 + 1
@@ -843,7 +846,7 @@ def make_step(
     mask = torch.ones(batch, tokens)
     if image_conditioned:
         mask[:, : latent_height * latent_width] = 0.0
-    sigmas = torch.full((batch,), sigma)
+    sigmas = torch.tensor(sigma, dtype=torch.float32).expand(batch).clone()  # one sigma, or one per sample
     return TransformerStep(
         video_latent=video_latent,
         audio_latent=audio_latent,
