@@ -33,6 +33,7 @@ def load_generator(
     offload: str = "auto",
     fp8: bool = False,
     recipe: str = "two-stage",
+    guidance: str = "ltx-pipelines",
     x264_preset: str | None = None,
     x264_crf: int | None = None,
     num_inference_steps: int | None = None,
@@ -43,8 +44,10 @@ def load_generator(
     ``num_threads`` caps torch's CPU threads (None: every core this process may run on); several
     workers on one host's CPU each take their share, or their thread pools fight over the cores.
 
-    ``tiny`` is built in code; ``ltx-2-19b`` loads from ``weights`` (offline: the hub is never asked).
-    The returned generator's ``description`` says what was loaded and which offload mode was chosen, why.
+    ``tiny`` is built in code; ``ltx-2-19b`` loads from ``weights`` (offline: the hub is never asked), for
+    ``recipe``: the distilled recipe uses Lightricks' distilled checkpoint when ``weights`` holds it.
+    The returned generator's ``description`` says what was loaded and which offload mode was chosen, why
+    (and, for the distilled recipe, which distilled model).
     """
     if model not in MODEL_DEFAULTS:
         raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
@@ -57,6 +60,7 @@ def load_generator(
 
     from .loader import (
         build_tiny_bundle,
+        describe_distilled_source,
         load_bundle_from_weights,
         place_bundle,
         resolve_device,
@@ -74,7 +78,7 @@ def load_generator(
             bundle.pipe.to(torch_dtype)
             bundle.latent_upsampler.to(torch_dtype)
     else:
-        bundle = load_bundle_from_weights(weights, torch_dtype)
+        bundle = load_bundle_from_weights(weights, torch_dtype, recipe=recipe)
     # A transformer read from the fp8 checkpoint stays in fp8: that is what its download was chosen for.
     fp8 = fp8 or getattr(bundle, "fp8_checkpoint", False)
     if fp8:
@@ -85,14 +89,18 @@ def load_generator(
         model,
         plan,
         recipe=recipe,
+        guidance=guidance,
         num_inference_steps=num_inference_steps,
         x264_preset=x264_preset,
         x264_crf=x264_crf,
     )
+    distilled = ""
+    if recipe == "distilled":
+        distilled = f"; {describe_distilled_source(bundle, None if model == 'tiny' else weights)}"
     generator.description = (
         f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
         f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
-        f"offload {plan.mode}: {plan.reason}"
+        f"offload {plan.mode}: {plan.reason}{distilled}; guidance {generator.guidance_summary}"
     )
     return generator
 
@@ -103,6 +111,7 @@ def build_generator(
     plan,
     *,
     recipe: str = "two-stage",
+    guidance: str = "ltx-pipelines",
     num_inference_steps: int | None = None,
     x264_preset: str | None = None,
     x264_crf: int | None = None,
@@ -118,6 +127,7 @@ def build_generator(
     return LTX2Generator(
         bundle,
         recipe=recipe,
+        guidance=guidance,
         num_inference_steps=num_inference_steps or defaults["num_inference_steps"],
         x264_preset=x264_preset or defaults["x264_preset"],
         x264_crf=x264_crf if x264_crf is not None else defaults["x264_crf"],

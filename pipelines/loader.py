@@ -14,9 +14,11 @@ import torch
 
 from .offload import GIB, OffloadPlan, apply_offload, module_bytes, plan_offload
 from .weights import (
+    DISTILLED_CHECKPOINT_FILE,
     DISTILLED_LORA_FILE,
     FP8_CHECKPOINT_FILE,
     LATENT_UPSAMPLER_DIR,
+    distilled_checkpoint,
     require_complete_weights,
     uses_fp8_checkpoint,
 )
@@ -29,6 +31,7 @@ DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": t
 
 # Lightricks' single-file checkpoints prefix the transformer's tensors so (VAEs and others are bundled too).
 _CHECKPOINT_TRANSFORMER_PREFIX = "model.diffusion_model."
+_FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 @dataclass
@@ -36,8 +39,18 @@ class LTX2Bundle:
     pipe: object  # LTX2ImageToVideoPipeline
     latent_upsampler: object | None  # LTX2LatentUpsamplerModel
     distilled_adapter: str | None  # peft adapter name of the stage-2 distilled LoRA (disabled between uses)
-    fp8_checkpoint: bool = False  # the transformer came from Lightricks' fp8 checkpoint
+    fp8_checkpoint: bool = False  # the transformer came from one of Lightricks' fp8 checkpoints
     after_prompt: Callable[[], None] | None = None  # called once the prompt is encoded (offload hooks)
+    # Where the distilled recipe's distilled model comes from:
+    # - "lora": the base transformer with the distilled LoRA (distilled_adapter) switched on;
+    #   distilled_transformer is None.
+    # - "checkpoint": Lightricks' full distilled checkpoint (distilled_checkpoint_file names it). Its
+    #   transformer IS pipe.transformer (distilled_transformer is the same object, so it is placed,
+    #   offloaded and stored in fp8 as pipe.transformer is); the base transformer and the LoRA were never
+    #   loaded (distilled_adapter is None): every stage runs pipe.transformer as it is.
+    distilled_transformer: object | None = None
+    distilled_source: str = "lora"
+    distilled_checkpoint_file: str | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -56,32 +69,64 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name] or (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
-def load_bundle_from_weights(weights_dir: str | Path, dtype: torch.dtype) -> LTX2Bundle:
+def load_bundle_from_weights(
+    weights_dir: str | Path, dtype: torch.dtype, *, recipe: str = "two-stage"
+) -> LTX2Bundle:
+    """The bundle for ``recipe``. Only the distilled recipe reads Lightricks' distilled checkpoint, and only
+    when it is in ``weights_dir``: its transformer then becomes pipe.transformer, in place of the base one
+    (never loaded), and the distilled LoRA is not loaded either (see LTX2Bundle.distilled_source)."""
     from diffusers import LTX2ImageToVideoPipeline
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
     weights_dir = Path(weights_dir)
     require_complete_weights(weights_dir)
-    fp8_checkpoint = uses_fp8_checkpoint(weights_dir)
-    components = {"transformer": load_fp8_checkpoint_transformer(weights_dir, dtype)} if fp8_checkpoint else {}
+    distilled_file = distilled_checkpoint(weights_dir) if recipe == "distilled" else None
+    transformer, fp8_checkpoint = None, False
+    if distilled_file is not None:
+        transformer, fp8_checkpoint = load_checkpoint_transformer(distilled_file, weights_dir / "transformer", dtype)
+    elif uses_fp8_checkpoint(weights_dir):
+        transformer, fp8_checkpoint = load_checkpoint_transformer(
+            weights_dir / FP8_CHECKPOINT_FILE, weights_dir / "transformer", dtype
+        )
+    components = {} if transformer is None else {"transformer": transformer}
     pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True, **components)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(
         weights_dir / LATENT_UPSAMPLER_DIR, dtype=dtype, local_files_only=True
     ).eval()
-    pipe.load_lora_weights(str(weights_dir), weight_name=DISTILLED_LORA_FILE, adapter_name=DISTILLED_ADAPTER)
-    bundle = _finish_bundle(pipe, upsampler)
+    if distilled_file is None:
+        pipe.load_lora_weights(str(weights_dir), weight_name=DISTILLED_LORA_FILE, adapter_name=DISTILLED_ADAPTER)
+        bundle = _finish_bundle(pipe, upsampler)
+    else:
+        bundle = _finish_bundle(pipe, upsampler, adapter=None)
+        bundle.distilled_transformer = pipe.transformer
+        bundle.distilled_source = "checkpoint"
+        bundle.distilled_checkpoint_file = distilled_file.name
     bundle.fp8_checkpoint = fp8_checkpoint
+    if recipe == "distilled":
+        log.info("%s", describe_distilled_source(bundle, weights_dir))
     return bundle
 
 
-def load_fp8_checkpoint_transformer(weights_dir: Path, dtype: torch.dtype):
-    """The transformer from Lightricks' fp8 single-file checkpoint, with its per-tensor scales applied.
+def describe_distilled_source(bundle: LTX2Bundle, weights_dir: str | Path | None = None) -> str:
+    """Which distilled model the distilled recipe runs, for the start-up log and the generator's description."""
+    if bundle.distilled_source == "checkpoint":
+        return f"distilled: checkpoint {bundle.distilled_checkpoint_file}"
+    if weights_dir is None:  # a model built in code: no weights folder to look in
+        return "distilled: base model + distilled LoRA"
+    return f"distilled: base model + distilled LoRA ({DISTILLED_CHECKPOINT_FILE} not in {weights_dir})"
 
-    The file stores float8_e4m3fn weights W with a float ``W_scale`` each (``...weight`` and
-    ``...weight_scale``; ``input_scale`` is for fp8 activations, unused here). diffusers' single-file
-    converter renames keys but drops the scales, which would leave every weight off by its scale; so the
-    weights are dequantised here (W * scale), renamed with diffusers' own converter, and loaded into a
-    transformer built from transformer/config.json. The caller keeps it in fp8 storage afterwards.
+
+def load_checkpoint_transformer(checkpoint_file: Path, config_dir: Path, dtype: torch.dtype):
+    """The transformer of one of Lightricks' single-file checkpoints (dev fp8, distilled bf16 or fp8), and
+    whether the file stored it in fp8.
+
+    These files bundle the transformer (``model.diffusion_model.*``, in Lightricks' own key names) with
+    the VAEs and more, which are skipped here. The fp8 ones store float8_e4m3fn weights W with a float
+    ``W_scale`` each (``...weight`` and ``...weight_scale``; ``input_scale`` is for fp8 activations,
+    unused here). diffusers' single-file converter renames keys but drops the scales, which would leave
+    every weight off by its scale; so the weights are dequantised here (W * scale), renamed with
+    diffusers' own converter, and loaded into a transformer built from ``config_dir``/config.json. The
+    caller keeps an fp8 one in fp8 storage afterwards.
     """
     from accelerate import init_empty_weights
     from diffusers import LTX2VideoTransformer3DModel
@@ -89,22 +134,26 @@ def load_fp8_checkpoint_transformer(weights_dir: Path, dtype: torch.dtype):
     from safetensors import safe_open
 
     state: dict[str, torch.Tensor] = {}
-    with safe_open(str(weights_dir / FP8_CHECKPOINT_FILE), framework="pt") as checkpoint:
+    stored_in_fp8 = False
+    with safe_open(str(checkpoint_file), framework="pt") as checkpoint:
         names = [name for name in checkpoint.keys() if name.startswith(_CHECKPOINT_TRANSFORMER_PREFIX)]
         present = set(names)
         for name in names:
             if name.endswith("_scale"):
                 continue
             tensor = checkpoint.get_tensor(name)
+            stored_in_fp8 = stored_in_fp8 or tensor.dtype in _FP8_DTYPES
             if f"{name}_scale" in present:
                 tensor = tensor.float() * checkpoint.get_tensor(f"{name}_scale").float()
             state[name] = tensor.to(dtype)
+    if not state:
+        raise ValueError(f"{checkpoint_file}: holds no transformer tensors ({_CHECKPOINT_TRANSFORMER_PREFIX}*)")
     state = convert_ltx2_transformer_to_diffusers(state)
-    config = LTX2VideoTransformer3DModel.load_config(weights_dir / "transformer")
+    config = LTX2VideoTransformer3DModel.load_config(config_dir)
     with init_empty_weights():
         transformer = LTX2VideoTransformer3DModel.from_config(config)
     transformer.load_state_dict(state, strict=True, assign=True)
-    return transformer.to(dtype).eval()
+    return transformer.to(dtype).eval(), stored_in_fp8
 
 
 def build_tiny_bundle() -> LTX2Bundle:
@@ -115,10 +164,11 @@ def build_tiny_bundle() -> LTX2Bundle:
     return _finish_bundle(pipe, build_tiny_latent_upsampler())
 
 
-def _finish_bundle(pipe, upsampler) -> LTX2Bundle:
-    pipe.disable_lora()  # on only for the stages that use it
+def _finish_bundle(pipe, upsampler, *, adapter: str | None = DISTILLED_ADAPTER) -> LTX2Bundle:
+    if adapter is not None:
+        pipe.disable_lora()  # on only for the stages that use it
     pipe.set_progress_bar_config(disable=True)
-    return LTX2Bundle(pipe=pipe, latent_upsampler=upsampler, distilled_adapter=DISTILLED_ADAPTER)
+    return LTX2Bundle(pipe=pipe, latent_upsampler=upsampler, distilled_adapter=adapter)
 
 
 def store_transformer_in_fp8(bundle: LTX2Bundle, compute_dtype: torch.dtype) -> None:
@@ -133,6 +183,7 @@ _PIPE_COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_v
 
 
 def _bundle_modules(bundle: LTX2Bundle) -> dict[str, torch.nn.Module]:
+    # bundle.distilled_transformer, when set, is pipe.transformer: counted and placed as that.
     modules = {name: getattr(bundle.pipe, name) for name in _PIPE_COMPONENTS}
     if bundle.latent_upsampler is not None:
         modules["latent_upsampler"] = bundle.latent_upsampler

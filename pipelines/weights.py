@@ -17,6 +17,10 @@ two-stage recipe needs, which that same repo carries:
     DIR/ltx-2-19b-dev-fp8.safetensors    optional (`download_weights.py --fp8`): Lightricks' fp8 checkpoint; when
                                          present, transformer/ needs only its config.json (the loader builds
                                          the transformer from this file, applying its per-tensor scales)
+    DIR/ltx-2-19b-distilled.safetensors  optional (`download_weights.py --distilled`; with --fp8,
+    or DIR/ltx-2-19b-distilled-fp8.safetensors  the fp8 one): Lightricks' full distilled checkpoint; when
+                                         present, `--recipe distilled` runs both stages with its transformer
+                                         and no LoRA (the other recipes never read it)
 
 Where each fact comes from (read 2026-11; re-check on a diffusers or hub change):
 - Component names and classes: `model_index.json` of Lightricks/LTX-2 (hub page
@@ -34,7 +38,10 @@ Where each fact comes from (read 2026-11; re-check on a diffusers or hub change)
 - fp8: Lightricks publishes fp8 for LTX-2 19B as single-file checkpoints at the repo's top, in the
   original (non-diffusers) key format with transformer and VAEs bundled: `ltx-2-19b-dev-fp8.safetensors`
   (~27 GB; linked from ComfyUI's LTX-2 templates and public download scripts) and
-  `ltx-2-19b-distilled-fp8.safetensors` (listed by the ComfyUI-LTXVideo docs). No source found shows an
+  `ltx-2-19b-distilled-fp8.safetensors` (listed by the ComfyUI-LTXVideo docs).
+- The distilled checkpoints `ltx-2-19b-distilled.safetensors` / `-fp8`: the same single-file format, next
+  to the dev ones at the repo's top; Lightricks' reference DistilledPipeline (ltx-pipelines 1.0.0,
+  ltx_pipelines/distilled.py) runs both of its stages with this file's transformer and no LoRA. No source found shows an
   fp8 diffusers-format transformer folder. Lightricks' fp8 checkpoints store float8_e4m3fn weights with
   per-tensor `weight_scale`/`input_scale` tensors (Lightricks/LTX-2 PR #172, shown on the LTX-2.3 file;
   not verified on the 2.0 file here), which diffusers 0.42.1's single-file converter
@@ -61,6 +68,11 @@ MODEL_INDEX_FILE = "model_index.json"
 DISTILLED_LORA_FILE = "ltx-2-19b-distilled-lora-384.safetensors"
 LATENT_UPSAMPLER_DIR = "latent_upsampler"
 FP8_CHECKPOINT_FILE = "ltx-2-19b-dev-fp8.safetensors"
+# Lightricks' full distilled checkpoints (optional, `download_weights.py --distilled`), bf16 and fp8.
+DISTILLED_CHECKPOINT_FILE = "ltx-2-19b-distilled.safetensors"
+DISTILLED_FP8_CHECKPOINT_FILE = "ltx-2-19b-distilled-fp8.safetensors"
+# The loader's order of preference when both are there: bf16 first, as for the dev transformer.
+DISTILLED_CHECKPOINT_FILES = (DISTILLED_CHECKPOINT_FILE, DISTILLED_FP8_CHECKPOINT_FILE)
 # Written by scripts/download_weights.py: {"repo", "revision", "files": {relative path: size in bytes}}.
 MANIFEST_FILE = ".ltx2-manifest.json"
 
@@ -174,6 +186,15 @@ def uses_fp8_checkpoint(root: str | os.PathLike) -> bool:
     folder = root / "transformer"
     has_own = folder.is_dir() and (_weight_files(folder) or _index_files(folder))
     return (root / FP8_CHECKPOINT_FILE).is_file() and not has_own
+
+
+def distilled_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The distilled checkpoint `--recipe distilled` would use (bf16 before fp8), or None when neither is
+    there. Optional: the layout check does not require it, but checks it like every other weight file."""
+    for name in DISTILLED_CHECKPOINT_FILES:
+        if (Path(root) / name).is_file():
+            return Path(root) / name
+    return None
 
 
 def _component_findings(root: Path, name: str) -> list[str]:

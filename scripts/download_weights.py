@@ -1,7 +1,7 @@
 """Fetch exactly the LTX-2 19B files the server needs from the Hugging Face hub, or check a folder offline.
 
 Usage:
-    python scripts/download_weights.py [--dest weights/] [--revision REV] [--fp8]
+    python scripts/download_weights.py [--dest weights/] [--revision REV] [--fp8] [--distilled]
     python scripts/download_weights.py --check [DIR]        # offline; exit 0 complete, 1 not
 
 What it downloads from the hub repo Lightricks/LTX-2 (the diffusers-format layout described in
@@ -12,6 +12,11 @@ stage-2 LoRA ltx-2-19b-distilled-lora-384.safetensors. Not the repo's single-fil
 `--fp8` fetches ltx-2-19b-dev-fp8.safetensors (~27 GB), Lightricks' fp8 single-file checkpoint, INSTEAD
 of the bf16 transformer shards (~38 GB; transformer/config.json is still fetched): the server then builds
 the transformer from it, applying its per-tensor scales, and keeps it in fp8 (half the GPU memory).
+`--distilled` also fetches Lightricks' full distilled checkpoint, ltx-2-19b-distilled.safetensors (~43 GB),
+or with `--fp8` ltx-2-19b-distilled-fp8.safetensors (~27 GB) instead: `--recipe distilled` then runs both
+stages with its transformer and no LoRA, as Lightricks' DistilledPipeline does (without it, that recipe
+uses the base transformer with the distilled LoRA). Everything else is fetched as without it: the other
+recipes still need the base transformer and the LoRA.
 
 Progress shows as huggingface_hub's bars. Downloads are resumable: run the same command again after an
 interruption and finished files are kept, partial ones continue (huggingface_hub keeps them under
@@ -32,6 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.weights import (  # noqa: E402  (after the sys.path line so the script runs from anywhere)
+    DISTILLED_CHECKPOINT_FILE,
+    DISTILLED_FP8_CHECKPOINT_FILE,
     DISTILLED_LORA_FILE,
     FP8_CHECKPOINT_FILE,
     HUB_REPO,
@@ -46,14 +53,31 @@ from pipelines.weights import (  # noqa: E402  (after the sys.path line so the s
 DEFAULT_DEST = "weights"
 
 
-def select_hub_files(repo_files: Iterable[str], *, components: Iterable[str] = (), fp8: bool) -> list[str]:
+def distilled_file(*, fp8: bool) -> str:
+    """The distilled checkpoint `--distilled` fetches: the fp8 one with `--fp8` (the transformer is kept in
+    fp8 then anyway, so the bf16 file's extra ~16 GB would buy nothing), else the bf16 one."""
+    return DISTILLED_FP8_CHECKPOINT_FILE if fp8 else DISTILLED_CHECKPOINT_FILE
+
+
+def _top_level_files(*, fp8: bool, distilled: bool) -> list[str]:
+    files = [MODEL_INDEX_FILE, DISTILLED_LORA_FILE]
+    if fp8:
+        files.append(FP8_CHECKPOINT_FILE)
+    if distilled:
+        files.append(distilled_file(fp8=fp8))
+    return files
+
+
+def select_hub_files(
+    repo_files: Iterable[str], *, components: Iterable[str] = (), fp8: bool, distilled: bool = False
+) -> list[str]:
     """The files of the hub listing this server needs, sorted. Pure: unit-tested without a network.
 
     `components` are the subfolders the hub's model_index.json names (pipeline_components); the layout's
     required ones and latent_upsampler/ are always taken, so a component added upstream comes along too.
     """
     folders = {*components, *REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR}
-    top_level = {MODEL_INDEX_FILE, DISTILLED_LORA_FILE} | ({FP8_CHECKPOINT_FILE} if fp8 else set())
+    top_level = set(_top_level_files(fp8=fp8, distilled=distilled))
     needed = (name for name in repo_files if _needed(name, folders, top_level))
     # With the fp8 checkpoint, the transformer's weights come from it: skip its bf16 shards.
     return sorted(name for name in needed if not (fp8 and _is_transformer_weight(name)))
@@ -71,12 +95,10 @@ def _needed(name: str, folders: set[str], top_level: set[str]) -> bool:
     return folder in folders and not rest.rsplit("/", 1)[-1].startswith(".")
 
 
-def layout_gaps(selected: Iterable[str], *, fp8: bool) -> list[str]:
+def layout_gaps(selected: Iterable[str], *, fp8: bool, distilled: bool = False) -> list[str]:
     """What the layout needs that the selection lacks: a changed hub repo fails here, before 75 GB move."""
     selected = set(selected)
-    gaps = [name for name in (MODEL_INDEX_FILE, DISTILLED_LORA_FILE) if name not in selected]
-    if fp8 and FP8_CHECKPOINT_FILE not in selected:
-        gaps.append(FP8_CHECKPOINT_FILE)
+    gaps = [name for name in _top_level_files(fp8=fp8, distilled=distilled) if name not in selected]
     folders = (*REQUIRED_COMPONENTS, LATENT_UPSAMPLER_DIR)
     gaps += [f"{folder}/" for folder in folders if not any(name.startswith(folder + "/") for name in selected)]
     return gaps
@@ -106,7 +128,7 @@ def run_check(folder: str) -> int:
     return 1
 
 
-def run_download(dest: str, *, revision: str | None, fp8: bool) -> int:
+def run_download(dest: str, *, revision: str | None, fp8: bool, distilled: bool = False) -> int:
     # Imported here so --check (and importing this module) works where huggingface_hub is absent.
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
@@ -118,8 +140,8 @@ def run_download(dest: str, *, revision: str | None, fp8: bool) -> int:
         # Pinned to the listed commit, like everything below, so listing and files cannot disagree.
         index_path = hf_hub_download(HUB_REPO, MODEL_INDEX_FILE, revision=info.sha, local_dir=destination)
         components = pipeline_components(json.loads(Path(index_path).read_text(encoding="utf-8")))
-    files = select_hub_files(sizes, components=components, fp8=fp8)
-    gaps = layout_gaps(files, fp8=fp8)
+    files = select_hub_files(sizes, components=components, fp8=fp8, distilled=distilled)
+    gaps = layout_gaps(files, fp8=fp8, distilled=distilled)
     if gaps:
         print(f"{HUB_REPO}@{info.sha} lacks what the layout needs: {', '.join(gaps)}", file=sys.stderr)
         return 2
@@ -142,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fp8", action="store_true", help=f"also fetch Lightricks' fp8 checkpoint {FP8_CHECKPOINT_FILE} (~27 GB)"
     )
     parser.add_argument(
+        "--distilled",
+        action="store_true",
+        help=f"also fetch Lightricks' distilled checkpoint {DISTILLED_CHECKPOINT_FILE} (~43 GB; with --fp8: "
+        f"{DISTILLED_FP8_CHECKPOINT_FILE}, ~27 GB), used by --recipe distilled",
+    )
+    parser.add_argument(
         "--check",
         nargs="?",
         const="",
@@ -151,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check is not None:
         return run_check(args.check or args.dest)
-    return run_download(args.dest, revision=args.revision, fp8=args.fp8)
+    return run_download(args.dest, revision=args.revision, fp8=args.fp8, distilled=args.distilled)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from pipelines.weights import (
+    DISTILLED_CHECKPOINT_FILE,
+    DISTILLED_FP8_CHECKPOINT_FILE,
     DISTILLED_LORA_FILE,
     FP8_CHECKPOINT_FILE,
     LATENT_UPSAMPLER_DIR,
@@ -27,6 +29,7 @@ from pipelines.weights import (
     REQUIRED_COMPONENTS,
     WeightsIncomplete,
     check_weights,
+    distilled_checkpoint,
     pipeline_components,
     require_complete_weights,
     safetensors_problem,
@@ -254,6 +257,25 @@ def test_the_tiny_model_saved_in_the_real_layout_passes_the_check(tmp_path):
     assert _problem_about(check_weights(tmp_path / "tiny"), "tokenizer/tokenizer_config.json")
 
 
+@pytest.mark.parametrize("name", [DISTILLED_CHECKPOINT_FILE, DISTILLED_FP8_CHECKPOINT_FILE])
+def test_a_distilled_checkpoint_is_optional_and_checked_like_every_weight_file(weights, name):
+    assert distilled_checkpoint(weights) is None and check_weights(weights) == []
+    _write_safetensors(weights / name, 50)
+    _write_manifest(weights)
+    assert distilled_checkpoint(weights) == weights / name
+    assert check_weights(weights) == []
+    (weights / name).write_bytes((weights / name).read_bytes()[:-3])
+    problem = _problem_about(check_weights(weights), name)
+    assert "truncated" in problem and "python scripts/download_weights.py --dest" in problem
+
+
+def test_the_bf16_distilled_checkpoint_is_preferred_to_the_fp8_one(weights):
+    _write_safetensors(weights / DISTILLED_FP8_CHECKPOINT_FILE, 51)
+    assert distilled_checkpoint(weights) == weights / DISTILLED_FP8_CHECKPOINT_FILE
+    _write_safetensors(weights / DISTILLED_CHECKPOINT_FILE, 52)
+    assert distilled_checkpoint(weights) == weights / DISTILLED_CHECKPOINT_FILE
+
+
 # ---- scripts/download_weights.py ------------------------------------------------------------------------
 
 
@@ -267,6 +289,17 @@ def test_check_exits_0_on_a_complete_folder(weights):
     result = _run_script("--check", str(weights))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"complete: {weights}" in result.stdout
+
+
+def test_check_accepts_the_layout_with_a_distilled_checkpoint_and_names_a_truncated_one(weights):
+    distilled = weights / DISTILLED_CHECKPOINT_FILE
+    _write_safetensors(distilled, 53)
+    result = _run_script("--check", str(weights))
+    assert result.returncode == 0, result.stdout + result.stderr
+    distilled.write_bytes(distilled.read_bytes()[:-1])
+    result = _run_script("--check", str(weights))
+    assert result.returncode == 1
+    assert f"{DISTILLED_CHECKPOINT_FILE}: truncated" in result.stdout
 
 
 def test_check_exits_1_naming_the_broken_file(weights):
@@ -350,6 +383,22 @@ def test_fp8_takes_the_fp8_checkpoint_instead_of_the_bf16_transformer_weights():
     assert len(plain) == 22  # the listing minus 9 files: 6 top-level extras, a dotfile, media/, the fp8
     assert script.layout_gaps(with_fp8, fp8=True) == []
     assert script.layout_gaps(plain, fp8=True) == [FP8_CHECKPOINT_FILE]
+
+
+@pytest.mark.parametrize(
+    "fp8, wanted", [(False, DISTILLED_CHECKPOINT_FILE), (True, DISTILLED_FP8_CHECKPOINT_FILE)], ids=["bf16", "fp8"]
+)
+def test_distilled_adds_the_distilled_checkpoint_matching_fp8(fp8, wanted):
+    script = _load_script()
+    without = script.select_hub_files(HUB_LISTING, fp8=fp8)
+    with_distilled = script.select_hub_files(HUB_LISTING, fp8=fp8, distilled=True)
+    # Only the one checkpoint is added; everything else (the base transformer, the LoRA) is still taken.
+    assert sorted(set(with_distilled) - set(without)) == [wanted] and set(without) <= set(with_distilled)
+    assert script.layout_gaps(with_distilled, fp8=fp8, distilled=True) == []
+    assert script.layout_gaps(without, fp8=fp8, distilled=True) == [wanted]
+    listing = [name for name in HUB_LISTING if name != wanted]
+    selected = script.select_hub_files(listing, fp8=fp8, distilled=True)
+    assert script.layout_gaps(selected, fp8=fp8, distilled=True) == [wanted]
 
 
 def test_components_named_by_the_hub_model_index_come_along():
@@ -458,6 +507,21 @@ def test_a_download_fetches_the_layout_pinned_to_one_revision_and_writes_the_man
         (fake_hub.folder / "transformer" / TRANSFORMER_SHARDS[1]).stat().st_size
     )
     assert set(manifest["files"]) == set(fake_hub.snapshot_calls[0]["allow_patterns"])
+
+
+def test_a_download_with_distilled_fetches_the_distilled_checkpoint(fake_hub, tmp_path, capsys):
+    _write_safetensors(fake_hub.folder / DISTILLED_CHECKPOINT_FILE, 41)
+    _write_safetensors(fake_hub.folder / DISTILLED_FP8_CHECKPOINT_FILE, 42)
+    plain, distilled = tmp_path / "plain", tmp_path / "distilled"
+    assert _load_script().main(["--dest", str(plain)]) == 0
+    assert not (plain / DISTILLED_CHECKPOINT_FILE).exists()
+    assert _load_script().main(["--dest", str(distilled), "--distilled"]) == 0
+    assert f"complete: {distilled}" in capsys.readouterr().out
+    assert (distilled / DISTILLED_CHECKPOINT_FILE).read_bytes() == (
+        fake_hub.folder / DISTILLED_CHECKPOINT_FILE
+    ).read_bytes()
+    assert not (distilled / DISTILLED_FP8_CHECKPOINT_FILE).exists()
+    assert DISTILLED_CHECKPOINT_FILE in json.loads((distilled / MANIFEST_FILE).read_text())["files"]
 
 
 def test_after_an_interrupted_download_check_names_the_files_still_missing(fake_hub, tmp_path):

@@ -1,6 +1,7 @@
 """The real-model path on the CPU: the tiny LTX-2 written to disk in the 19B's folder layout (diffusers
 folder + latent upsampler + stage-2 LoRA) and loaded by the same loader as LTX-2 19B, through every
-recipe, every offload mode that runs on a CPU, and fp8 storage."""
+recipe, every offload mode that runs on a CPU, and fp8 storage; plus Lightricks' single-file
+checkpoints (the dev fp8 one, the distilled ones), written here from the tiny transformer."""
 
 from __future__ import annotations
 
@@ -59,6 +60,10 @@ def test_every_recipe_loads_from_disk_and_returns_the_exact_size(tiny_weights, p
     assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
     assert info["audio_codec"] == "aac" and abs(info["audio_duration"] - 10 / 12) <= 1 / 12
     assert f"recipe {recipe}" in generator.description and "offload none" in generator.description
+    says_distilled = "distilled: base model + distilled LoRA (ltx-2-19b-distilled.safetensors not in" in (
+        generator.description
+    )
+    assert says_distilled == (recipe == "distilled")
 
 
 def test_two_stage_generates_at_multiples_of_64_and_one_stage_at_multiples_of_32(tiny_weights):
@@ -128,22 +133,40 @@ def _original_name(name: str) -> str:
     return "model.diffusion_model." + name
 
 
-def write_fp8_checkpoint(transformer, path: Path) -> None:
-    """The transformer as Lightricks ships fp8 checkpoints: e4m3 matrices, each with a per-tensor scale."""
+def write_checkpoint(transformer, path: Path, *, fp8: bool) -> None:
+    """The transformer as Lightricks ships single-file checkpoints, with bundled parts the loader skips;
+    with ``fp8``, e4m3 matrices, each with a per-tensor scale."""
     import torch
     from safetensors.torch import save_file
 
     tensors = {}
     for name, value in transformer.state_dict().items():
         key = _original_name(name)
-        if value.ndim == 2 and name.endswith(".weight"):
+        if fp8 and value.ndim == 2 and name.endswith(".weight"):
             scale = value.abs().max().clamp(min=1e-12) / 448.0  # e4m3's largest normal value
             tensors[key] = (value / scale).to(torch.float8_e4m3fn)
             tensors[f"{key}_scale"] = scale.reshape(()).float()
         else:
             tensors[key] = value.contiguous()
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(4)  # bundled, ignored
+    # The text connectors sit under the transformer's prefix; diffusers' converter drops them.
+    tensors["model.diffusion_model.video_embeddings_connector.learnable_registers"] = torch.zeros(2, 4)
     save_file(tensors, str(path))
+
+
+def write_fp8_checkpoint(transformer, path: Path) -> None:
+    write_checkpoint(transformer, path, fp8=True)
+
+
+def test_the_test_checkpoint_names_are_what_diffusers_converter_reads():
+    # write_checkpoint's names must be the inverse of diffusers' renames, or the tests below prove nothing.
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+
+    from pipelines.tiny import build_tiny_pipeline
+
+    names = list(build_tiny_pipeline().transformer.state_dict())
+    converted = convert_ltx2_transformer_to_diffusers({_original_name(name): name for name in names})
+    assert converted == {name: name for name in names}
 
 
 def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_applied(tiny_weights, picture, tmp_path):
@@ -171,4 +194,127 @@ def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_app
     # the checkpoint's scales were applied, and re-storing with the same scale adds no second rounding.
     assert torch.allclose(stored.weight, original, rtol=1 / 16, atol=original.abs().max().item() / 2**9)
     info = generate(generator, picture, tmp_path / "fp8ckpt.mp4")
+    assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
+
+
+# ---- Lightricks' full distilled checkpoint: --recipe distilled runs it, no LoRA --------------------------
+
+
+def _distilled_transformer(base_dir: Path):
+    """A stand-in for the distilled model: the tiny base transformer with every tensor changed."""
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+
+    transformer = LTX2VideoTransformer3DModel.from_pretrained(base_dir / "transformer")
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for tensor in transformer.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.add_(torch.randn_like(tensor) * 0.05 + 0.01)
+    return transformer
+
+
+@pytest.fixture(scope="module")
+def distilled_weights(tiny_weights, tmp_path_factory):
+    """tiny_weights plus ltx-2-19b-distilled.safetensors (the layout `download_weights.py --distilled` makes);
+    returns the folder and the transformer the file holds."""
+    import shutil
+
+    from pipelines.weights import DISTILLED_CHECKPOINT_FILE
+
+    folder = tmp_path_factory.mktemp("distilled") / "weights"
+    shutil.copytree(tiny_weights, folder)
+    distilled = _distilled_transformer(tiny_weights)
+    write_checkpoint(distilled, folder / DISTILLED_CHECKPOINT_FILE, fp8=False)
+    return folder, distilled
+
+
+def _same_weights(module, reference) -> bool:
+    import torch
+
+    state, expected = module.state_dict(), reference.state_dict()
+    return state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_the_distilled_recipe_runs_the_distilled_checkpoint_instead_of_the_base_model_and_lora(distilled_weights):
+    import torch
+
+    from pipelines.loader import describe_distilled_source, load_bundle_from_weights
+    from pipelines.weights import check_weights
+
+    folder, distilled = distilled_weights
+    assert check_weights(folder) == []
+    bundle = load_bundle_from_weights(folder, torch.float32, recipe="distilled")
+    assert bundle.distilled_source == "checkpoint"
+    assert bundle.distilled_checkpoint_file == "ltx-2-19b-distilled.safetensors"
+    # One transformer, the file's: pipe.transformer IS the distilled one, so placement covers it.
+    assert bundle.distilled_transformer is bundle.pipe.transformer
+    assert _same_weights(bundle.pipe.transformer, distilled)
+    # No LoRA: every stage runs the checkpoint as it is.
+    assert bundle.distilled_adapter is None and not bundle.pipe.get_list_adapters().get("transformer")
+    assert not bundle.fp8_checkpoint
+    assert describe_distilled_source(bundle, folder) == "distilled: checkpoint ltx-2-19b-distilled.safetensors"
+
+
+@pytest.mark.parametrize("recipe", ["two-stage", "one-stage"])
+def test_other_recipes_never_load_the_distilled_checkpoint(distilled_weights, tiny_weights, recipe):
+    import torch
+    from diffusers import LTX2VideoTransformer3DModel
+
+    from pipelines.loader import load_bundle_from_weights
+
+    folder, distilled = distilled_weights
+    bundle = load_bundle_from_weights(folder, torch.float32, recipe=recipe)
+    assert bundle.distilled_source == "lora" and bundle.distilled_transformer is None
+    assert bundle.distilled_adapter == "stage2_distilled"
+    base = LTX2VideoTransformer3DModel.from_pretrained(tiny_weights / "transformer")
+    # The LoRA wraps the matrices, so compare one wrapped matrix's base layer with both candidates.
+    weight = bundle.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer.weight
+    assert torch.equal(weight, base.transformer_blocks[0].attn1.to_q.weight)
+    assert not torch.equal(weight, distilled.transformer_blocks[0].attn1.to_q.weight)
+
+
+def test_without_the_checkpoint_the_distilled_recipe_uses_the_base_model_and_the_lora(tiny_weights):
+    import torch
+
+    from pipelines.loader import describe_distilled_source, load_bundle_from_weights
+
+    bundle = load_bundle_from_weights(tiny_weights, torch.float32, recipe="distilled")
+    assert bundle.distilled_source == "lora" and bundle.distilled_transformer is None
+    assert bundle.distilled_adapter == "stage2_distilled" and bundle.distilled_checkpoint_file is None
+    assert describe_distilled_source(bundle, "weights/") == (
+        "distilled: base model + distilled LoRA (ltx-2-19b-distilled.safetensors not in weights/)"
+    )
+
+
+def test_the_fp8_distilled_checkpoint_has_its_scales_applied_and_is_stored_in_fp8(tiny_weights, tmp_path):
+    import shutil
+
+    import torch
+
+    from pipelines.loader import load_bundle_from_weights, place_bundle, store_transformer_in_fp8
+    from pipelines.weights import DISTILLED_FP8_CHECKPOINT_FILE
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    distilled = _distilled_transformer(tiny_weights)
+    write_checkpoint(distilled, folder / DISTILLED_FP8_CHECKPOINT_FILE, fp8=True)
+    bundle = load_bundle_from_weights(folder, torch.float32, recipe="distilled")
+    assert bundle.distilled_source == "checkpoint" and bundle.fp8_checkpoint
+    assert bundle.distilled_checkpoint_file == DISTILLED_FP8_CHECKPOINT_FILE
+    loaded = bundle.pipe.transformer.transformer_blocks[0].attn1.to_q.weight
+    original = distilled.transformer_blocks[0].attn1.to_q.weight
+    assert torch.allclose(loaded, original, rtol=1 / 16, atol=original.abs().max().item() / 2**9)
+    # What load_generator does next: fp8 storage and placement reach the distilled transformer.
+    store_transformer_in_fp8(bundle, torch.float32)
+    place_bundle(bundle, "none", torch.device("cpu"))
+    stored = bundle.distilled_transformer.transformer_blocks[0].attn1.to_q
+    assert stored.weight_fp8.dtype == torch.float8_e4m3fn and bundle.distilled_transformer is bundle.pipe.transformer
+
+
+def test_the_distilled_checkpoint_makes_the_video_and_the_description_says_so(distilled_weights, picture, tmp_path):
+    folder, _distilled = distilled_weights
+    generator = pipelines.load_generator("ltx-2-19b", weights=str(folder), recipe="distilled", **FAST)
+    assert "distilled: checkpoint ltx-2-19b-distilled.safetensors" in generator.description
+    info = generate(generator, picture, tmp_path / "distilled.mp4")
     assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)
