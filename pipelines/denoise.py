@@ -19,8 +19,8 @@ import torch
 
 from .guidance import GuidancePolicy, ModalityGuidance
 
-# diffusers' LTX-2 transformer takes timesteps on the flow-matching scale of 1,000 training steps.
-TIMESTEP_SCALE = 1000.0
+# diffusers' LTX-2 transformer takes timesteps on the flow-matching scale of its training steps.
+DEFAULT_TIMESTEP_SCALE = 1000.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class StageDenoiser:
         self.geometry = geometry
         self.contexts = contexts
         self.passes = Passes()
+        config = getattr(transformer, "config", None)
+        self._timestep_scale = float(getattr(config, "timestep_scale_multiplier", DEFAULT_TIMESTEP_SCALE))
         blocks = len(getattr(transformer, "transformer_blocks", ()))
         # STG on blocks the model does not have perturbs nothing: its pass would equal the prompt pass.
         self._stg_blocks = {
@@ -147,15 +149,15 @@ class StageDenoiser:
         geometry = self.geometry
         video_sigmas = video.mask.squeeze(-1) * sigma  # [B, T]: 0 on clean (conditioning) tokens
         audio_sigmas = audio.mask.squeeze(-1) * sigma
-        global_sigma = torch.full((video.latent.shape[0],), sigma * TIMESTEP_SCALE, device=video.latent.device)
+        global_sigma = torch.full((video.latent.shape[0],), sigma * self._timestep_scale, device=video.latent.device)
         dtype = self._compute_dtype(video.latent.dtype)
         video_velocity, audio_velocity = self.transformer(
             hidden_states=video.latent.to(dtype),
             audio_hidden_states=audio.latent.to(dtype),
             encoder_hidden_states=video_context.to(dtype),
             audio_encoder_hidden_states=audio_context.to(dtype),
-            timestep=video_sigmas * TIMESTEP_SCALE,
-            audio_timestep=audio_sigmas * TIMESTEP_SCALE,
+            timestep=video_sigmas * self._timestep_scale,
+            audio_timestep=audio_sigmas * self._timestep_scale,
             sigma=global_sigma,
             audio_sigma=global_sigma,
             # The connectors leave no padding to mask, and Lightricks' model attends to every context token.

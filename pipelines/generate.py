@@ -138,6 +138,12 @@ class LTX2Generator:
         self.use_vae_decode = use_vae_decode
 
     @property
+    def guidance_summary(self) -> str:
+        if not self.spec.uses_guidance:
+            return "none (the distilled recipe is unguided)"
+        return self.policy.summary() + " (video cfg: the request's guidance_scale)"
+
+    @property
     def _device(self) -> torch.device:
         return self.pipe._execution_device
 

@@ -359,6 +359,7 @@ def _install_routes(app: FastAPI) -> None:
         }
         if pool.model_description:
             body["model"] = pool.model_description
+        body["guidance"] = service_of(request).settings.guidance
         if pool.last_load_error:
             body["error"] = pool.last_load_error
         if not service_of(request).accepting:

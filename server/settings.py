@@ -18,6 +18,7 @@ ENV_PREFIX = "LTX2_"
 KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
 # Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
 RECIPES = ("two-stage", "one-stage", "distilled")
+GUIDANCE_POLICIES = ("ltx-pipelines", "ltx-2.0-release")
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -35,6 +36,14 @@ class Settings:
     weights: str = field(default="weights", metadata={"help": "folder holding the ltx-2-19b weights"})
     recipe: str = field(
         default="two-stage", metadata={"help": "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)"}
+    )
+    guidance: str = field(
+        default="ltx-pipelines",
+        metadata={
+            "help": "guidance policy: ltx-pipelines (Lightricks' ltx-pipelines 1.0 defaults: CFG + STG + modality "
+            "guidance, audio CFG 7) or ltx-2.0-release (plain CFG for video and audio, as LTX-2.0 first shipped); "
+            "the request's guidance_scale is the video CFG scale under both"
+        },
     )
     device: str = field(default="auto", metadata={"help": "torch device: auto (cuda if present), cuda, cuda:N or cpu"})
     gpus: str = field(
@@ -192,6 +201,10 @@ class Settings:
                 f"model: must be one of {', '.join(KNOWN_MODELS)}, or module:factory; got {self.model!r}",
             ),
             (self.recipe in RECIPES, f"recipe: must be one of {', '.join(RECIPES)}; got {self.recipe!r}"),
+            (
+                self.guidance in GUIDANCE_POLICIES,
+                f"guidance: must be one of {', '.join(GUIDANCE_POLICIES)}; got {self.guidance!r}",
+            ),
             (
                 self.offload in OFFLOAD_MODES,
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",

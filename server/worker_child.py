@@ -42,6 +42,7 @@ class WorkerConfig:
     model: str
     weights: str = "weights"
     recipe: str = "two-stage"
+    guidance: str = "ltx-pipelines"
     device: str = "auto"
     dtype: str = "auto"
     offload: str = "auto"
@@ -62,6 +63,7 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         model=settings.resolved_model(),
         weights=settings.weights,
         recipe=settings.recipe,
+        guidance=settings.guidance,
         device=device.device if device else settings.device,
         cuda_visible_devices=device.cuda_visible_devices if device else "",
         threads=device.threads if device else settings.worker_threads,
@@ -192,6 +194,7 @@ def load_generator_for(config: WorkerConfig):
         config.model,
         weights=config.weights,
         recipe=config.recipe,
+        guidance=config.guidance,
         device=config.device,
         dtype=config.dtype,
         offload=config.offload,

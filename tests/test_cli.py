@@ -120,10 +120,13 @@ def test_server_side_choices_mirror_the_pipelines_ones():
     import pipelines
     from pipelines.loader import DTYPES
     from pipelines.offload import OFFLOAD_MODES
+    from pipelines.guidance import DEFAULT_GUIDANCE_POLICY, GUIDANCE_POLICIES
     from pipelines.recipes import RECIPES
     from server import settings
 
     assert settings.RECIPES == RECIPES and settings.OFFLOAD_MODES == OFFLOAD_MODES
+    assert settings.GUIDANCE_POLICIES == GUIDANCE_POLICIES
+    assert settings.Settings().guidance == DEFAULT_GUIDANCE_POLICY
     assert settings.DTYPES == tuple(DTYPES)
     assert set(settings.KNOWN_MODELS) - {"auto"} == set(pipelines.MODELS)
 

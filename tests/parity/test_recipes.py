@@ -1,0 +1,198 @@
+"""Each recipe, from image + prompt contexts to final latents, against Lightricks' own pipelines
+(tests/parity/recipe_reference.py) on the twins: the same weights, the same seed, float32 on the CPU.
+
+Both sides draw their noise from one generator seeded alike, in the same order and shapes, so nothing is
+replayed by hand: a mismatch in noise handling shows up as a failure like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.conditioning import compressed_like_training
+from pipelines.denoise import Contexts
+from pipelines.guidance import POLICIES, GuidancePolicy, ModalityGuidance
+from pipelines.recipes import DenoiseJob, RecipeRunner, recipe_spec
+from tests.parity.recipe_reference import ReferenceInputs, run_reference, tiny_audio_shape
+from tests.parity.twins import TEXT_HIDDEN, build_twins
+
+# Max-abs tolerance for a whole denoising loop (float32; a loop compounds ~1e-6 per forward).
+LOOP_TOLERANCE = 1e-4
+
+WIDTH, HEIGHT, NUM_FRAMES, FPS = 128, 64, 17, 24.0
+SEED = 1234
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def twins():
+    return build_twins(0)
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    # Not the output's aspect ratio, so the cover-and-crop of each stage is exercised.
+    rows, cols = np.mgrid[0:90, 0:160]
+    pixels = np.stack([rows * 2.5, cols * 1.5, (rows + cols) % 255], axis=-1).astype(np.uint8)
+    path = tmp_path_factory.mktemp("parity") / "image.png"
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def contexts():
+    generator = torch.Generator().manual_seed(7)
+    return [torch.randn(1, 12, TEXT_HIDDEN, generator=generator) for _ in range(4)]
+
+
+def reference_params(guidance: ModalityGuidance):
+    from ltx_core.components.guiders import MultiModalGuiderParams
+
+    return MultiModalGuiderParams(
+        cfg_scale=guidance.cfg,
+        stg_scale=guidance.stg,
+        stg_blocks=list(guidance.stg_blocks),
+        rescale_scale=guidance.rescale,
+        modality_scale=guidance.modality,
+        skip_step=0,
+    )
+
+
+# LTX_2_PARAMS with STG on block 1: the twins have 2 blocks, and block 29 would perturb nothing.
+FULL_GUIDANCE = dataclasses.replace(
+    POLICIES["ltx-pipelines"],
+    video=dataclasses.replace(POLICIES["ltx-pipelines"].video, stg_blocks=(1,)),
+    audio=dataclasses.replace(POLICIES["ltx-pipelines"].audio, stg_blocks=(1,)),
+)
+
+
+def run_ours(bundle, recipe: str, image_path: str, contexts, policy: GuidancePolicy, steps: int = STEPS):
+    runner = RecipeRunner(bundle, recipe_spec(recipe, steps))
+    video, audio, negative_video, negative_audio = contexts
+    job = DenoiseJob(
+        pixels=compressed_like_training(Image.open(image_path)),
+        width=WIDTH,
+        height=HEIGHT,
+        num_frames=NUM_FRAMES,
+        fps=FPS,
+        policy=policy if recipe != "distilled" else policy.unguided(),
+        contexts=Contexts(video, audio, negative_video, negative_audio),
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        on_step=lambda step: None,
+    )
+    with torch.no_grad():
+        return runner.run(job)
+
+
+def run_theirs(twins, recipe: str, image_path: str, contexts, policy: GuidancePolicy, monkeypatch, distilled=None):
+    tiny_audio_shape(monkeypatch)
+    video, audio, negative_video, negative_audio = contexts
+    inputs = ReferenceInputs(
+        image_path=image_path,
+        video_context=video,
+        audio_context=audio,
+        negative_video_context=negative_video,
+        negative_audio_context=negative_audio,
+        seed=SEED,
+        width=WIDTH,
+        height=HEIGHT,
+        num_frames=NUM_FRAMES,
+        fps=FPS,
+        steps=STEPS,
+        video_params=reference_params(policy.video),
+        audio_params=reference_params(policy.audio),
+    )
+    return run_reference(recipe, twins.reference, inputs, distilled_model=distilled)
+
+
+def normalized_video(bundle, video: torch.Tensor) -> torch.Tensor:
+    vae = bundle.pipe.vae
+    return (video - vae.latents_mean.view(1, -1, 1, 1, 1)) / vae.latents_std.view(1, -1, 1, 1, 1)
+
+
+def normalized_audio(bundle, audio: torch.Tensor) -> torch.Tensor:
+    """[1, C, L, M] un-normalised -> [1, C, L, M] normalised (the statistics are per packed C*M feature)."""
+    audio_vae = bundle.pipe.audio_vae
+    packed = audio.transpose(1, 2).flatten(2)
+    packed = (packed - audio_vae.latents_mean) / audio_vae.latents_std
+    return packed.unflatten(2, (audio.shape[1], -1)).transpose(1, 2)
+
+
+def max_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    assert ours.shape == theirs.shape
+    return (ours.float() - theirs.float()).abs().max().item()
+
+
+def assert_same_latents(bundle, ours, theirs) -> None:
+    video = max_diff(normalized_video(bundle, ours.video), theirs.video)
+    audio = max_diff(normalized_audio(bundle, ours.audio), theirs.audio)
+    assert video < LOOP_TOLERANCE and audio < LOOP_TOLERANCE, f"video {video:.2e}, audio {audio:.2e}"
+    # Not vacuous: the latents moved well away from zero.
+    assert theirs.video.abs().max() > 0.1 and theirs.audio.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("recipe", ["two-stage", "one-stage"])
+def test_guided_recipe_matches_the_reference(twins, image_path, contexts, monkeypatch, recipe):
+    ours = run_ours(twins.bundle, recipe, image_path, contexts, FULL_GUIDANCE)
+    theirs = run_theirs(twins, recipe, image_path, contexts, FULL_GUIDANCE, monkeypatch)
+    assert_same_latents(twins.bundle, ours, theirs)
+    # Guided steps: prompt, negative prompt, STG and isolated-modality passes, each at batch 1.
+    assert (ours.passes[0].count, ours.passes[0].max_batch) == (4 * STEPS, 1)
+
+
+def test_default_policy_is_ltx_pipelines_ltx_2_params_and_matches_it(twins, image_path, contexts, monkeypatch):
+    """The server's default policy, with its real STG block (29, which the 2-block twins do not have), against
+    the reference's own LTX_2_PARAMS: the STG pass perturbs nothing on either side, and ours skips it."""
+    from ltx_pipelines.utils.constants import LTX_2_PARAMS
+
+    policy = POLICIES["ltx-pipelines"]
+    assert reference_params(policy.video) == LTX_2_PARAMS.video_guider_params
+    assert reference_params(policy.audio) == LTX_2_PARAMS.audio_guider_params
+    ours = run_ours(twins.bundle, "two-stage", image_path, contexts, policy)
+    tiny_audio_shape(monkeypatch)
+    video, audio, negative_video, negative_audio = contexts
+    inputs = ReferenceInputs(
+        image_path, video, audio, negative_video, negative_audio, SEED, WIDTH, HEIGHT, NUM_FRAMES, FPS, STEPS,
+        LTX_2_PARAMS.video_guider_params, LTX_2_PARAMS.audio_guider_params,
+    )
+    assert_same_latents(twins.bundle, ours, run_reference("two-stage", twins.reference, inputs))
+    assert ours.passes[0].count == 3 * STEPS  # no STG pass where the model has no block 29
+
+
+def test_stage_2_and_distilled_run_batch_1_unguided_passes(twins, image_path, contexts):
+    two_stage = run_ours(twins.bundle, "two-stage", image_path, contexts, FULL_GUIDANCE)
+    distilled = run_ours(twins.bundle, "distilled", image_path, contexts, FULL_GUIDANCE)
+    assert (two_stage.passes[1].count, two_stage.passes[1].max_batch) == (3, 1)
+    assert [(p.count, p.max_batch) for p in distilled.passes] == [(8, 1), (3, 1)]
+
+
+def test_distilled_recipe_with_the_lora_matches_the_reference(twins, image_path, contexts, monkeypatch):
+    """Without the distilled checkpoint, both stages run the base model with the distilled LoRA; the reference
+    runs the same weights fused."""
+    ours = run_ours(twins.bundle, "distilled", image_path, contexts, FULL_GUIDANCE)
+    theirs = run_theirs(
+        twins, "distilled", image_path, contexts, FULL_GUIDANCE, monkeypatch, distilled=twins.reference.transformer_lora
+    )
+    assert_same_latents(twins.bundle, ours, theirs)
+
+
+def test_distilled_recipe_with_the_checkpoint_matches_the_reference(twins, image_path, contexts, monkeypatch):
+    """With the distilled checkpoint, both stages run that transformer (another twin's here) and no LoRA."""
+    other = build_twins(1)
+    bundle = types.SimpleNamespace(
+        pipe=twins.bundle.pipe,
+        latent_upsampler=twins.bundle.latent_upsampler,
+        distilled_adapter=twins.bundle.distilled_adapter,
+        distilled_transformer=other.bundle.pipe.transformer,
+    )
+    ours = run_ours(bundle, "distilled", image_path, contexts, FULL_GUIDANCE)
+    theirs = run_theirs(
+        twins, "distilled", image_path, contexts, FULL_GUIDANCE, monkeypatch, distilled=other.reference.transformer
+    )
+    assert_same_latents(twins.bundle, ours, theirs)
