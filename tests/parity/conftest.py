@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from . import reference  # noqa: F401  (before any ltx_core import)
 
 

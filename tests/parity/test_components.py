@@ -188,7 +188,8 @@ def test_audio_decode_and_vocoder(twins):
 
     pipe, cls = twins.pipe, _pipe_class(twins)
     frames = 8  # latent frames (x4 in time, minus 3 for causality: 29 mel frames -> 6960 samples at 24 kHz)
-    latent = torch.randn(1, AUDIO_LATENT_CHANNELS, frames, AUDIO_LATENT_MEL_BINS, generator=torch.Generator().manual_seed(12))
+    shape = (1, AUDIO_LATENT_CHANNELS, frames, AUDIO_LATENT_MEL_BINS)
+    latent = torch.randn(shape, generator=torch.Generator().manual_seed(12))
     with torch.no_grad():
         ref_mel = twins.reference.audio_decoder(latent)
         ref_audio = decode_audio(latent, twins.reference.audio_decoder, twins.reference.vocoder)
@@ -214,7 +215,8 @@ def test_latent_upsampler(twins):
     with torch.no_grad():
         ref = upsample_video(latent, twins.reference.video_encoder, twins.reference.upsampler)
         mean, std = pipe.vae.latents_mean, pipe.vae.latents_std
-        dif = cls._normalize_latents(twins.bundle.latent_upsampler(cls._denormalize_latents(latent, mean, std)), mean, std)
+        upsampled = twins.bundle.latent_upsampler(cls._denormalize_latents(latent, mean, std))
+        dif = cls._normalize_latents(upsampled, mean, std)
     assert ref.shape == (1, VIDEO_LATENT_CHANNELS, 2, 4, 6)
     assert_close(ref, dif, "latent upsampler")
 
@@ -241,13 +243,62 @@ def test_text_connectors(twins, valid_tokens):
     assert bool(connector_mask.all())  # registers fill the padding, so every position attends
 
 
+def test_prompt_to_contexts(twins):
+    """End to end from a prompt: ltx-core's GemmaTextEncoder.encode + EmbeddingsProcessor vs the pipeline's
+    encode_prompt + connectors (both left-pad to 1024 tokens with the same tiny Gemma). The pipeline then hands the
+    connector mask to the transformer while the reference passes context_mask=None; with the 2.0 connectors'
+    learnable registers that mask is all ones, so the two agree."""
+    prompt = "  a red fox runs through fresh snow, golden hour  "
+    with torch.no_grad():
+        hidden_states, mask = twins.reference.text_encoder.encode(prompt)
+        ref = twins.reference.embeddings_processor.process_hidden_states(hidden_states, mask, padding_side="left")
+        embeds, embeds_mask, _, _ = twins.pipe.encode_prompt(prompt, do_classifier_free_guidance=False, device="cpu")
+        video, audio, connector_mask = twins.pipe.connectors(embeds, embeds_mask, padding_side="left")
+    assert torch.equal(mask, embeds_mask) and mask.shape == (1, 1024) and 0 < int(mask.sum()) < 1024
+    assert_close(ref.video_encoding, video, "video context from prompt")
+    assert_close(ref.audio_encoding, audio, "audio context from prompt")
+    assert torch.equal(ref.attention_mask, connector_mask) and bool(connector_mask.all())
+
+
 # ------------------------------------------------------------------------------------------------ plumbing
+def test_twins_share_no_storage(twins):
+    """The two sides hold separate copies of every weight, so a parity test cannot pass by aliasing."""
+
+    def pointers(modules):
+        return {t.data_ptr() for m in modules for t in list(m.parameters()) + list(m.buffers()) if t.numel()}
+
+    ref = twins.reference
+    reference_side = pointers(
+        [
+            ref.transformer,
+            ref.transformer_lora,
+            ref.video_encoder,
+            ref.video_decoder,
+            ref.audio_decoder,
+            ref.vocoder,
+            ref.upsampler,
+            ref.embeddings_processor,
+        ]
+    )
+    pipe = twins.pipe
+    diffusers_side = pointers(
+        [pipe.transformer, pipe.vae, pipe.audio_vae, pipe.vocoder, pipe.connectors, twins.bundle.latent_upsampler]
+    )
+    assert reference_side and diffusers_side and not (reference_side & diffusers_side)
+
+
 def test_checkpoint_layout_is_what_ltx_core_loads(twins):
     """The reference weights, written under the single-file checkpoint's prefixes, are read back by ltx-core's own
     comfy key filters into exactly the reference models' state dicts."""
-    from ltx_core.model.audio_vae.model_configurator import AUDIO_VAE_DECODER_COMFY_KEYS_FILTER, VOCODER_COMFY_KEYS_FILTER
+    from ltx_core.model.audio_vae.model_configurator import (
+        AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+        VOCODER_COMFY_KEYS_FILTER,
+    )
     from ltx_core.model.transformer.model_configurator import LTXV_MODEL_COMFY_RENAMING_MAP
-    from ltx_core.model.video_vae.model_configurator import VAE_DECODER_COMFY_KEYS_FILTER, VAE_ENCODER_COMFY_KEYS_FILTER
+    from ltx_core.model.video_vae.model_configurator import (
+        VAE_DECODER_COMFY_KEYS_FILTER,
+        VAE_ENCODER_COMFY_KEYS_FILTER,
+    )
     from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EMBEDDINGS_PROCESSOR_KEY_OPS
 
     def read(ops, ckpt):
@@ -273,7 +324,8 @@ def test_checkpoint_layout_is_what_ltx_core_loads(twins):
         expected = model.state_dict()
         loaded = read(ops, twins.checkpoint)
         # the transformer prefix also matches the connectors' keys; ltx-core's builder ignores those
-        loaded = {k: v for k, v in loaded.items() if k in expected} if model is ref.transformer.velocity_model else loaded
+        if model is ref.transformer.velocity_model:
+            loaded = {k: v for k, v in loaded.items() if k in expected}
         assert set(loaded) == set(expected), (ops.name, sorted(set(loaded) ^ set(expected))[:5])
         for key, value in expected.items():
             assert torch.equal(loaded[key], value), (ops.name, key)

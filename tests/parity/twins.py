@@ -17,11 +17,8 @@ from the same latents.
 
 from __future__ import annotations
 
-from . import reference  # noqa: F401  (must precede every ltx_core import: torchaudio stand-in)
-
 import functools
 import math
-import types
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +34,9 @@ from pipelines.tiny import (
     _build_tokenizer,
     random_lightricks_lora,
 )
+
+# Makes ltx_core importable without torchaudio; every ltx_core import below is inside a function, i.e. after it.
+from . import reference  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------------------------
 # Sizes. Everything that fixes behaviour is the 2.0 value (split RoPE in float64, x32/x8 VAE compression with the
@@ -547,7 +547,8 @@ _CONNECTOR_RENAMES = {
 def _load_strict(model: torch.nn.Module, state: dict) -> torch.nn.Module:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"{type(model).__name__}: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}")
+        name = type(model).__name__
+        raise RuntimeError(f"{name}: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}")
     return model.float().eval()
 
 
@@ -568,7 +569,9 @@ def _build_diffusers(ckpt: dict) -> dict:
     transformer_sd = convert_ltx2_transformer_to_diffusers(_select(ckpt, "model.diffusion_model."))
     transformer = _load_strict(LTX2VideoTransformer3DModel(**diffusers_transformer_config()), transformer_sd)
 
-    vae = _load_strict(AutoencoderKLLTX2Video(**diffusers_vae_config()), convert_ltx2_vae_to_diffusers(_select(ckpt, "vae.")))
+    vae = _load_strict(
+        AutoencoderKLLTX2Video(**diffusers_vae_config()), convert_ltx2_vae_to_diffusers(_select(ckpt, "vae."))
+    )
     audio_vae = _load_strict(
         AutoencoderKLLTX2Audio(**diffusers_audio_vae_config()),
         convert_ltx2_audio_vae_to_diffusers(_select(ckpt, "audio_vae.")),
@@ -581,7 +584,9 @@ def _build_diffusers(ckpt: dict) -> dict:
         **_select(ckpt, "model.diffusion_model.audio_embeddings_connector."),
         **_select(ckpt, "text_embedding_projection."),
     }
-    connectors = _load_strict(LTX2TextConnectors(**diffusers_connectors_config()), _rename(connector_sd, _CONNECTOR_RENAMES))
+    connectors = _load_strict(
+        LTX2TextConnectors(**diffusers_connectors_config()), _rename(connector_sd, _CONNECTOR_RENAMES)
+    )
     return dict(transformer=transformer, vae=vae, audio_vae=audio_vae, vocoder=vocoder, connectors=connectors)
 
 
@@ -614,6 +619,24 @@ def fuse_lora(velocity: torch.nn.Module, lora: dict[str, torch.Tensor], scale: f
 # ---------------------------------------------------------------------------------------------------------------
 # The twins
 # ---------------------------------------------------------------------------------------------------------------
+def reference_text_encoder(gemma, tokenizer, max_length: int = 1024):
+    """ltx-core's GemmaTextEncoder (what its pipelines call ``encode(prompt)`` on) around a copy of the tiny Gemma and
+    tokenizer: LTXVGemmaTokenizer normally loads from a folder, so its two attributes are set directly (left padding to
+    ``max_length`` = 1024, as ltx-core's encoder configurator builds it)."""
+    import copy
+
+    from ltx_core.text_encoders.gemma.encoders.base_encoder import GemmaTextEncoder
+    from ltx_core.text_encoders.gemma.tokenizer import LTXVGemmaTokenizer
+
+    wrapped = LTXVGemmaTokenizer.__new__(LTXVGemmaTokenizer)
+    wrapped.tokenizer = copy.deepcopy(tokenizer)
+    wrapped.tokenizer.padding_side = "left"
+    if wrapped.tokenizer.pad_token is None:
+        wrapped.tokenizer.pad_token = wrapped.tokenizer.eos_token
+    wrapped.max_length = max_length
+    return GemmaTextEncoder(model=copy.deepcopy(gemma).eval(), tokenizer=wrapped, dtype=torch.float32).eval()
+
+
 @dataclass(frozen=True)
 class Reference:
     transformer: torch.nn.Module  # ltx_core X0Model (returns denoised x0)
@@ -625,6 +648,7 @@ class Reference:
     vocoder: torch.nn.Module
     upsampler: torch.nn.Module
     embeddings_processor: torch.nn.Module
+    text_encoder: torch.nn.Module  # ltx_core GemmaTextEncoder over a copy of the tiny Gemma (encode(prompt))
     components: object  # ltx_pipelines.utils.types.PipelineComponents (fp32, CPU, tiny latent channels)
     config: dict  # the ltx-core config every reference model was built from
 
@@ -676,9 +700,10 @@ def build_twins(seed: int = 0) -> Twins:
     assert isinstance(bundle, LTX2Bundle)
 
     components = PipelineComponents(dtype=torch.float32, device=torch.device("cpu"))
+    text_encoder_ref = reference_text_encoder(text_encoder, tokenizer)
     components.video_latent_channels = VIDEO_LATENT_CHANNELS
 
-    for module in list(ref.values()) + [transformer_lora]:
+    for module in list(ref.values()) + [transformer_lora, text_encoder_ref]:
         module.requires_grad_(False)
     reference_ns = Reference(
         transformer=ref["transformer"],
@@ -690,6 +715,7 @@ def build_twins(seed: int = 0) -> Twins:
         vocoder=ref["vocoder"],
         upsampler=ref["upsampler"],
         embeddings_processor=ref["embeddings_processor"],
+        text_encoder=text_encoder_ref,
         components=components,
         config=LTX_CORE_CONFIG,
     )
