@@ -44,8 +44,9 @@ def _decoder_tail_uint8(decoder, hidden: torch.Tensor, causal: bool) -> torch.Te
 
 
 def _to_uint8(values: torch.Tensor) -> torch.Tensor:
-    # round(x * 127.5 + 127.5) == floor(x * 127.5 + 128) for the clamped range; in place to save memory.
-    return values.mul_(127.5).add_(128.0).clamp_(0.0, 255.0).to(torch.uint8)
+    # [-1, 1] -> [0, 255] truncated, the same operations as Lightricks' decode_video (so frames match theirs
+    # byte for byte); in place to save memory.
+    return values.add_(1.0).div_(2.0).clamp_(0.0, 1.0).mul_(255.0).to(torch.uint8)
 
 
 def _tail_temporal_upscale(decoder) -> int:

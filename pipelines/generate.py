@@ -260,10 +260,7 @@ class LTX2Generator:
         return video, audio
 
     def _decode_audio(self, audio_latents: torch.Tensor) -> np.ndarray:
-        audio_vae = self.pipe.audio_vae
-        mel = audio_vae.decode(audio_latents.to(audio_vae.dtype), return_dict=False)[0]
-        waveform = self.pipe.vocoder(mel.to(self.pipe.vocoder.dtype))
-        return waveform[0].float().cpu().numpy()
+        return decode_waveform(self.pipe, audio_latents)
 
     def _frame_chunks(self, video_latents: torch.Tensor, size: GenerationSize) -> Iterator[np.ndarray]:
         vae = self.pipe.vae
@@ -280,6 +277,14 @@ class LTX2Generator:
             use_vae_decode=self.use_vae_decode,
         ):
             yield center_crop_frames(chunk, size.out_width, size.out_height).cpu().numpy()
+
+
+def decode_waveform(pipe, audio_latents: torch.Tensor) -> np.ndarray:
+    """Un-normalised audio latents [1, C, L, M] -> [channels, samples] float waveform at the vocoder's rate."""
+    audio_vae = pipe.audio_vae
+    mel = audio_vae.decode(audio_latents.to(audio_vae.dtype), return_dict=False)[0]
+    waveform = pipe.vocoder(mel.to(pipe.vocoder.dtype))
+    return waveform[0].float().cpu().numpy()
 
 
 def _timed(chunks: Iterator[np.ndarray], clock: _StageClock) -> Iterator[np.ndarray]:

@@ -196,3 +196,31 @@ def test_distilled_recipe_with_the_checkpoint_matches_the_reference(twins, image
         twins, "distilled", image_path, contexts, FULL_GUIDANCE, monkeypatch, distilled=other.reference.transformer
     )
     assert_same_latents(twins.bundle, ours, theirs)
+
+
+@pytest.mark.parametrize("recipe", ["two-stage", "one-stage"])
+def test_recipe_decodes_to_the_reference_frames_and_waveform(twins, image_path, contexts, monkeypatch, recipe):
+    """From image + contexts to what is muxed: uint8 frames through our chunked decoder and the waveform
+    through the audio VAE and vocoder, against the reference's decode_video / decode_audio."""
+    from ltx_core.model.audio_vae import decode_audio
+    from ltx_core.model.video_vae import decode_video
+
+    from pipelines.decode import decode_video_chunks
+    from pipelines.generate import decode_waveform
+
+    pipe = twins.bundle.pipe
+    ours = run_ours(twins.bundle, recipe, image_path, contexts, FULL_GUIDANCE)
+    theirs = run_theirs(twins, recipe, image_path, contexts, FULL_GUIDANCE, monkeypatch)
+    with torch.no_grad():
+        our_frames = torch.cat(list(decode_video_chunks(pipe.vae, ours.video, num_frames=NUM_FRAMES, chunk_frames=8)))
+        their_frames = torch.cat(list(decode_video(theirs.video, twins.reference.video_decoder)))
+        our_wave = decode_waveform(pipe, ours.audio)
+        their_wave = decode_audio(theirs.audio, twins.reference.audio_decoder, twins.reference.vocoder).waveform
+    assert our_frames.shape == their_frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3)
+    levels = (our_frames.int() - their_frames.int()).abs()
+    # Latents agree to ~1e-6; a value that close to a whole level may still truncate to the next one.
+    assert levels.max() <= 1 and levels.float().mean() < 1e-3, f"max {levels.max()}, mean {levels.float().mean()}"
+    assert their_frames.float().std() > 5  # not a flat image
+    assert our_wave.shape == tuple(their_wave.shape)
+    assert max_diff(torch.from_numpy(our_wave), their_wave) < LOOP_TOLERANCE
+    assert their_wave.abs().max() > 1e-3
