@@ -85,6 +85,8 @@ class StageDenoiser:
             "video": [b for b in policy.video.stg_blocks if b < blocks],
             "audio": [b for b in policy.audio.stg_blocks if b < blocks],
         }
+        if self._perturbed_blocks() is not None:
+            make_stg_capable(transformer)
 
     def run(
         self,
@@ -182,6 +184,28 @@ class StageDenoiser:
         # A transformer stored in float8 computes in the state's dtype (bf16); others in their own.
         dtype = getattr(self.transformer, "dtype", state_dtype)
         return state_dtype if dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else dtype
+
+
+def make_stg_capable(transformer) -> None:
+    """Let ``spatio_temporal_guidance_blocks`` take effect in diffusers' LTX-2 transformer.
+
+    diffusers' converter builds LTX-2.0 transformers with ``perturbed_attn=False``, whose attention
+    processors have no perturbation path: STG is then silently skipped and its pass equals the prompt pass.
+    The perturbing processor has no weights of its own and, unperturbed, computes exactly what the plain one
+    does, so it is switched in for every attention of every block. Idempotent.
+    """
+    from diffusers.models.transformers.transformer_ltx2 import (
+        LTX2AudioVideoAttnProcessor,
+        LTX2PerturbedAttnProcessor,
+    )
+
+    for block in getattr(transformer, "transformer_blocks", ()):
+        if getattr(block, "perturbed_attn", True):
+            continue
+        for module in block.modules():
+            if isinstance(getattr(module, "processor", None), LTX2AudioVideoAttnProcessor):
+                module.set_processor(LTX2PerturbedAttnProcessor())
+        block.perturbed_attn = True
 
 
 def _to_x0(latent: torch.Tensor, velocity: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:

@@ -232,10 +232,7 @@ class LTX2Generator:
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
 
     def request_policy(self, params: GenerationParams):
-        """The guidance one request runs under: the server's policy with the request's guidance_scale as the
-        video CFG scale; none at all for the distilled recipe."""
-        policy = self.policy.with_video_cfg(params.guidance_scale)
-        return policy if self.spec.uses_guidance else policy.unguided()
+        return self.policy.for_request(params.guidance_scale, guided=self.spec.uses_guidance)
 
     def _encode_prompt(self, params: GenerationParams, policy) -> Contexts:
         """Gemma, then the connectors, one prompt at a time (as Lightricks' pipelines do); the negative

@@ -66,6 +66,12 @@ class GuidancePolicy:
         audio = replace(self.audio, cfg=scale) if self.name == "ltx-2.0-release" else self.audio
         return replace(self, video=replace(self.video, cfg=scale), audio=audio)
 
+    def for_request(self, guidance_scale: float, *, guided: bool) -> "GuidancePolicy":
+        """What one request runs under: its guidance_scale as the video CFG scale, or no guidance at all
+        for an unguided recipe (distilled)."""
+        policy = self.with_video_cfg(guidance_scale)
+        return policy if guided else policy.unguided()
+
     def unguided(self) -> "GuidancePolicy":
         """Stage 2 and the distilled recipe: one pass per step, prompt only."""
         return replace(self, video=UNGUIDED, audio=UNGUIDED)

@@ -93,10 +93,19 @@ def test_transformer_stg_perturbation(twins):
 
 
 def test_transformer_stg_needs_perturbed_attn_in_diffusers(twins):
-    """Divergence kept on purpose: diffusers' 2.0 converter builds the transformer with perturbed_attn=False, and
-    then spatio_temporal_guidance_blocks is silently ignored (the plain attention processor has no perturbation
-    path), whereas ltx-core always honours SKIP_*_SELF_ATTN. The twin is built with perturbed_attn=True."""
+    """diffusers' 2.0 converter builds the transformer with perturbed_attn=False, and then
+    spatio_temporal_guidance_blocks is silently ignored (the plain attention processor has no perturbation path),
+    whereas ltx-core always honours SKIP_*_SELF_ATTN. pipelines.denoise.make_stg_capable (run by every stage that
+    uses STG) switches the perturbing processor in; the result then equals the reference."""
     from diffusers import LTX2VideoTransformer3DModel
+    from ltx_core.guidance.perturbations import (
+        BatchedPerturbationConfig,
+        Perturbation,
+        PerturbationConfig,
+        PerturbationType,
+    )
+
+    from pipelines.denoise import make_stg_capable
 
     config = {**diffusers_transformer_config(), "perturbed_attn": False}
     as_converted = LTX2VideoTransformer3DModel(**config).eval()
@@ -106,7 +115,17 @@ def test_transformer_stg_needs_perturbed_attn_in_diffusers(twins):
     step = make_step(3)
     stg = run_diffusers_transformer(as_converted, step, spatio_temporal_guidance_blocks=[1])
     plain = run_diffusers_transformer(twins.pipe.transformer, step)
-    assert max_abs(stg[0], plain[0]) == 0.0 and max_abs(stg[1], plain[1]) == 0.0
+    assert max_abs(stg[0], plain[0]) == 0.0 and max_abs(stg[1], plain[1]) == 0.0  # as converted: STG ignored
+
+    make_stg_capable(as_converted)
+    unperturbed = run_diffusers_transformer(as_converted, step)
+    assert max_abs(unperturbed[0], plain[0]) == 0.0 and max_abs(unperturbed[1], plain[1]) == 0.0
+    skip = [Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [1]), Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [1])]
+    perturbed = BatchedPerturbationConfig([PerturbationConfig(skip)])
+    ref = run_reference_transformer(twins.reference.transformer, step, perturbed)
+    stg = run_diffusers_transformer(as_converted, step, spatio_temporal_guidance_blocks=[1])
+    assert_close(ref[0], stg[0], "video x0 with STG after make_stg_capable")
+    assert_close(ref[1], stg[1], "audio x0 with STG after make_stg_capable")
 
 
 def test_transformer_modality_isolation(twins):

@@ -224,3 +224,19 @@ def test_recipe_decodes_to_the_reference_frames_and_waveform(twins, image_path, 
     assert our_wave.shape == tuple(their_wave.shape)
     assert max_diff(torch.from_numpy(our_wave), their_wave) < LOOP_TOLERANCE
     assert their_wave.abs().max() > 1e-3
+
+
+def test_a_stage_with_stg_makes_an_as_converted_transformer_honour_it(twins):
+    """Real LTX-2.0 weights load with perturbed_attn=False (diffusers' converter), which would skip STG silently."""
+    from diffusers import LTX2VideoTransformer3DModel
+
+    from pipelines.denoise import Geometry, StageDenoiser
+    from tests.parity.twins import diffusers_transformer_config
+
+    as_converted = LTX2VideoTransformer3DModel(**{**diffusers_transformer_config(), "perturbed_attn": False})
+    assert not any(block.perturbed_attn for block in as_converted.transformer_blocks)
+    geometry = Geometry(torch.zeros(1), torch.zeros(1), 1, 1, 1, 1, FPS)
+    StageDenoiser(as_converted, FULL_GUIDANCE.unguided(), geometry, Contexts(*[torch.zeros(1)] * 2))
+    assert not any(block.perturbed_attn for block in as_converted.transformer_blocks)  # no STG: left alone
+    StageDenoiser(as_converted, FULL_GUIDANCE, geometry, Contexts(*[torch.zeros(1)] * 2))
+    assert all(block.perturbed_attn for block in as_converted.transformer_blocks)
