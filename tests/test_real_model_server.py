@@ -27,12 +27,18 @@ def tiny_weights(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("recipe", ["two-stage", "one-stage", "distilled"])
-def test_every_recipe_serves_through_the_sdk(tiny_weights, tmp_path, recipe):
-    args = ("--model", "ltx-2-19b", "--weights", str(tiny_weights), "--recipe", recipe, *FAST_ARGS)
-    with cli_server(*args) as (base_url, _process):
+@pytest.mark.parametrize(
+    "recipe, guidance",
+    [("two-stage", "ltx-pipelines"), ("one-stage", "ltx-2.0-release"), ("distilled", "ltx-pipelines")],
+)
+def test_every_recipe_serves_through_the_sdk(tiny_weights, tmp_path, recipe, guidance):
+    args = ("--model", "ltx-2-19b", "--weights", str(tiny_weights), "--recipe", recipe, "--guidance", guidance)
+    with cli_server(*args, *FAST_ARGS) as (base_url, _process):
         ready = httpx.get(f"{base_url}/ready").json()
         assert f"recipe {recipe}" in ready["model"] and "offload none" in ready["model"]
+        assert ready["guidance"] == guidance
+        expected = "guidance none (the distilled recipe is unguided)" if recipe == "distilled" else f"guidance {guidance}:"
+        assert expected in ready["model"]
         client = SegmindClient(base_url=f"{base_url}/v1")
         payload = dict(image=png_data_uri(120, 90), prompt="waves on a beach", width=320, height=256, num_frames=17)
         result = client.submit_async(SLUG, **payload, fps=24, seed=3).wait(timeout=120, interval=0.5)
