@@ -80,6 +80,14 @@ class GuidancePolicy:
     def uses_negative_prompt(self) -> bool:
         return self.video.uses_negative_prompt or self.audio.uses_negative_prompt
 
+    def passes_per_step(self, num_blocks: int) -> int:
+        """Transformer passes (batch 1 each) one step costs on a model with ``num_blocks`` blocks: the prompt,
+        then the negative prompt, STG (only where a perturbed block exists) and isolated modalities as used."""
+        modalities = (self.video, self.audio)
+        stg = any(m.uses_perturbed_pass and any(b < num_blocks for b in m.stg_blocks) for m in modalities)
+        isolated = any(m.uses_isolated_pass for m in modalities)
+        return 1 + int(self.uses_negative_prompt) + int(stg) + int(isolated)
+
     def summary(self) -> str:
         def one(m: ModalityGuidance) -> str:
             blocks = ",".join(str(b) for b in m.stg_blocks) or "-"

@@ -157,17 +157,19 @@ def stage_flops(generator, size, payload: dict, config: dict) -> dict[str, tuple
     spec = generator.spec
     text = generator.max_sequence_length
     audio = audio_tokens(size.num_frames, payload["fps"], config)
-    cfg_batch = 2 if spec.uses_guidance and payload["guidance_scale"] > 1.0 else 1
+    policy = generator.policy.for_request(payload["guidance_scale"], guided=spec.uses_guidance)
+    # Guided steps run one batch-1 pass per guidance term (prompt, negative prompt, STG, isolated modalities).
+    passes = policy.passes_per_step(config["num_layers"])
 
     def forward(width: int, height: int, batch: int) -> float:
         video = video_tokens(width, height, size.num_frames, config)
         return transformer_forward_flops(config, video, audio, text, batch=batch)
 
     if not spec.two_stage:
-        return {"denoise": (spec.final_steps * forward(size.width, size.height, cfg_batch), spec.final_steps)}
-    # Stage 1 at half size (with CFG unless distilled); stage 2 with fixed sigmas, never guided.
+        return {"denoise": (spec.final_steps * forward(size.width, size.height, passes), spec.final_steps)}
+    # Stage 1 at half size (guided unless distilled); stage 2 with fixed sigmas, never guided.
     return {
-        "stage1": (spec.stage1_steps * forward(size.width // 2, size.height // 2, cfg_batch), spec.stage1_steps),
+        "stage1": (spec.stage1_steps * forward(size.width // 2, size.height // 2, passes), spec.stage1_steps),
         "stage2": (spec.final_steps * forward(size.width, size.height, 1), spec.final_steps),
     }
 
