@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from . import reference  # noqa: F401  (before any ltx_core import)
+from .record import record
 from .twins import (
     AUDIO_LATENT_CHANNELS,
     AUDIO_LATENT_MEL_BINS,
@@ -33,9 +34,10 @@ def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def assert_close(reference_out: torch.Tensor, diffusers_out: torch.Tensor, what: str) -> None:
+    diff = max_abs(reference_out, diffusers_out)
+    record(what, diff, TOLERANCE)
     # Guard against vacuous passes: the output must carry signal.
     assert reference_out.abs().max() > 1e-2, f"{what}: reference output is ~0"
-    diff = max_abs(reference_out, diffusers_out)
     assert diff <= TOLERANCE, f"{what}: max-abs difference {diff:.3g} > {TOLERANCE}"
 
 
@@ -48,8 +50,8 @@ def test_transformer_image_conditioned_step(twins):
     step = make_step(0)  # latent frame 0 clean (timestep 0), the other two at sigma 0.6
     ref_video, ref_audio = run_reference_transformer(twins.reference.transformer, step)
     dif_video, dif_audio = run_diffusers_transformer(twins.pipe.transformer, step)
-    assert_close(ref_video, dif_video, "video x0")
-    assert_close(ref_audio, dif_audio, "audio x0")
+    assert_close(ref_video, dif_video, "transformer forward, image-conditioned: video x0")
+    assert_close(ref_audio, dif_audio, "transformer forward, image-conditioned: audio x0")
     # The conditioned tokens have timestep 0, so x0 there is the latent itself on both sides.
     first = step.latent_height * step.latent_width
     assert torch.equal(ref_video[:, :first], step.video_latent[:, :first])
@@ -60,8 +62,8 @@ def test_transformer_batch_with_per_sample_sigma(twins):
     step = make_step(1, batch=2, sigma=(0.9, 0.25), latent_frames=2)
     ref_video, ref_audio = run_reference_transformer(twins.reference.transformer, step)
     dif_video, dif_audio = run_diffusers_transformer(twins.pipe.transformer, step)
-    assert_close(ref_video, dif_video, "video x0, batch 2")
-    assert_close(ref_audio, dif_audio, "audio x0, batch 2")
+    assert_close(ref_video, dif_video, "transformer forward, batch 2 with per-sample sigmas: video x0")
+    assert_close(ref_audio, dif_audio, "transformer forward, batch 2 with per-sample sigmas: audio x0")
 
 
 def test_transformer_stg_perturbation(twins):
@@ -86,8 +88,8 @@ def test_transformer_stg_perturbation(twins):
     )
     ref = run_reference_transformer(twins.reference.transformer, step, perturbed)
     dif = run_diffusers_transformer(twins.pipe.transformer, step, spatio_temporal_guidance_blocks=[block])
-    assert_close(ref[0], dif[0], "video x0 with STG")
-    assert_close(ref[1], dif[1], "audio x0 with STG")
+    assert_close(ref[0], dif[0], "transformer forward with STG: video x0")
+    assert_close(ref[1], dif[1], "transformer forward with STG: audio x0")
     plain = run_reference_transformer(twins.reference.transformer, step)
     assert max_abs(plain[0], ref[0]) > 1e-3, "STG changed nothing: the comparison would be vacuous"
 
@@ -124,8 +126,8 @@ def test_transformer_stg_needs_perturbed_attn_in_diffusers(twins):
     perturbed = BatchedPerturbationConfig([PerturbationConfig(skip)])
     ref = run_reference_transformer(twins.reference.transformer, step, perturbed)
     stg = run_diffusers_transformer(as_converted, step, spatio_temporal_guidance_blocks=[1])
-    assert_close(ref[0], stg[0], "video x0 with STG after make_stg_capable")
-    assert_close(ref[1], stg[1], "audio x0 with STG after make_stg_capable")
+    assert_close(ref[0], stg[0], "transformer as converted + make_stg_capable, STG: video x0")
+    assert_close(ref[1], stg[1], "transformer as converted + make_stg_capable, STG: audio x0")
 
 
 def test_transformer_modality_isolation(twins):
@@ -149,8 +151,8 @@ def test_transformer_modality_isolation(twins):
     )
     ref = run_reference_transformer(twins.reference.transformer, step, isolated)
     dif = run_diffusers_transformer(twins.pipe.transformer, step, isolate_modalities=True)
-    assert_close(ref[0], dif[0], "video x0, modalities isolated")
-    assert_close(ref[1], dif[1], "audio x0, modalities isolated")
+    assert_close(ref[0], dif[0], "transformer forward, modalities isolated: video x0")
+    assert_close(ref[1], dif[1], "transformer forward, modalities isolated: audio x0")
     plain = run_reference_transformer(twins.reference.transformer, step)
     assert max_abs(plain[1], ref[1]) > 1e-3, "isolation changed nothing: the comparison would be vacuous"
 
@@ -165,12 +167,13 @@ def test_transformer_with_distilled_lora(twins):
         dif = run_diffusers_transformer(pipe.transformer, step)
     finally:
         pipe.disable_lora()
-    assert_close(ref[0], dif[0], "video x0 with LoRA")
-    assert_close(ref[1], dif[1], "audio x0 with LoRA")
+    assert_close(ref[0], dif[0], "transformer forward with the distilled LoRA: video x0")
+    assert_close(ref[1], dif[1], "transformer forward with the distilled LoRA: audio x0")
     base = run_reference_transformer(twins.reference.transformer, step)
     assert max_abs(base[0], ref[0]) > 1e-3, "the LoRA changed nothing: the comparison would be vacuous"
     # and the adapter is off again for everyone else
-    assert_close(base[0], run_diffusers_transformer(pipe.transformer, step)[0], "video x0 after disable_lora")
+    after = run_diffusers_transformer(pipe.transformer, step)
+    assert_close(base[0], after[0], "transformer forward after disable_lora: video x0")
 
 
 # ------------------------------------------------------------------------------------------------ video VAE
@@ -219,10 +222,10 @@ def test_audio_decode_and_vocoder(twins):
         dif_mel = pipe.audio_vae.decode(unpacked, return_dict=False)[0]
         dif_wave = pipe.vocoder(dif_mel)
     assert ref_mel.shape == (1, 2, frames * 4 - 3, 64)
-    assert_close(ref_mel, dif_mel, "audio VAE decode (mel)")
+    assert_close(ref_mel, dif_mel, "audio VAE decode: mel spectrogram")
     assert ref_audio.sampling_rate == pipe.vocoder.config.output_sampling_rate == 24000
     assert ref_audio.waveform.shape == (2, (frames * 4 - 3) * 240)
-    assert_close(ref_audio.waveform, dif_wave[0], "vocoder waveform")
+    assert_close(ref_audio.waveform, dif_wave[0], "vocoder: waveform")
 
 
 # ------------------------------------------------------------------------------------------------ upsampler
@@ -256,8 +259,8 @@ def test_text_connectors(twins, valid_tokens):
         ref = twins.reference.embeddings_processor.process_hidden_states(hidden_states, mask, padding_side="left")
         prompt_embeds = torch.stack(hidden_states, dim=-1).flatten(2, 3)  # as _get_gemma_prompt_embeds packs them
         video, audio, connector_mask = twins.pipe.connectors(prompt_embeds, mask, padding_side="left")
-    assert_close(ref.video_encoding, video, "video context")
-    assert_close(ref.audio_encoding, audio, "audio context")
+    assert_close(ref.video_encoding, video, f"text connectors, {valid_tokens} of {seq} tokens: video context")
+    assert_close(ref.audio_encoding, audio, f"text connectors, {valid_tokens} of {seq} tokens: audio context")
     assert torch.equal(ref.attention_mask, connector_mask)
     assert bool(connector_mask.all())  # registers fill the padding, so every position attends
 
@@ -274,8 +277,8 @@ def test_prompt_to_contexts(twins):
         embeds, embeds_mask, _, _ = twins.pipe.encode_prompt(prompt, do_classifier_free_guidance=False, device="cpu")
         video, audio, connector_mask = twins.pipe.connectors(embeds, embeds_mask, padding_side="left")
     assert torch.equal(mask, embeds_mask) and mask.shape == (1, 1024) and 0 < int(mask.sum()) < 1024
-    assert_close(ref.video_encoding, video, "video context from prompt")
-    assert_close(ref.audio_encoding, audio, "audio context from prompt")
+    assert_close(ref.video_encoding, video, "prompt to contexts (Gemma + connectors): video context")
+    assert_close(ref.audio_encoding, audio, "prompt to contexts (Gemma + connectors): audio context")
     assert torch.equal(ref.attention_mask, connector_mask) and bool(connector_mask.all())
 
 

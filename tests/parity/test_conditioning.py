@@ -11,6 +11,15 @@ from PIL import Image
 
 import tests.parity.reference  # noqa: F401
 from pipelines.conditioning import DEFAULT_IMAGE_CRF, compressed_like_training, cover_and_crop
+from tests.parity.record import record
+
+
+def levels_apart(what: str, ours: np.ndarray, theirs: np.ndarray) -> int:
+    """The largest difference between two uint8 images, in levels; identical pixels are required (0)."""
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    levels = int(np.abs(ours.astype(int) - theirs.astype(int)).max())
+    record(what, levels, 0, unit="uint8 levels")
+    return levels
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +44,7 @@ def test_crf_reencode_gives_the_reference_pixels(photo):
     ours = compressed_like_training(Image.open(photo)).numpy()
     theirs = preprocess(decode_image(photo), crf=DEFAULT_IMAGE_CRF)
     assert ours.shape == theirs.shape == (120, 202, 3)
-    assert np.array_equal(ours, theirs)
+    assert levels_apart("conditioning image: H.264 CRF 33 re-encode", ours, theirs) == 0
     assert np.abs(ours.astype(int) - np.asarray(Image.open(photo))[:120, :202]).max() > 0  # it did re-encode
 
 
@@ -46,7 +55,8 @@ def test_an_alpha_channel_is_dropped_as_the_reference_drops_it(photo, tmp_path):
     rgba.putalpha(128)
     path = tmp_path / "rgba.png"
     rgba.save(path)
-    assert np.array_equal(compressed_like_training(Image.open(path)).numpy(), preprocess(decode_image(str(path))))
+    ours, theirs = compressed_like_training(Image.open(path)).numpy(), preprocess(decode_image(str(path)))
+    assert levels_apart("conditioning image: RGBA input, alpha dropped", ours, theirs) == 0
 
 
 @pytest.mark.parametrize("height, width", [(64, 128), (32, 64), (96, 64), (121, 203), (512, 768)])
@@ -56,4 +66,6 @@ def test_cover_and_crop_equals_the_reference_resize_and_normalise(photo, height,
     theirs = load_image_conditioning(photo, height, width, torch.float32, torch.device("cpu"), crf=DEFAULT_IMAGE_CRF)
     ours = cover_and_crop(compressed_like_training(Image.open(photo)), height, width)
     assert ours.shape == theirs.shape == (1, 3, 1, height, width)
-    assert (ours - theirs).abs().max().item() < 1e-6
+    diff = (ours - theirs).abs().max().item()
+    record(f"conditioning image: cover-scale and crop to {width}x{height}", diff, 1e-6)
+    assert diff < 1e-6

@@ -20,6 +20,7 @@ from pipelines.denoise import Contexts
 from pipelines.guidance import POLICIES, GuidancePolicy, ModalityGuidance
 from pipelines.recipes import DenoiseJob, RecipeRunner, recipe_spec
 from tests.parity.recipe_reference import ReferenceInputs, run_reference, tiny_audio_shape
+from tests.parity.record import current_test, record
 from tests.parity.twins import TEXT_HIDDEN, build_twins
 
 # Max-abs tolerance for a whole denoising loop (float32; a loop compounds ~1e-6 per forward).
@@ -129,9 +130,13 @@ def max_diff(ours: torch.Tensor, theirs: torch.Tensor) -> float:
     return (ours.float() - theirs.float()).abs().max().item()
 
 
-def assert_same_latents(bundle, ours, theirs) -> None:
+def assert_same_latents(bundle, ours, theirs, what: str = "") -> None:
+    """``what`` names the run in the parity report (default: the test's id)."""
+    what = what or current_test()
     video = max_diff(normalized_video(bundle, ours.video), theirs.video)
     audio = max_diff(normalized_audio(bundle, ours.audio), theirs.audio)
+    record(f"{what}: final video latents", video, LOOP_TOLERANCE)
+    record(f"{what}: final audio latents", audio, LOOP_TOLERANCE)
     assert video < LOOP_TOLERANCE and audio < LOOP_TOLERANCE, f"video {video:.2e}, audio {audio:.2e}"
     # Not vacuous: the latents moved well away from zero.
     assert theirs.video.abs().max() > 0.1 and theirs.audio.abs().max() > 0.1
@@ -141,7 +146,7 @@ def assert_same_latents(bundle, ours, theirs) -> None:
 def test_guided_recipe_matches_the_reference(twins, image_path, contexts, monkeypatch, recipe):
     ours = run_ours(twins.bundle, recipe, image_path, contexts, FULL_GUIDANCE)
     theirs = run_theirs(twins, recipe, image_path, contexts, FULL_GUIDANCE, monkeypatch)
-    assert_same_latents(twins.bundle, ours, theirs)
+    assert_same_latents(twins.bundle, ours, theirs, f"{recipe} recipe, full guidance")
     # Guided steps: prompt, negative prompt, STG and isolated-modality passes, each at batch 1.
     assert (ours.passes[0].count, ours.passes[0].max_batch) == (4 * STEPS, 1)
 
@@ -161,7 +166,8 @@ def test_default_policy_is_ltx_pipelines_ltx_2_params_and_matches_it(twins, imag
         image_path, video, audio, negative_video, negative_audio, SEED, WIDTH, HEIGHT, NUM_FRAMES, FPS, STEPS,
         LTX_2_PARAMS.video_guider_params, LTX_2_PARAMS.audio_guider_params,
     )
-    assert_same_latents(twins.bundle, ours, run_reference("two-stage", twins.reference, inputs))
+    theirs = run_reference("two-stage", twins.reference, inputs)
+    assert_same_latents(twins.bundle, ours, theirs, "two-stage recipe, default policy (LTX_2_PARAMS)")
     assert ours.passes[0].count == 3 * STEPS  # no STG pass where the model has no block 29
 
 
@@ -179,7 +185,7 @@ def test_distilled_recipe_with_the_lora_matches_the_reference(twins, image_path,
     theirs = run_theirs(
         twins, "distilled", image_path, contexts, FULL_GUIDANCE, monkeypatch, distilled=twins.reference.transformer_lora
     )
-    assert_same_latents(twins.bundle, ours, theirs)
+    assert_same_latents(twins.bundle, ours, theirs, "distilled recipe with the LoRA")
 
 
 def test_distilled_recipe_with_the_checkpoint_matches_the_reference(twins, image_path, contexts, monkeypatch):
@@ -195,7 +201,7 @@ def test_distilled_recipe_with_the_checkpoint_matches_the_reference(twins, image
     theirs = run_theirs(
         twins, "distilled", image_path, contexts, FULL_GUIDANCE, monkeypatch, distilled=other.reference.transformer
     )
-    assert_same_latents(twins.bundle, ours, theirs)
+    assert_same_latents(twins.bundle, ours, theirs, "distilled recipe with the checkpoint")
 
 
 @pytest.mark.parametrize("recipe", ["two-stage", "one-stage"])
@@ -218,11 +224,15 @@ def test_recipe_decodes_to_the_reference_frames_and_waveform(twins, image_path, 
         their_wave = decode_audio(theirs.audio, twins.reference.audio_decoder, twins.reference.vocoder).waveform
     assert our_frames.shape == their_frames.shape == (NUM_FRAMES, HEIGHT, WIDTH, 3)
     levels = (our_frames.int() - their_frames.int()).abs()
+    record(f"{recipe} recipe: decoded frames", levels.max().item(), 1, unit="uint8 levels")
+    record(f"{recipe} recipe: decoded frames, mean |diff|", levels.float().mean().item(), 1e-3, unit="uint8 levels")
     # Latents agree to ~1e-6; a value that close to a whole level may still truncate to the next one.
     assert levels.max() <= 1 and levels.float().mean() < 1e-3, f"max {levels.max()}, mean {levels.float().mean()}"
     assert their_frames.float().std() > 5  # not a flat image
     assert our_wave.shape == tuple(their_wave.shape)
-    assert max_diff(torch.from_numpy(our_wave), their_wave) < LOOP_TOLERANCE
+    wave = max_diff(torch.from_numpy(our_wave), their_wave)
+    record(f"{recipe} recipe: waveform", wave, LOOP_TOLERANCE)
+    assert wave < LOOP_TOLERANCE
     assert their_wave.abs().max() > 1e-3
 
 
