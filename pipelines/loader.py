@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .checkpoint_keys import CHECKPOINT_TRANSFORMER_PREFIX, convert_connectors_to_diffusers, is_connector_key
 from .offload import GIB, OffloadPlan, apply_offload, module_bytes, plan_offload
 from .weights import (
     DISTILLED_CHECKPOINT_FILE,
@@ -29,8 +30,6 @@ DISTILLED_ADAPTER = "stage2_distilled"
 DTYPES = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-# Lightricks' single-file checkpoints prefix the transformer's tensors so (VAEs and others are bundled too).
-_CHECKPOINT_TRANSFORMER_PREFIX = "model.diffusion_model."
 _FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
@@ -51,6 +50,10 @@ class LTX2Bundle:
     distilled_transformer: object | None = None
     distilled_source: str = "lora"
     distilled_checkpoint_file: str | None = None
+    # With the checkpoint, pipe.connectors (the text connectors: Gemma hidden states -> video and audio
+    # contexts) come from that file too, as in Lightricks' distilled pipeline; False when the file has
+    # none of their tensors and the weights folder's connectors/ is used instead.
+    distilled_connectors: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -74,21 +77,25 @@ def load_bundle_from_weights(
 ) -> LTX2Bundle:
     """The bundle for ``recipe``. Only the distilled recipe reads Lightricks' distilled checkpoint, and only
     when it is in ``weights_dir``: its transformer then becomes pipe.transformer, in place of the base one
-    (never loaded), and the distilled LoRA is not loaded either (see LTX2Bundle.distilled_source)."""
+    (never loaded), and the distilled LoRA is not loaded either (see LTX2Bundle.distilled_source); the
+    text connectors come from that file too when it has them (LTX2Bundle.distilled_connectors)."""
     from diffusers import LTX2ImageToVideoPipeline
     from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
     weights_dir = Path(weights_dir)
     require_complete_weights(weights_dir)
     distilled_file = distilled_checkpoint(weights_dir) if recipe == "distilled" else None
-    transformer, fp8_checkpoint = None, False
+    transformer, connectors, fp8_checkpoint = None, None, False
     if distilled_file is not None:
         transformer, fp8_checkpoint = load_checkpoint_transformer(distilled_file, weights_dir / "transformer", dtype)
+        connectors = load_checkpoint_connectors(distilled_file, weights_dir / "connectors", dtype)
     elif uses_fp8_checkpoint(weights_dir):
         transformer, fp8_checkpoint = load_checkpoint_transformer(
             weights_dir / FP8_CHECKPOINT_FILE, weights_dir / "transformer", dtype
         )
     components = {} if transformer is None else {"transformer": transformer}
+    if connectors is not None:
+        components["connectors"] = connectors
     pipe = LTX2ImageToVideoPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True, **components)
     upsampler = LTX2LatentUpsamplerModel.from_pretrained(
         weights_dir / LATENT_UPSAMPLER_DIR, dtype=dtype, local_files_only=True
@@ -101,6 +108,7 @@ def load_bundle_from_weights(
         bundle.distilled_transformer = pipe.transformer
         bundle.distilled_source = "checkpoint"
         bundle.distilled_checkpoint_file = distilled_file.name
+        bundle.distilled_connectors = connectors is not None
     bundle.fp8_checkpoint = fp8_checkpoint
     if recipe == "distilled":
         log.info("%s", describe_distilled_source(bundle, weights_dir))
@@ -110,7 +118,12 @@ def load_bundle_from_weights(
 def describe_distilled_source(bundle: LTX2Bundle, weights_dir: str | Path | None = None) -> str:
     """Which distilled model the distilled recipe runs, for the start-up log and the generator's description."""
     if bundle.distilled_source == "checkpoint":
-        return f"distilled: checkpoint {bundle.distilled_checkpoint_file}"
+        if bundle.distilled_connectors:
+            return f"distilled: checkpoint {bundle.distilled_checkpoint_file} (transformer and text connectors)"
+        return (
+            f"distilled: checkpoint {bundle.distilled_checkpoint_file} (transformer only: the file has no "
+            "text connector tensors, so they come from connectors/)"
+        )
     if weights_dir is None:  # a model built in code: no weights folder to look in
         return "distilled: base model + distilled LoRA"
     return f"distilled: base model + distilled LoRA ({DISTILLED_CHECKPOINT_FILE} not in {weights_dir})"
@@ -133,27 +146,72 @@ def load_checkpoint_transformer(checkpoint_file: Path, config_dir: Path, dtype: 
     from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
     from safetensors import safe_open
 
-    state: dict[str, torch.Tensor] = {}
-    stored_in_fp8 = False
     with safe_open(str(checkpoint_file), framework="pt") as checkpoint:
-        names = [name for name in checkpoint.keys() if name.startswith(_CHECKPOINT_TRANSFORMER_PREFIX)]
-        present = set(names)
-        for name in names:
-            if name.endswith("_scale"):
-                continue
-            tensor = checkpoint.get_tensor(name)
-            stored_in_fp8 = stored_in_fp8 or tensor.dtype in _FP8_DTYPES
-            if f"{name}_scale" in present:
-                tensor = tensor.float() * checkpoint.get_tensor(f"{name}_scale").float()
-            state[name] = tensor.to(dtype)
+        # The text connectors share the transformer's prefix; the converter would drop them anyway.
+        names = [
+            name
+            for name in checkpoint.keys()
+            if name.startswith(CHECKPOINT_TRANSFORMER_PREFIX) and not is_connector_key(name)
+        ]
+        state, stored_in_fp8 = _read_dequantized(checkpoint, names, dtype)
     if not state:
-        raise ValueError(f"{checkpoint_file}: holds no transformer tensors ({_CHECKPOINT_TRANSFORMER_PREFIX}*)")
+        raise ValueError(f"{checkpoint_file}: holds no transformer tensors ({CHECKPOINT_TRANSFORMER_PREFIX}*)")
     state = convert_ltx2_transformer_to_diffusers(state)
     config = LTX2VideoTransformer3DModel.load_config(config_dir)
     with init_empty_weights():
         transformer = LTX2VideoTransformer3DModel.from_config(config)
     transformer.load_state_dict(state, strict=True, assign=True)
     return transformer.to(dtype).eval(), stored_in_fp8
+
+
+def load_checkpoint_connectors(checkpoint_file: Path, config_dir: Path, dtype: torch.dtype):
+    """The text connectors (diffusers' LTX2TextConnectors) of one of Lightricks' single-file checkpoints,
+    or None when the file holds none of their tensors.
+
+    Lightricks' pipelines build their text path (ltx-core's embeddings processor) from the checkpoint they
+    run: ``text_embedding_projection.aggregate_embed.*`` and ``model.diffusion_model.{video,audio}_
+    embeddings_connector.*`` (pipelines/checkpoint_keys.py maps them to diffusers' names). They are loaded
+    strictly into connectors built from ``config_dir``/config.json, fp8 scales applied when the file has
+    any for them; a file with only some of them is an error, not a mix of two models.
+    """
+    from accelerate import init_empty_weights
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint_file), framework="pt") as checkpoint:
+        names = [name for name in checkpoint.keys() if is_connector_key(name)]
+        if not names:
+            return None
+        state, _stored_in_fp8 = _read_dequantized(checkpoint, names, dtype)
+    state = convert_connectors_to_diffusers(state)
+    config = LTX2TextConnectors.load_config(config_dir)
+    with init_empty_weights():
+        connectors = LTX2TextConnectors.from_config(config)
+    try:
+        connectors.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{checkpoint_file}: its text connector tensors do not fit {config_dir}/config.json: {error}"
+        ) from error
+    return connectors.to(dtype).eval()
+
+
+def _read_dequantized(checkpoint, names: list[str], dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], bool]:
+    """``names`` from an open safetensors file in ``dtype``, and whether any was stored in fp8. An fp8 tensor
+    ``W`` comes with a float ``W_scale`` (``...weight`` / ``...weight_scale``) and is read as W * scale; the
+    ``*_scale`` entries themselves (``input_scale`` too: for fp8 activations, unused here) are not returned."""
+    present = set(checkpoint.keys())
+    state: dict[str, torch.Tensor] = {}
+    stored_in_fp8 = False
+    for name in names:
+        if name.endswith("_scale"):
+            continue
+        tensor = checkpoint.get_tensor(name)
+        stored_in_fp8 = stored_in_fp8 or tensor.dtype in _FP8_DTYPES
+        if f"{name}_scale" in present:
+            tensor = tensor.float() * checkpoint.get_tensor(f"{name}_scale").float()
+        state[name] = tensor.to(dtype)
+    return state, stored_in_fp8
 
 
 def build_tiny_bundle() -> LTX2Bundle:

@@ -133,24 +133,45 @@ def _original_name(name: str) -> str:
     return "model.diffusion_model." + name
 
 
-def write_checkpoint(transformer, path: Path, *, fp8: bool) -> None:
-    """The transformer as Lightricks ships single-file checkpoints, with bundled parts the loader skips;
-    with ``fp8``, e4m3 matrices, each with a per-tensor scale."""
+# diffusers' LTX2TextConnectors name -> Lightricks' original name (what ltx-core's embeddings processor reads).
+_TO_ORIGINAL_CONNECTOR_PREFIXES = {
+    "text_proj_in.": "text_embedding_projection.aggregate_embed.",
+    "video_connector.": "model.diffusion_model.video_embeddings_connector.",
+    "audio_connector.": "model.diffusion_model.audio_embeddings_connector.",
+}
+_TO_ORIGINAL_CONNECTOR_SEGMENTS = {
+    "transformer_blocks": "transformer_1d_blocks",
+    "norm_q": "q_norm",
+    "norm_k": "k_norm",
+}
+
+
+def _original_connector_name(name: str) -> str:
+    for diffusers_prefix, original in _TO_ORIGINAL_CONNECTOR_PREFIXES.items():
+        if name.startswith(diffusers_prefix):
+            segments = name[len(diffusers_prefix) :].split(".")
+            return original + ".".join(_TO_ORIGINAL_CONNECTOR_SEGMENTS.get(s, s) for s in segments)
+    raise KeyError(name)
+
+
+def write_checkpoint(transformer, path: Path, *, fp8: bool, connectors=None) -> None:
+    """The transformer (and the text connectors, when given) as Lightricks ships single-file checkpoints,
+    with bundled parts the loader skips; with ``fp8``, e4m3 matrices, each with a per-tensor scale."""
     import torch
     from safetensors.torch import save_file
 
     tensors = {}
-    for name, value in transformer.state_dict().items():
-        key = _original_name(name)
-        if fp8 and value.ndim == 2 and name.endswith(".weight"):
+    named = [(_original_name(name), value) for name, value in transformer.state_dict().items()]
+    if connectors is not None:
+        named += [(_original_connector_name(name), value) for name, value in connectors.state_dict().items()]
+    for key, value in named:
+        if fp8 and value.ndim == 2 and key.endswith(".weight"):
             scale = value.abs().max().clamp(min=1e-12) / 448.0  # e4m3's largest normal value
             tensors[key] = (value / scale).to(torch.float8_e4m3fn)
             tensors[f"{key}_scale"] = scale.reshape(()).float()
         else:
             tensors[key] = value.contiguous()
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(4)  # bundled, ignored
-    # The text connectors sit under the transformer's prefix; diffusers' converter drops them.
-    tensors["model.diffusion_model.video_embeddings_connector.learnable_registers"] = torch.zeros(2, 4)
     save_file(tensors, str(path))
 
 
@@ -167,6 +188,18 @@ def test_the_test_checkpoint_names_are_what_diffusers_converter_reads():
     names = list(build_tiny_pipeline().transformer.state_dict())
     converted = convert_ltx2_transformer_to_diffusers({_original_name(name): name for name in names})
     assert converted == {name: name for name in names}
+
+
+def test_the_test_checkpoint_connector_names_are_what_the_loader_reads():
+    # The same for the text connectors and the server's own mapping (checked against ltx-core's key filters in
+    # tests/parity/test_checkpoint_text_path.py).
+    from pipelines.checkpoint_keys import convert_connectors_to_diffusers
+    from pipelines.tiny import build_tiny_pipeline
+
+    names = list(build_tiny_pipeline().connectors.state_dict())
+    original = {_original_connector_name(name): name for name in names}
+    assert all(key.startswith(("model.diffusion_model.", "text_embedding_projection.")) for key in original)
+    assert convert_connectors_to_diffusers(original) == {name: name for name in names}
 
 
 def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_applied(tiny_weights, picture, tmp_path):
@@ -200,24 +233,39 @@ def test_the_fp8_checkpoint_replaces_the_bf16_transformer_and_its_scales_are_app
 # ---- Lightricks' full distilled checkpoint: --recipe distilled runs it, no LoRA --------------------------
 
 
-def _distilled_transformer(base_dir: Path):
-    """A stand-in for the distilled model: the tiny base transformer with every tensor changed."""
+def _changed(module, seed: int):
     import torch
-    from diffusers import LTX2VideoTransformer3DModel
 
-    transformer = LTX2VideoTransformer3DModel.from_pretrained(base_dir / "transformer")
-    torch.manual_seed(11)
+    torch.manual_seed(seed)
     with torch.no_grad():
-        for tensor in transformer.state_dict().values():
+        for tensor in module.state_dict().values():
             if tensor.is_floating_point():
                 tensor.add_(torch.randn_like(tensor) * 0.05 + 0.01)
-    return transformer
+    return module
+
+
+def _distilled_transformer(base_dir: Path):
+    """A stand-in for the distilled model: the tiny base transformer with every tensor changed."""
+    from diffusers import LTX2VideoTransformer3DModel
+
+    return _changed(LTX2VideoTransformer3DModel.from_pretrained(base_dir / "transformer"), 11)
+
+
+def _folder_connectors(base_dir: Path):
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+
+    return LTX2TextConnectors.from_pretrained(base_dir / "connectors")
+
+
+def _distilled_connectors(base_dir: Path):
+    """The distilled checkpoint's text connectors: the folder's (connectors/) with every tensor changed."""
+    return _changed(_folder_connectors(base_dir), 12)
 
 
 @pytest.fixture(scope="module")
 def distilled_weights(tiny_weights, tmp_path_factory):
     """tiny_weights plus ltx-2-19b-distilled.safetensors (the layout `download_weights.py --distilled` makes);
-    returns the folder and the transformer the file holds."""
+    returns the folder and the transformer and text connectors the file holds (both unlike the folder's)."""
     import shutil
 
     from pipelines.weights import DISTILLED_CHECKPOINT_FILE
@@ -225,8 +273,9 @@ def distilled_weights(tiny_weights, tmp_path_factory):
     folder = tmp_path_factory.mktemp("distilled") / "weights"
     shutil.copytree(tiny_weights, folder)
     distilled = _distilled_transformer(tiny_weights)
-    write_checkpoint(distilled, folder / DISTILLED_CHECKPOINT_FILE, fp8=False)
-    return folder, distilled
+    connectors = _distilled_connectors(tiny_weights)
+    write_checkpoint(distilled, folder / DISTILLED_CHECKPOINT_FILE, fp8=False, connectors=connectors)
+    return folder, distilled, connectors
 
 
 def _same_weights(module, reference) -> bool:
@@ -242,7 +291,7 @@ def test_the_distilled_recipe_runs_the_distilled_checkpoint_instead_of_the_base_
     from pipelines.loader import describe_distilled_source, load_bundle_from_weights
     from pipelines.weights import check_weights
 
-    folder, distilled = distilled_weights
+    folder, distilled, connectors = distilled_weights
     assert check_weights(folder) == []
     bundle = load_bundle_from_weights(folder, torch.float32, recipe="distilled")
     assert bundle.distilled_source == "checkpoint"
@@ -253,7 +302,13 @@ def test_the_distilled_recipe_runs_the_distilled_checkpoint_instead_of_the_base_
     # No LoRA: every stage runs the checkpoint as it is.
     assert bundle.distilled_adapter is None and not bundle.pipe.get_list_adapters().get("transformer")
     assert not bundle.fp8_checkpoint
-    assert describe_distilled_source(bundle, folder) == "distilled: checkpoint ltx-2-19b-distilled.safetensors"
+    # The text path is the file's too (Lightricks' distilled pipeline builds it from the checkpoint it runs).
+    assert bundle.distilled_connectors
+    assert _same_weights(bundle.pipe.connectors, connectors)
+    assert not _same_weights(bundle.pipe.connectors, _folder_connectors(folder))
+    assert describe_distilled_source(bundle, folder) == (
+        "distilled: checkpoint ltx-2-19b-distilled.safetensors (transformer and text connectors)"
+    )
 
 
 @pytest.mark.parametrize("recipe", ["two-stage", "one-stage"])
@@ -263,9 +318,12 @@ def test_other_recipes_never_load_the_distilled_checkpoint(distilled_weights, ti
 
     from pipelines.loader import load_bundle_from_weights
 
-    folder, distilled = distilled_weights
+    folder, distilled, connectors = distilled_weights
     bundle = load_bundle_from_weights(folder, torch.float32, recipe=recipe)
     assert bundle.distilled_source == "lora" and bundle.distilled_transformer is None
+    assert not bundle.distilled_connectors
+    assert _same_weights(bundle.pipe.connectors, _folder_connectors(tiny_weights))
+    assert not _same_weights(bundle.pipe.connectors, connectors)
     assert bundle.distilled_adapter == "stage2_distilled"
     base = LTX2VideoTransformer3DModel.from_pretrained(tiny_weights / "transformer")
     # The LoRA wraps the matrices, so compare one wrapped matrix's base layer with both candidates.
@@ -282,6 +340,8 @@ def test_without_the_checkpoint_the_distilled_recipe_uses_the_base_model_and_the
     bundle = load_bundle_from_weights(tiny_weights, torch.float32, recipe="distilled")
     assert bundle.distilled_source == "lora" and bundle.distilled_transformer is None
     assert bundle.distilled_adapter == "stage2_distilled" and bundle.distilled_checkpoint_file is None
+    assert not bundle.distilled_connectors
+    assert _same_weights(bundle.pipe.connectors, _folder_connectors(tiny_weights))
     assert describe_distilled_source(bundle, "weights/") == (
         "distilled: base model + distilled LoRA (ltx-2-19b-distilled.safetensors not in weights/)"
     )
@@ -298,13 +358,22 @@ def test_the_fp8_distilled_checkpoint_has_its_scales_applied_and_is_stored_in_fp
     folder = tmp_path / "weights"
     shutil.copytree(tiny_weights, folder)
     distilled = _distilled_transformer(tiny_weights)
-    write_checkpoint(distilled, folder / DISTILLED_FP8_CHECKPOINT_FILE, fp8=True)
+    connectors = _distilled_connectors(tiny_weights)
+    write_checkpoint(distilled, folder / DISTILLED_FP8_CHECKPOINT_FILE, fp8=True, connectors=connectors)
     bundle = load_bundle_from_weights(folder, torch.float32, recipe="distilled")
     assert bundle.distilled_source == "checkpoint" and bundle.fp8_checkpoint
     assert bundle.distilled_checkpoint_file == DISTILLED_FP8_CHECKPOINT_FILE
     loaded = bundle.pipe.transformer.transformer_blocks[0].attn1.to_q.weight
     original = distilled.transformer_blocks[0].attn1.to_q.weight
     assert torch.allclose(loaded, original, rtol=1 / 16, atol=original.abs().max().item() / 2**9)
+    # Connector matrices stored in fp8 have their scales applied too (the rest is stored as it is).
+    assert bundle.distilled_connectors
+    for name, expected in connectors.state_dict().items():
+        value = bundle.pipe.connectors.state_dict()[name]
+        if expected.ndim == 2:
+            assert torch.allclose(value, expected, rtol=1 / 16, atol=expected.abs().max().item() / 2**9), name
+        else:
+            assert torch.equal(value, expected), name
     # What load_generator does next: fp8 storage and placement reach the distilled transformer.
     store_transformer_in_fp8(bundle, torch.float32)
     place_bundle(bundle, "none", torch.device("cpu"))
@@ -312,9 +381,55 @@ def test_the_fp8_distilled_checkpoint_has_its_scales_applied_and_is_stored_in_fp
     assert stored.weight_fp8.dtype == torch.float8_e4m3fn and bundle.distilled_transformer is bundle.pipe.transformer
 
 
+def test_a_distilled_checkpoint_without_text_connectors_keeps_the_folders_and_says_so(tiny_weights, tmp_path):
+    import shutil
+
+    import torch
+
+    from pipelines.loader import describe_distilled_source, load_bundle_from_weights
+    from pipelines.weights import DISTILLED_CHECKPOINT_FILE
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    distilled = _distilled_transformer(tiny_weights)
+    write_checkpoint(distilled, folder / DISTILLED_CHECKPOINT_FILE, fp8=False)
+    bundle = load_bundle_from_weights(folder, torch.float32, recipe="distilled")
+    assert bundle.distilled_source == "checkpoint" and _same_weights(bundle.pipe.transformer, distilled)
+    assert not bundle.distilled_connectors
+    assert _same_weights(bundle.pipe.connectors, _folder_connectors(tiny_weights))
+    assert describe_distilled_source(bundle, folder) == (
+        "distilled: checkpoint ltx-2-19b-distilled.safetensors (transformer only: the file has no text connector "
+        "tensors, so they come from connectors/)"
+    )
+
+
+def test_a_distilled_checkpoint_with_only_some_text_connector_tensors_is_refused(tiny_weights, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from pipelines.loader import load_bundle_from_weights
+    from pipelines.weights import DISTILLED_CHECKPOINT_FILE
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights, folder)
+    file = folder / DISTILLED_CHECKPOINT_FILE
+    write_checkpoint(
+        _distilled_transformer(tiny_weights), file, fp8=False, connectors=_distilled_connectors(tiny_weights)
+    )
+    tensors = load_file(str(file))
+    del tensors["text_embedding_projection.aggregate_embed.weight"]
+    save_file(tensors, str(file))
+    with pytest.raises(ValueError, match="text connector tensors do not fit"):
+        load_bundle_from_weights(folder, torch.float32, recipe="distilled")
+
+
 def test_the_distilled_checkpoint_makes_the_video_and_the_description_says_so(distilled_weights, picture, tmp_path):
-    folder, _distilled = distilled_weights
+    folder, _distilled, _connectors = distilled_weights
     generator = pipelines.load_generator("ltx-2-19b", weights=str(folder), recipe="distilled", **FAST)
-    assert "distilled: checkpoint ltx-2-19b-distilled.safetensors" in generator.description
+    assert "distilled: checkpoint ltx-2-19b-distilled.safetensors (transformer and text connectors)" in (
+        generator.description
+    )
     info = generate(generator, picture, tmp_path / "distilled.mp4")
     assert (info["width"], info["height"], info["frame_count"]) == (300, 260, 10)

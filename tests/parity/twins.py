@@ -5,8 +5,9 @@ Everything is built in code from a seed (fp32, CPU, no files, no network). The o
 take: the reference models are created from an ltx-core config dict through ltx-core's own configurators and
 given random weights; their state dicts are then written out under the key prefixes Lightricks' single-file
 checkpoints use ("model.diffusion_model.", "vae.", "audio_vae.", "vocoder.", "text_embedding_projection.")
-and converted with diffusers' converters (``diffusers.loaders.single_file_utils``; for the vocoder, the text
-connectors and the latent upsampler, which have no single-file converter there, with the renames of diffusers'
+and converted with diffusers' converters (``diffusers.loaders.single_file_utils``; the text connectors, which
+have no single-file converter there, with the server's own mapping, pipelines/checkpoint_keys.py, so the twins
+test the conversion production runs; the vocoder and the latent upsampler with the renames of diffusers'
 ``scripts/convert_ltx2_to_diffusers.py``, re-implemented below) into diffusers models whose configs are
 derived from the same numbers. Loads are strict, so a key or shape that does not line up fails the build.
 
@@ -532,16 +533,9 @@ def _rename(state: dict, renames: dict[str, str]) -> dict:
     return out
 
 
-# The renames of diffusers' scripts/convert_ltx2_to_diffusers.py for the parts single_file_utils has no converter for.
+# The renames of diffusers' scripts/convert_ltx2_to_diffusers.py for the vocoder (single_file_utils has no converter
+# for it). The text connectors' mapping is production's: pipelines.checkpoint_keys.convert_connectors_to_diffusers.
 _VOCODER_RENAMES = {"ups": "upsamplers", "resblocks": "resnets", "conv_pre": "conv_in", "conv_post": "conv_out"}
-_CONNECTOR_RENAMES = {
-    "model.diffusion_model.video_embeddings_connector.": "video_connector.",
-    "model.diffusion_model.audio_embeddings_connector.": "audio_connector.",
-    "text_embedding_projection.aggregate_embed.": "text_proj_in.",
-    "transformer_1d_blocks": "transformer_blocks",
-    "q_norm": "norm_q",
-    "k_norm": "norm_k",
-}
 
 
 def _load_strict(model: torch.nn.Module, state: dict) -> torch.nn.Module:
@@ -563,7 +557,6 @@ def _build_diffusers(ckpt: dict) -> dict:
         convert_ltx2_transformer_to_diffusers,
         convert_ltx2_vae_to_diffusers,
     )
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 
     transformer_sd = convert_ltx2_transformer_to_diffusers(_select(ckpt, "model.diffusion_model."))
@@ -579,15 +572,20 @@ def _build_diffusers(ckpt: dict) -> dict:
     vocoder_sd = {k.removeprefix("vocoder."): v for k, v in _select(ckpt, "vocoder.").items()}
     vocoder = _load_strict(LTX2Vocoder(**diffusers_vocoder_config()), _rename(vocoder_sd, _VOCODER_RENAMES))
 
-    connector_sd = {
-        **_select(ckpt, "model.diffusion_model.video_embeddings_connector."),
-        **_select(ckpt, "model.diffusion_model.audio_embeddings_connector."),
-        **_select(ckpt, "text_embedding_projection."),
-    }
-    connectors = _load_strict(
-        LTX2TextConnectors(**diffusers_connectors_config()), _rename(connector_sd, _CONNECTOR_RENAMES)
-    )
+    connectors = build_checkpoint_connectors(ckpt)
     return dict(transformer=transformer, vae=vae, audio_vae=audio_vae, vocoder=vocoder, connectors=connectors)
+
+
+def build_checkpoint_connectors(ckpt: dict) -> torch.nn.Module:
+    """diffusers' LTX2TextConnectors from a checkpoint's tensors through production's key mapping
+    (pipelines/checkpoint_keys.py: what load_bundle_from_weights applies to the distilled checkpoint), loaded
+    strictly into the twins' connectors config."""
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+
+    from pipelines.checkpoint_keys import convert_connectors_to_diffusers
+
+    state = {k: v.clone() for k, v in convert_connectors_to_diffusers(ckpt).items()}
+    return _load_strict(LTX2TextConnectors(**diffusers_connectors_config()), state)
 
 
 def _build_diffusers_upsampler(upsampler_state: dict):
@@ -894,6 +892,7 @@ __all__ = [
     "Reference",
     "TransformerStep",
     "Twins",
+    "build_checkpoint_connectors",
     "build_twins",
     "fuse_lora",
     "make_step",
