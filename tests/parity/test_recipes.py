@@ -149,6 +149,7 @@ def test_guided_recipe_matches_the_reference(twins, image_path, contexts, monkey
     assert_same_latents(twins.bundle, ours, theirs, f"{recipe} recipe, full guidance")
     # Guided steps: prompt, negative prompt, STG and isolated-modality passes, each at batch 1.
     assert (ours.passes[0].count, ours.passes[0].max_batch) == (4 * STEPS, 1)
+    assert FULL_GUIDANCE.passes_per_step(num_blocks=2) == 4
 
 
 def test_default_policy_is_ltx_pipelines_ltx_2_params_and_matches_it(twins, image_path, contexts, monkeypatch):
@@ -169,6 +170,7 @@ def test_default_policy_is_ltx_pipelines_ltx_2_params_and_matches_it(twins, imag
     theirs = run_reference("two-stage", twins.reference, inputs)
     assert_same_latents(twins.bundle, ours, theirs, "two-stage recipe, default policy (LTX_2_PARAMS)")
     assert ours.passes[0].count == 3 * STEPS  # no STG pass where the model has no block 29
+    assert policy.passes_per_step(num_blocks=2) == 3 and policy.passes_per_step(num_blocks=48) == 4
 
 
 def test_stage_2_and_distilled_run_batch_1_unguided_passes(twins, image_path, contexts):
