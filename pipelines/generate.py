@@ -70,11 +70,21 @@ def plan_generation_size(
     )
 
 
+# The formats a user would send, as the API accepts them (server/images.py; a test keeps the two equal).
+ACCEPTED_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+
+
+def _readable_formats() -> tuple[str, ...]:
+    Image.init()
+    return tuple(name for name in ACCEPTED_IMAGE_FORMATS if name in Image.OPEN)
+
+
 def load_image(image_path: Path) -> Image.Image:
+    formats = _readable_formats()
     try:
-        with Image.open(image_path) as probe:
+        with Image.open(image_path, formats=formats) as probe:
             probe.verify()  # catches truncated/corrupt files that open() alone accepts
-        with Image.open(image_path) as image:
+        with Image.open(image_path, formats=formats) as image:
             return image.convert("RGB")
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
         raise InvalidInputError(f"image: cannot decode {Path(image_path).name} ({error})") from error

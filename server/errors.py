@@ -39,6 +39,10 @@ class QueueFull(ServiceError):
     """The bounded queue has no room; the client should retry later."""
 
 
+class FetchesBusy(ServiceError):
+    """As many image URLs are being downloaded as --max-image-fetches allows; retry shortly."""
+
+
 class RateLimited(ServiceError):
     """The key sent more submissions per minute than allowed."""
 
@@ -89,6 +93,7 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
     JobCancelledError: 409,
     OutputGone: 410,
     QueueFull: 429,
+    FetchesBusy: 429,
     RateLimited: 429,
     InputGone: 500,
     GenerationFailed: 500,

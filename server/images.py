@@ -1,6 +1,9 @@
 """Turning the ``image`` parameter into image bytes on disk: a URL, a data URI or bare base64.
 
-Content is checked by decoding it with Pillow, never by trusting a Content-Type header.
+Content is checked by decoding it with Pillow, never by trusting a Content-Type header. Only the
+formats a user would send are opened (``ACCEPTED_FORMATS``): Pillow's other ~35 readers (IM, DDS,
+SPIDER, EPS...) are never reached, and whatever a reader raises becomes a 400 naming ``image``.
+Decoding runs on a small pool of threads with a time bound, never on the event loop.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import base64
 import binascii
 import io
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import httpx
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
 from server.errors import InvalidRequest
 from server.netguard import Resolver, check_url, pinned_request
@@ -22,6 +26,31 @@ from server.netguard import Resolver, check_url, pinned_request
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).
 MAX_IMAGE_PIXELS = 64_000_000
+# Decoding one image may take this long (wall time, queueing for a decoder thread included).
+DECODE_TIMEOUT_SECONDS = 20.0
+# Images decoded at once: each may hold up to MAX_IMAGE_PIXELS * 4 bytes of pixels while it decodes.
+DECODE_THREADS = 2
+
+
+# Pillow's names; pipelines/generate.py keeps the same list for the worker's own open.
+WANTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+
+
+def _readable_formats() -> tuple[str, ...]:
+    """The allow-list: what a user would send, each only where the installed Pillow reads it
+    (AVIF with Pillow's AVIF support, HEIF/HEIC with the pillow-heif plugin registered)."""
+    Image.init()
+    needs = {"WEBP": "webp", "AVIF": "avif"}
+    return tuple(
+        name
+        for name in WANTED_FORMATS
+        if name in Image.OPEN and (name not in needs or features.check_module(needs[name]))
+    )
+
+
+ACCEPTED_FORMATS = _readable_formats()
+ACCEPTED_TEXT = ", ".join({"WEBP": "WebP", "HEIF": "HEIC/HEIF"}.get(name, name) for name in ACCEPTED_FORMATS)
+_decoders = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="ltx2-image-decode")
 
 
 @dataclass(frozen=True)
@@ -67,9 +96,12 @@ def _decode_base64(data: str, max_bytes: int) -> bytes:
 
 
 def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """Decode the image fully and return its size; raise InvalidRequest naming the problem."""
+    """Decode the image fully and return its size; raise InvalidRequest naming the problem.
+
+    Only ``ACCEPTED_FORMATS`` are opened; any exception a reader raises (malformed files make some
+    raise TypeError, NotImplementedError, AttributeError...) is the input's fault: a 400."""
     try:
-        with Image.open(io.BytesIO(raw)) as img:
+        with Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS) as img:
             width, height = img.size
             # Checked from the header, before decoding: a small file can claim a huge picture.
             if width * height > max_pixels:
@@ -77,11 +109,25 @@ def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[i
             img.load()
     except InvalidRequest:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InvalidRequest(f"image: cannot be decoded as an image ({_short(exc)})") from None
+    except UnidentifiedImageError:
+        raise InvalidRequest(f"image: not an image in an accepted format (accepted: {ACCEPTED_TEXT})") from None
+    except Exception as exc:  # noqa: BLE001 - every reader failure is the input's fault
+        raise InvalidRequest(
+            f"image: cannot be decoded as an image ({_short(exc)}); accepted formats: {ACCEPTED_TEXT}"
+        ) from None
     if width < 1 or height < 1:
         raise InvalidRequest("image: has no pixels")
     return width, height
+
+
+async def decode_image(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS, timeout: float = DECODE_TIMEOUT_SECONDS):
+    """``check_image_bytes`` on a decoder thread, so the event loop keeps serving; a decode that
+    takes longer than ``timeout`` is refused (its thread finishes on its own, its answer unread)."""
+    future = asyncio.get_running_loop().run_in_executor(_decoders, check_image_bytes, raw, max_pixels)
+    try:
+        return await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        raise InvalidRequest(f"image: decoding took longer than {timeout:g} s; send a smaller image") from None
 
 
 async def fetch_image_url(
@@ -109,7 +155,7 @@ async def fetch_image_url(
         raise
     except (TimeoutError, httpx.TimeoutException):
         raise InvalidRequest(f"image: fetching {url} timed out after {timeout:g} s") from None
-    except (httpx.HTTPError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL (a Location like "http:x") is no HTTPError
         raise InvalidRequest(f"image: cannot fetch {url} ({_short(exc)})") from None
 
 

@@ -109,6 +109,13 @@ class Settings:
     image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
     image_connect_timeout: float = field(default=10.0, metadata={"help": "seconds to connect to an image URL's host"})
     image_max_redirects: int = field(default=5, metadata={"help": "redirects followed per image URL, each re-checked"})
+    max_image_fetches: int = field(
+        default=8,
+        metadata={
+            "help": "image URLs downloaded at once, each up to --max-image-bytes in memory; submissions of "
+            "a URL beyond it get 429"
+        },
+    )
     max_image_pixels: int = field(
         default=64_000_000, metadata={"help": "most pixels (width x height) of an input image (decompression bombs)"}
     )
@@ -219,6 +226,7 @@ class Settings:
                 f"image-max-redirects: must be from 0 to 20; got {self.image_max_redirects}",
             ),
             (self.max_image_pixels >= 1, f"max-image-pixels: must be 1 or more; got {self.max_image_pixels}"),
+            (self.max_image_fetches >= 1, f"max-image-fetches: must be 1 or more; got {self.max_image_fetches}"),
             (self.max_body_bytes >= 1024, f"max-body-bytes: must be 1024 or more; got {self.max_body_bytes}"),
             (
                 1 <= self.max_prompt_chars <= 10_000,
