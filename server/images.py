@@ -21,7 +21,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError, features
 
 from server.errors import InvalidRequest
-from server.netguard import Resolver, check_url, pinned_request
+from server.netguard import Resolver, check_url, pinned_client, pinned_request
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).
@@ -161,11 +161,10 @@ async def fetch_image_url(
 
 async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver) -> bytes:
     limits = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
-    # trust_env=False: an HTTP(S)_PROXY in the environment would connect somewhere we did not check.
     # No kept-alive connections: each hop connects afresh, so TLS is always negotiated (and the
     # certificate checked) for the host of that hop even when two hosts share an address.
     pool = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=limits, limits=pool, follow_redirects=False, trust_env=False) as client:
+    async with pinned_client(timeout=limits, limits=pool) as client:
         current = url
         for _ in range(max_redirects + 1):
             target = await check_url(current, block_private=block_private, timeout=connect_timeout, resolver=resolver)

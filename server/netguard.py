@@ -1,9 +1,14 @@
 """Which addresses the server may fetch image URLs from.
 
-The host is resolved here and the address checked; the fetch then connects to that very address
-(see ``images.fetch_image_url``), so a name that resolves differently a moment later (DNS
-rebinding) cannot slip past. Cloud metadata and link-local addresses are always refused; private and
-loopback ones only with ``--block-private-image-urls`` (on-prem clients often host images nearby).
+The host is resolved here and every address checked; the fetch then connects to those very
+addresses (see ``images.fetch_image_url``), so a name that resolves differently a moment later (DNS
+rebinding) cannot slip past. The checked addresses are tried one after another in happy-eyeballs
+order (RFC 8305: IPv6 and IPv4 interleaved, the resolver's first family first), each with its own
+connect timeout, so a name whose first address is unreachable (``localhost`` as ``::1`` in front of
+an IPv4-only service) still connects. Cloud metadata and link-local addresses are always refused;
+private and loopback ones only with ``--block-private-image-urls`` (on-prem clients often host images
+nearby). IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4, Teredo,
+ISATAP) are refused when the IPv4 address they carry would be.
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ METADATA_ADDRESSES = frozenset(
     for text in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192", "169.254.170.2")
 )
 NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+# RFC 8215's local-use NAT64 prefix: an operator's own translator, so a private address in itself;
+# the IPv4 address is read from the low 32 bits (its common /96 use).
+LOCAL_NAT64_PREFIX = ipaddress.ip_network("64:ff9b:1::/48")
+IPV4_COMPATIBLE_PREFIX = ipaddress.ip_network("::/96")
+ISATAP_INTERFACE_IDS = (0x00005EFE, 0x02005EFE)
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
+PINNED_ADDRESSES = "ltx2_pinned_addresses"  # the request extension PinnedTransport connects by
 
 
 @dataclass(frozen=True)
@@ -40,22 +51,53 @@ class CheckedTarget:
     scheme: str
     host: str
     port: int
-    address: str
+    address: str  # the first one to try
+    addresses: tuple[str, ...] = ()  # every checked address, in the order to try them
 
 
-def embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address inside an IPv4-mapped or NAT64 IPv6 one, where the packets really go."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address in NAT64_PREFIX:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address
+def _translated(address: IPAddress) -> bool:
+    """IPv6 forms that only stand for an IPv4 address (mapped, NAT64): judged by that address alone."""
+    return isinstance(address, ipaddress.IPv6Address) and (
+        address.ipv4_mapped is not None or address in NAT64_PREFIX or address in LOCAL_NAT64_PREFIX
+    )
+
+
+def embedded_ipv4s(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one carries, where its packets may really go (none for IPv4)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in NAT64_PREFIX or address in LOCAL_NAT64_PREFIX:
+        return [low32]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        server, client = address.teredo  # (the client's address is stored inverted; this undoes it)
+        return [client, server]
+    if address in IPV4_COMPATIBLE_PREFIX and int(address) > 1:  # (not :: or ::1)
+        return [low32]
+    if (int(address) >> 32) & 0xFFFFFFFF in ISATAP_INTERFACE_IDS:
+        return [low32]
+    return []
 
 
 def refusal_reason(address: IPAddress, block_private: bool) -> str | None:
-    """Why we must not connect to ``address``, or None."""
-    address = embedded_ipv4(address)
+    """Why we must not connect to ``address``, or None; an IPv6 address carrying an IPv4 one is
+    refused when that IPv4 address would be."""
+    for carried in embedded_ipv4s(address):
+        reason = _own_refusal_reason(carried, block_private)
+        if reason:
+            return reason
+    if _translated(address):
+        if block_private and address in LOCAL_NAT64_PREFIX:
+            return "a private or loopback address (refused by --block-private-image-urls)"
+        return None
+    return _own_refusal_reason(address, block_private)
+
+
+def _own_refusal_reason(address: IPAddress, block_private: bool) -> str | None:
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_link_local:
@@ -99,13 +141,32 @@ async def check_url(
         raise InvalidRequest(f"{field}: cannot resolve host {host} ({exc})") from None
     if not addresses:
         raise InvalidRequest(f"{field}: host {host} has no address")
-    # Every address must pass: a client cannot choose which one we would connect to.
+    # Every address must pass: a client cannot choose which one we would connect to, and each may be tried.
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
         reason = refusal_reason(address, block_private)
         if reason:
-            raise InvalidRequest(f"{field}: refused to connect to {url}: host {host} resolves to {address}, {reason}")
-    return CheckedTarget(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+            carried = embedded_ipv4s(address)
+            via = f" (which carries {', '.join(map(str, carried))})" if carried else ""
+            raise InvalidRequest(
+                f"{field}: refused to connect to {url}: host {host} resolves to {address}{via}, {reason}"
+            )
+    ordered = tuple(happy_eyeballs_order(addresses))
+    return CheckedTarget(url=url, scheme=scheme, host=host, port=port, address=ordered[0], addresses=ordered)
+
+
+def happy_eyeballs_order(addresses: list[str]) -> list[str]:
+    """RFC 8305 section 4: the resolver's first address family first, then the families alternate
+    (the resolver already sorted each family by RFC 6724's preference)."""
+    if not addresses:
+        return []
+    first_is_v6 = ":" in addresses[0]
+    preferred = [a for a in addresses if (":" in a) == first_is_v6]
+    other = [a for a in addresses if (":" in a) != first_is_v6]
+    ordered: list[str] = []
+    for index in range(max(len(preferred), len(other))):
+        ordered.extend(family[index] for family in (preferred, other) if index < len(family))
+    return ordered
 
 
 def pinned_request(target: CheckedTarget, method: str = "GET") -> dict:
@@ -116,10 +177,49 @@ def pinned_request(target: CheckedTarget, method: str = "GET") -> dict:
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
     if ":" in target.host:  # an IPv6 literal
         host_header = f"[{host_header}]" if target.port == default_port else f"[{target.host}]:{target.port}"
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    extensions: dict = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    extensions[PINNED_ADDRESSES] = target.addresses or (target.address,)
     return {
         "method": method,
         "url": parsed.copy_with(host=target.address.split("%", 1)[0]),
         "headers": {"Host": host_header},
         "extensions": extensions,
     }
+
+
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """Sends a ``pinned_request`` to its checked addresses in turn, until one connects.
+
+    Each attempt has the client's connect timeout; only a failure to connect moves on to the next
+    address (nothing has been sent yet then), anything later is the answer. A request that did not come
+    from ``pinned_request`` is refused: this transport never connects to an address nobody checked.
+    """
+
+    def __init__(self, **transport_options) -> None:
+        self._inner = httpx.AsyncHTTPTransport(**transport_options)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        addresses = request.extensions.get(PINNED_ADDRESSES)
+        if not addresses:
+            raise httpx.ConnectError("refused: the request's address was not checked", request=request)
+        failures: list[str] = []
+        all_timeouts = True
+        for address in addresses:
+            request.url = request.url.copy_with(host=address.split("%", 1)[0])
+            try:
+                return await self._inner.handle_async_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                all_timeouts &= isinstance(exc, httpx.ConnectTimeout)
+                failures.append(f"{address}: {exc or type(exc).__name__}")
+        error = httpx.ConnectTimeout if all_timeouts else httpx.ConnectError
+        raise error("no address connected (" + "; ".join(failures) + ")", request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def pinned_client(*, limits: httpx.Limits | None = None, **client_options) -> httpx.AsyncClient:
+    """An httpx client for ``pinned_request``s: no proxy from the environment (it would connect
+    somewhere we did not check), no redirects followed (each hop must be checked first)."""
+    transport = PinnedTransport(limits=limits) if limits is not None else PinnedTransport()
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, **client_options)

@@ -25,7 +25,7 @@ import httpx
 
 from server.errors import InvalidRequest
 from server.jobs import Job
-from server.netguard import check_url, pinned_request, refusal_reason
+from server.netguard import check_url, pinned_client, pinned_request, refusal_reason
 
 log = logging.getLogger("ltx2.webhooks")
 
@@ -120,8 +120,8 @@ class WebhookSender:
                 target = await check_url(url, block_private=False, timeout=self._timeout, field="webhook")
                 request = pinned_request(target, "POST")
                 request["headers"].update(headers)
-                # trust_env=False: a proxy from the environment would connect somewhere we did not check.
-                async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, trust_env=False) as client:
+                # Tries each checked address in turn; no proxy from the environment (see netguard).
+                async with pinned_client(timeout=self._timeout) as client:
                     response = await client.request(**request, content=body)
             except InvalidRequest as exc:
                 return f"refused: {exc.message}", False
