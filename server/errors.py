@@ -31,8 +31,14 @@ class ModelNotFound(ServiceError):
 
 
 class JobNotFound(ServiceError):
+    """The request id is unknown, has expired, or belongs to another key."""
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Request {job_id} not found")
+
+
+class BodyTooLarge(ServiceError):
+    """The request body is larger than --max-body-bytes."""
 
 
 class QueueFull(ServiceError):
@@ -92,6 +98,7 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
     NotCancellable: 409,
     JobCancelledError: 409,
     OutputGone: 410,
+    BodyTooLarge: 413,
     QueueFull: 429,
     FetchesBusy: 429,
     RateLimited: 429,
@@ -103,7 +110,13 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
 
 
 def http_status_for(error: ServiceError) -> int:
-    for cls in type(error).__mro__:
+    return http_status_for_class(type(error))
+
+
+def http_status_for_class(error_class: type[ServiceError]) -> int:
+    """The status of an error class (its own entry, else its nearest base's); the OpenAPI document
+    declares each route's statuses from this too."""
+    for cls in error_class.__mro__:
         if cls in HTTP_STATUS_FOR_ERROR:
             return HTTP_STATUS_FOR_ERROR[cls]
     return 500
