@@ -3,6 +3,10 @@
 In JSON every line is one object: ``ts``, ``level``, ``logger``, ``message``, plus the structured
 fields a line carries (``request_id``, ``event``, ``status``, ``method``, ``path``, ``http_status``,
 ``duration_ms`` ...), so log tools can filter by job without parsing messages.
+
+Every line, in either format, shows URLs without their secrets (user info and query values:
+``server.redaction``) and the download token of ``/outputs/...`` paths as ``***``. In text lines,
+control characters from requests (a CR/LF in a path) are escaped, so one record is one line.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from datetime import datetime, timezone
 
 from server.jobs import Job
+from server.redaction import escape_control_characters, redact_request_path, redact_urls_in
 
 LOG_FORMATS = ("text", "json")
 # Fields passed with `extra=` that the JSON formatter writes out.
@@ -37,32 +42,54 @@ access_log = logging.getLogger("ltx2.http")
 job_log = logging.getLogger("ltx2.jobs")
 
 
+# Loggers whose lines carry full request URLs (httpx logs each request at INFO, httpcore at DEBUG):
+# the server logs its own fetches and deliveries, with the URLs redacted.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record; json.dumps escapes control characters itself."""
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_urls_in(record.getMessage()),
         }
         for name in STRUCTURED_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                line[name] = value
+                line[name] = redact_urls_in(value) if isinstance(value, str) else value
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redact_urls_in(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, the message's URLs redacted and its control characters escaped."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record = logging.makeLogRecord(record.__dict__)
+        record.message = escape_control_characters(redact_urls_in(record.message))
+        return super().formatMessage(record)
+
+    def formatException(self, exc_info) -> str:  # noqa: N802 - logging's name
+        # A traceback keeps its lines; what an exception's text quotes from a request is redacted.
+        return redact_urls_in(super().formatException(exc_info))
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def uvicorn_log_config(log_format: str) -> dict | None:
@@ -133,6 +160,8 @@ class RequestLogMiddleware:
         if request_id is None:
             match = _REQUEST_ID_IN_PATH.match(path)
             request_id = (match.group(1) or match.group(2)) if match else None
+        # The path comes from the client: the formatters escape it (text) or quote it (JSON).
+        path = redact_request_path(path)
         client = scope.get("client")
         access_log.info(
             "%s %s %s %.1f ms%s",

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.redaction import control_character_error, redact_urls_in
+
 MODEL_SLUG = "ltx-2-19b-i2v"
 DEFAULT_NEGATIVE_PROMPT = (
     "blurry, low quality, still frame, frames, watermark, overlay, titles, has blurbox, has subtitles"
@@ -57,6 +59,17 @@ class I2VParams(BaseModel):
         examples=["https://example.com/ltx2-callback"],
     )
 
+    @field_validator("image")
+    @classmethod
+    def _no_control_characters_in_image_url(cls, value: str) -> str:
+        # Only a URL: base64 data (bare or in a data URI) may come wrapped in lines.
+        text = value.strip()
+        if "://" in text[:32] and not text[:5].lower().startswith("data:"):
+            reason = control_character_error(value)
+            if reason:
+                raise ValueError(reason)
+        return value
+
     @field_validator("webhook")
     @classmethod
     def _safe_webhook(cls, value: str | None) -> str | None:
@@ -90,7 +103,10 @@ def allowed_range_text(name: str) -> str:
     if name == "image":
         kind = "an http(s) URL, a data URI or base64 image data as a string"
     if name == "webhook":
-        kind = "an http(s) URL of at most 2048 characters, not at a link-local or cloud-metadata address"
+        kind = (
+            "an http(s) URL of at most 2048 characters without control characters, "
+            "not at a link-local or cloud-metadata address"
+        )
     if low is not None and high is not None:
         return f"{kind} from {_plain(low)} to {_plain(high)}"
     if max_len is not None:
@@ -116,6 +132,13 @@ def describe_validation_error(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{name}: required ({allowed_range_text(name)})"
     got = error.get("input")
+    if isinstance(got, str):
+        got = redact_urls_in(got)  # a URL's credentials are not repeated back, nor logged
     got_text = f"; got {got!r}" if not isinstance(got, (dict, list)) and len(repr(got)) < 80 else ""
     expected = allowed_range_text(name)
-    return f"{name}: must be {expected}{got_text}" if expected else f"{name}: {error.get('msg', 'invalid')}"
+    # A validator's own reason (a control character, a refused address) says what is wrong exactly.
+    reason = error.get("ctx", {}).get("error") if kind == "value_error" else None
+    reason_text = f" ({redact_urls_in(str(reason))})" if reason else ""
+    if expected:
+        return f"{name}: must be {expected}{reason_text}{got_text}"
+    return f"{name}: {error.get('msg', 'invalid')}"

@@ -223,9 +223,18 @@ class JobService:
                 await asyncio.sleep(1.0)
 
     async def _send_webhook(self, entry_id: str, job: Job, url: str, base: str) -> None:
-        body = json.dumps(self.webhooks.build_body(job, base), separators=(",", ":")).encode()
-        await self.webhooks.deliver(job.id, url, body)  # retried with backoff; given up is logged
-        await self.store.webhook_sent(entry_id)
+        """Deliver one outbox entry, then acknowledge it, whatever happened: an entry that fails
+        every time must not come back every takeover period until its job expires."""
+        extra = {"request_id": job.id, "event": "webhook", "status": "error"}
+        try:
+            body = json.dumps(self.webhooks.build_body(job, base), separators=(",", ":")).encode()
+            await self.webhooks.deliver(job.id, url, body)  # retried with backoff; given up is logged
+        except Exception:  # noqa: BLE001 - given up, logged with the request id, and acknowledged below
+            log.exception("webhook for %s given up: sending it failed", job.id, extra=extra)
+        try:
+            await self.store.webhook_sent(entry_id)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the entry is taken over and sent again later
+            log.warning("webhook for %s: acknowledging its outbox entry failed (%s)", job.id, exc, extra=extra)
 
     def _check_prompt_length(self, params: I2VParams) -> None:
         # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
@@ -379,11 +388,11 @@ class JobService:
         """The finished video of a job: a file to send, or (a bucket's) URL to redirect to."""
         job = await self.store.find(job_id)
         if self.results is not None:
-            if job is None or job.output_location is None or not hmac.compare_digest(token, job.output_token):
+            if job is None or job.output_location is None or not _same_token(token, job.output_token):
                 raise JobNotFound(job_id)
             local = self.results.local_file(job.output_location)
             return local if local is not None else self.output_url(job, "")
-        if job is None or job.output_path is None or not hmac.compare_digest(token, job.output_token):
+        if job is None or job.output_path is None or not _same_token(token, job.output_token):
             raise JobNotFound(job_id)
         if not job.output_path.is_file():
             raise OutputGone(f"the video of request {job_id} is no longer in the results directory")
@@ -479,3 +488,10 @@ class JobService:
         await self.webhooks.close()
         for task in list(self._background):
             task.cancel()
+
+
+def _same_token(presented: str, expected: str | None) -> bool:
+    """Constant-time comparison of bytes: compare_digest refuses str with non-ASCII characters."""
+    if expected is None:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

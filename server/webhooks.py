@@ -26,6 +26,7 @@ import httpx
 from server.errors import InvalidRequest
 from server.jobs import Job
 from server.netguard import check_url, pinned_client, pinned_request, refusal_reason
+from server.redaction import control_character_error, redact_urls_in
 
 log = logging.getLogger("ltx2.webhooks")
 
@@ -40,6 +41,9 @@ def check_webhook_url(url: str) -> str:
     """The URL if its form is acceptable (scheme, host, no literal forbidden address); ValueError otherwise."""
     if len(url) > MAX_URL_CHARS:
         raise ValueError(f"longer than {MAX_URL_CHARS} characters")
+    reason = control_character_error(url)
+    if reason:
+        raise ValueError(reason)
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"URL scheme {parts.scheme!r} is not allowed (use http or https)")
@@ -86,10 +90,20 @@ class WebhookSender:
         if self.build_body is None:
             log.error("webhook for %s not sent: no body builder", job.id, extra={"request_id": job.id})
             return
-        body = json.dumps(self.build_body(job, base), separators=(",", ":")).encode()
+        try:
+            body = json.dumps(self.build_body(job, base), separators=(",", ":")).encode()
+        except Exception:  # noqa: BLE001 - one job's body must not stop the listener or other jobs
+            log.exception("webhook for %s not sent: building its body failed", job.id, extra=_extra(job.id, "error"))
+            return
         task = asyncio.get_running_loop().create_task(self.deliver(job.id, url, body), name=f"ltx2-webhook-{job.id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._delivery_done)
+
+    def _delivery_done(self, task: asyncio.Task) -> None:
+        """``deliver`` ends every attempt itself; this only keeps a bug there from going unseen."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook task %s failed", task.get_name(), exc_info=task.exception())
 
     async def deliver(self, job_id: str, url: str, body: bytes) -> bool:
         headers = {
@@ -100,8 +114,13 @@ class WebhookSender:
         }
         attempts = 1 + self._retries
         for attempt in range(1, attempts + 1):
-            outcome, retry = await self._attempt(url, body, {**headers, "x-ltx2-delivery-attempt": str(attempt)})
-            extra = {"request_id": job_id, "event": "webhook", "status": outcome}
+            try:
+                outcome, retry = await self._attempt(url, body, {**headers, "x-ltx2-delivery-attempt": str(attempt)})
+            except Exception as exc:  # noqa: BLE001 - whatever goes wrong is a failed attempt, never a dead task
+                log.exception("webhook for %s attempt %d raised", job_id, attempt, extra=_extra(job_id, "error"))
+                outcome, retry = f"{type(exc).__name__}: {exc}", True
+            outcome = redact_urls_in(outcome)
+            extra = _extra(job_id, outcome)
             if outcome == "delivered":
                 log.info("webhook for %s delivered (attempt %d)", job_id, attempt, extra=extra)
                 return True
@@ -115,6 +134,9 @@ class WebhookSender:
 
     async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
         """('delivered' | what went wrong, whether another attempt may help)."""
+        reason = control_character_error(url)
+        if reason:  # stored by a version that did not refuse it at submission: httpx would raise
+            return f"refused: webhook: {reason}", False
         async with self._slots:
             try:
                 target = await check_url(url, block_private=False, timeout=self._timeout, field="webhook")
@@ -125,6 +147,8 @@ class WebhookSender:
                     response = await client.request(**request, content=body)
             except InvalidRequest as exc:
                 return f"refused: {exc.message}", False
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
+                return f"refused: webhook: not a URL that can be sent to ({type(exc).__name__}: {exc})", False
             except (OSError, httpx.HTTPError) as exc:
                 return f"{type(exc).__name__}: {exc}", True
         if 200 <= response.status_code < 300:
@@ -135,3 +159,7 @@ class WebhookSender:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def _extra(job_id: str, status: str) -> dict:
+    return {"request_id": job_id, "event": "webhook", "status": status}
