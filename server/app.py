@@ -28,6 +28,7 @@ from server.errors import (
     ServiceUnavailable,
     http_status_for,
 )
+from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
@@ -91,6 +92,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AllowedHostsMiddleware, patterns=settings.parsed_allowed_hosts())
     return app
 
 
@@ -151,7 +153,7 @@ def base_url(request: Request) -> str:
         forwarded = _forwarded_base_url(request)
         if forwarded:
             return forwarded
-    return str(request.base_url).rstrip("/")
+    return request_base_url(request)  # (its Host header only when well formed)
 
 
 def _forwarded_base_url(request: Request) -> str | None:
@@ -160,7 +162,7 @@ def _forwarded_base_url(request: Request) -> str | None:
         return request.headers.get(name, "").split(",")[0].strip()
 
     host = first("x-forwarded-host")
-    if not host:
+    if not host or split_host(host) is None:
         return None
     proto = first("x-forwarded-proto") or request.url.scheme
     prefix = first("x-forwarded-prefix").rstrip("/")

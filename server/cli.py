@@ -83,7 +83,9 @@ def serve(settings: Settings) -> int:
 
     from server.app import create_app
     from server.devices import NoGpus
+    from server.http_timeouts import timed_protocol_class
     from server.logs import uvicorn_log_config
+    from server.results import apply_results_umask
     from server.worker_child import weights_problems, worker_config_from
 
     if settings.shared_store and settings.gpus:
@@ -93,6 +95,7 @@ def serve(settings: Settings) -> int:
             f"start them with `ltx2-server worker --store ... --gpus {settings.gpus}`"
         )
     configure_logging(settings.log_level, settings.log_format)
+    apply_results_umask(settings.results_group_readable)  # (the worker child inherits it)
     config = worker_config_from(settings)
     if settings.model == "auto" and not settings.shared_store:
         where = (
@@ -120,6 +123,8 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
         log_config=uvicorn_log_config(settings.log_format),
+        # Slow clients (slowloris): a request's headers and body each have a deadline; 408 past it.
+        http=timed_protocol_class(settings.header_timeout, settings.body_timeout),
         access_log=False,  # server.logs writes one line per request, with the request id
     )
     _draining_server_class(uvicorn.Server)(config, app, settings.shutdown_grace).run()
@@ -128,9 +133,11 @@ def serve(settings: Settings) -> int:
 
 def run_worker(settings: Settings) -> int:
     from server.worker_child import weights_problems, worker_config_from
+    from server.results import apply_results_umask
     from server.worker_host import run_worker_host
 
     configure_logging(settings.log_level, settings.log_format)
+    apply_results_umask(settings.results_group_readable)
     if not settings.shared_store:
         raise SystemExit("ltx2-server worker: needs --store redis://HOST:PORT/DB (the queue it takes jobs from)")
     problems = weights_problems(worker_config_from(settings))

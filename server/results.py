@@ -36,6 +36,23 @@ CHUNK_BYTES = 1024 * 1024
 # SigV4 presigned URLs are refused by S3 beyond seven days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+# Results on disk (inputs, videos, their folders) are the server user's alone: files 0600, folders 0700;
+# with --results-group-readable its group reads them too (0640, 0750). The modes are the umask of the
+# server's processes (``apply_results_umask``), which the worker processes and their ffmpeg inherit,
+# so every writer follows them; files made by mkstemp (0600 whatever the umask) are set explicitly.
+PRIVATE_UMASK = 0o077
+GROUP_READABLE_UMASK = 0o027
+_file_mode = 0o666 & ~PRIVATE_UMASK
+
+
+def apply_results_umask(group_readable: bool) -> int:
+    """Make this process (and the processes it starts) create files 0600 and folders 0700, or 0640 and
+    0750 when ``group_readable``; returns the umask."""
+    global _file_mode
+    umask = GROUP_READABLE_UMASK if group_readable else PRIVATE_UMASK
+    os.umask(umask)
+    _file_mode = 0o666 & ~umask
+    return umask
 
 
 class ResultStorage(Protocol):
@@ -198,6 +215,7 @@ def _write_atomically(path: Path, raw: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, _file_mode)
         with os.fdopen(fd, "wb") as out:
             out.write(raw)
         os.replace(temp, path)

@@ -81,7 +81,20 @@ class Settings:
             "help": "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)"
         },
     )
+    allowed_hosts: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated host names clients use to reach the server (*.example.com: its subdomains); "
+            "other Host headers get 400 (empty: any well-formed one)"
+        },
+    )
     results_dir: str = field(default="", metadata={"help": "where inputs and videos are kept (default: a temp dir)"})
+    results_group_readable: bool = field(
+        default=False,
+        metadata={
+            "help": "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"
+        },
+    )
     results_s3: str = field(
         default="",
         metadata={
@@ -124,6 +137,14 @@ class Settings:
         metadata={"help": "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"},
     )
     max_body_bytes: int = field(default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes"})
+    header_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds a client may take to send a request's headers; slower gets 408 and is closed"},
+    )
+    body_timeout: float = field(
+        default=120.0,
+        metadata={"help": "seconds a client may take to send a request's body; slower gets 408 and is closed"},
+    )
     max_prompt_chars: int = field(default=10_000, metadata={"help": "longest prompt, in characters (at most 10000)"})
     rate_limit: int = field(
         default=0, metadata={"help": "job submissions per minute per API key (0: no limit); more get 429"}
@@ -228,6 +249,8 @@ class Settings:
             (self.max_image_pixels >= 1, f"max-image-pixels: must be 1 or more; got {self.max_image_pixels}"),
             (self.max_image_fetches >= 1, f"max-image-fetches: must be 1 or more; got {self.max_image_fetches}"),
             (self.max_body_bytes >= 1024, f"max-body-bytes: must be 1024 or more; got {self.max_body_bytes}"),
+            (self.header_timeout > 0, f"header-timeout: must be more than 0; got {self.header_timeout:g}"),
+            (self.body_timeout > 0, f"body-timeout: must be more than 0; got {self.body_timeout:g}"),
             (
                 1 <= self.max_prompt_chars <= 10_000,
                 f"max-prompt-chars: must be from 1 to 10000; got {self.max_prompt_chars}",
@@ -261,7 +284,21 @@ class Settings:
                 "results-s3: is only used with --store redis://... (one host keeps results in --results-dir)",
             ),
         ]
-        return [message for ok, message in checks if not ok] + self._key_file_problems() + self._s3_problems()
+        return (
+            [message for ok, message in checks if not ok]
+            + self._key_file_problems()
+            + self._s3_problems()
+            + self._allowed_hosts_problems()
+        )
+
+    def parsed_allowed_hosts(self) -> tuple[str, ...]:
+        return tuple(name.strip().lower() for name in self.allowed_hosts.split(",") if name.strip())
+
+    def _allowed_hosts_problems(self) -> list[str]:
+        from server.hosts import allowed_host_pattern_problem  # (hosts needs nothing from here)
+
+        found = [allowed_host_pattern_problem(name) for name in self.parsed_allowed_hosts()]
+        return [f"allowed-hosts: {problem}" for problem in found if problem]
 
     def _key_file_problems(self) -> list[str]:
         try:

@@ -1,0 +1,134 @@
+"""Per-connection deadlines for receiving a request, so slow clients cannot hold connections forever.
+
+uvicorn bounds only the idle time between kept-alive requests; a client that sends its request line
+or headers a byte at a time (slowloris), or its body a byte at a time, is otherwise held without
+limit. Here, on top of uvicorn's own HTTP protocol classes:
+
+- the headers of a request must arrive within ``header_timeout`` seconds of its first byte (of the
+  connection being opened, for its first request);
+- its body within ``body_timeout`` seconds of the end of its headers.
+
+Past either deadline the client gets ``408 Request Timeout`` (a JSON ``{"error"}`` body, as every
+error here) when no response to that request has started, and the connection is closed. The deadlines
+stop while the application answers: a long /v1 call or an event stream is not cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+log = logging.getLogger("ltx2.http")
+
+
+def timed_protocol_class(header_timeout: float, body_timeout: float, implementation: str = "auto") -> type:
+    """uvicorn's HTTP protocol class with both deadlines: ``auto`` (httptools where installed, as
+    uvicorn picks), ``httptools`` or ``h11``."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    if implementation == "h11":
+        base: type = H11Protocol
+    elif implementation == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    else:
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        base = AutoHTTPProtocol
+    mixin = _H11Deadlines if issubclass(base, H11Protocol) else _HttpToolsDeadlines
+    return type(
+        "Timed" + base.__name__, (mixin, base), {"header_timeout": header_timeout, "body_timeout": body_timeout}
+    )
+
+
+class _Deadlines:
+    """The timers; subclasses say when a request's headers begin, end, and when its body ends."""
+
+    header_timeout: float
+    body_timeout: float
+    _deadline: asyncio.TimerHandle | None = None
+    _waiting_for: str = ""  # "headers" | "body" | "" (nothing being received)
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._expect("headers")
+
+    def connection_lost(self, exc) -> None:
+        self._expect("")
+        super().connection_lost(exc)
+
+    def _expect(self, what: str) -> None:
+        """Start the deadline for receiving ``what`` (restarting it if it is new), or stop it ("")."""
+        if what == self._waiting_for:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._waiting_for = what
+        if what:
+            seconds = self.header_timeout if what == "headers" else self.body_timeout
+            self._deadline = self.loop.call_later(seconds, self._deadline_passed, what, seconds)
+
+    def _deadline_passed(self, what: str, seconds: float) -> None:
+        self._deadline = None
+        self._waiting_for = ""
+        if self.transport.is_closing():
+            return
+        client = "%s:%d" % tuple(self.client[:2]) if self.client else "a client"
+        log.info("closed the connection of %s: request %s not received within %g s", client, what, seconds)
+        cycle = self.cycle
+        current = cycle is not None and not cycle.response_complete
+        if current and what == "body":
+            # The application may be waiting in receive(): it now reads a disconnect, and writes nothing.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if not current or (what == "body" and not cycle.response_started):
+            self.transport.write(_timeout_response(f"request {what} not received within {seconds:g} s"))
+        self.transport.close()
+
+
+class _HttpToolsDeadlines(_Deadlines):
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._expect("headers")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._expect("body")
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._expect("")
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._waiting_for == "body":  # answered without reading the whole body: the body still counts
+            return
+        # Idle now: uvicorn's keep-alive timeout closes the connection unless a next request begins.
+
+
+class _H11Deadlines(_Deadlines):
+    def handle_events(self) -> None:
+        super().handle_events()
+        import h11
+
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._expect("body")
+        elif state is h11.IDLE and self.conn.trailing_data[0]:
+            self._expect("headers")
+        elif state is not h11.IDLE:
+            self._expect("")
+
+
+def _timeout_response(message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
