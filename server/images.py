@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import httpx
 from PIL import Image, UnidentifiedImageError, features
 
-from server.errors import InvalidRequest
+from server.errors import FetchesBusy, InvalidRequest
 from server.netguard import Resolver, check_url, pinned_client, pinned_request
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
@@ -110,7 +110,7 @@ def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[i
     except InvalidRequest:
         raise
     except UnidentifiedImageError:
-        raise InvalidRequest(f"image: not an image in an accepted format (accepted: {ACCEPTED_TEXT})") from None
+        raise InvalidRequest(f"image: cannot be decoded as an image in an accepted format ({ACCEPTED_TEXT})") from None
     except Exception as exc:  # noqa: BLE001 - every reader failure is the input's fault
         raise InvalidRequest(
             f"image: cannot be decoded as an image ({_short(exc)}); accepted formats: {ACCEPTED_TEXT}"
@@ -128,6 +128,37 @@ async def decode_image(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS, timeout: 
         return await asyncio.wait_for(future, timeout)
     except TimeoutError:
         raise InvalidRequest(f"image: decoding took longer than {timeout:g} s; send a smaller image") from None
+
+
+class FetchSlots:
+    """At most ``limit`` image URLs downloading at once (each holds up to --max-image-bytes in
+    memory); ``take`` beyond it raises FetchesBusy (429)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self) -> FetchSlot:
+        if self.in_use >= self.limit:
+            raise FetchesBusy(
+                f"image: {self.limit} image URLs are being downloaded already; retry shortly",
+                headers={"Retry-After": "2"},
+            )
+        self.in_use += 1
+        return FetchSlot(self)
+
+
+class FetchSlot:
+    def __init__(self, slots: FetchSlots) -> None:
+        self._slots: FetchSlots | None = slots
+        # The background task that now holds the slot (and releases it when done), if any.
+        self.task: asyncio.Task | None = None
+
+    def release(self, *_: object) -> None:
+        """Idempotent; takes (and ignores) a task, so it can be a task's done callback."""
+        if self._slots is not None:
+            self._slots.in_use -= 1
+            self._slots = None
 
 
 async def fetch_image_url(

@@ -243,7 +243,7 @@ class InMemoryJobStore:
         return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)
 
     def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]:
-        """Drop finished jobs older than the TTL; unfinished ones stay so no job is ever lost."""
+        """Drop finished jobs older than the TTL (the service's sweep fails the ones that never end)."""
         expired = [job for job in self._jobs.values() if job.status.is_final and now - job.created_at >= ttl_seconds]
         for job in expired:
             del self._jobs[job.id]

@@ -81,6 +81,8 @@ FAULT_INPUT = "input"
 FAULT_GENERATION = "generation"
 FAULT_CANCELLED = "cancelled"
 FAULT_SHUTDOWN = "shutdown"
+# Still queued one retention period (--ttl-seconds) after submission: failed by the expiry sweep.
+FAULT_EXPIRED = "expired"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ worker hosts (``--store redis://HOST:PORT/DB``).
 
 Layout (every key starts with ``ltx2:``):
 - ``ltx2:job:{id}``: a hash per job. Redis's own expiry deletes it one TTL after submission, set
-  when the job becomes final (unfinished jobs never expire, so none is lost while it waits).
+  when the job becomes final. A job still QUEUED one TTL after submission is failed by the API
+  replicas' sweep (``fail_overdue``), so no job waits forever; a running one is bounded by its worker.
 - ``ltx2:queue``: a stream with the consumer group ``ltx2-workers``; one entry per job, read by
   idle workers in order. An entry stays pending until its job is final; a worker host keeps
   touching the entries it holds, so an entry left untouched past the visibility timeout belongs to
@@ -43,6 +44,7 @@ from server.clock import Clock
 from server.errors import QueueFull, StoreUnavailable
 from server.jobs import Job, JobStatus, QueueView
 from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
+from server.messages import FAULT_EXPIRED
 from server.progress import DURATION_SMOOTHING, ProgressTracker
 
 log = logging.getLogger("ltx2.redis")
@@ -239,6 +241,20 @@ return status
 """
 )
 
+# The sweep fails a job still queued past its retention. ARGV: id, now, error.
+_EXPIRE_QUEUED = (
+    _FINALIZE
+    + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'QUEUED' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+fail(ARGV[1], ARGV[2], ARGV[3], '%(fault)s')
+return 1
+"""
+    % {"fault": FAULT_EXPIRED}
+)
+
 
 # ---- records ---------------------------------------------------------------------------------------
 
@@ -307,6 +323,7 @@ class RedisScripts:
         self.finish = client.register_script(_FINISH)
         self.cancel = client.register_script(_CANCEL)
         self.hand_back = client.register_script(_HAND_BACK)
+        self.expire_queued = client.register_script(_EXPIRE_QUEUED)
 
 
 def transition_keys(job_id: str) -> list[str]:
@@ -449,6 +466,19 @@ class RedisJobStore:
             if await self.client.zrem(EXPIRIES_SET, job_id):
                 taken.append(job_id)
         return taken
+
+    async def fail_overdue(self, submitted_before: float, error: str) -> int:
+        """Fail the jobs still QUEUED that were submitted before ``submitted_before``; how many.
+        Each is failed by one replica only (the script checks the status)."""
+        ids = await self.client.zrangebyscore(QUEUED_SET, "-inf", submitted_before, start=0, num=500)
+        failed = 0
+        for job_id in ids:
+            failed += int(
+                await self.scripts.expire_queued(
+                    keys=transition_keys(job_id), args=[job_id, repr(self.clock.now()), error]
+                )
+            )
+        return failed
 
     async def webhooks_due(self, consumer: str, block: float = 1.0):
         """Final jobs whose webhook is to be sent, as (entry id, job, url, base); an entry stays

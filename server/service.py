@@ -30,11 +30,18 @@ from server.errors import (
     WaitTimedOut,
 )
 from server.events import JobEventHub
-from server.images import check_image_bytes, classify_image_source, fetch_image_url
+from server.images import (
+    DECODE_TIMEOUT_SECONDS,
+    FetchSlot,
+    FetchSlots,
+    classify_image_source,
+    decode_image,
+    fetch_image_url,
+)
 from server.jobs import Job, JobStatus, JobStore, new_job_id
 from server.limits import LocalLimits, load_key_policies, owner_id
 from server.logs import log_job_change
-from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.metrics import ServerMetrics
 from server.netguard import Resolver, check_url
 from server.params import SEED_MAX, I2VParams
@@ -47,6 +54,9 @@ from server.webhooks import WebhookSender
 log = logging.getLogger("ltx2.service")
 
 SHUTDOWN_LINGER_SECONDS = 2.0
+# Beyond the fetch and decode bounds, time for writing the input to disk before a job whose input is
+# still not ready fails.
+INPUT_DEADLINE_MARGIN_SECONDS = 10.0
 
 
 class JobService:
@@ -81,6 +91,7 @@ class JobService:
         self._background: set[asyncio.Task] = set()
         # Image downloads in flight, by job id, so that cancelling a job stops its download too.
         self._fetches: dict[str, asyncio.Task] = {}
+        self.fetch_slots = FetchSlots(settings.max_image_fetches)
         self.events = JobEventHub()
         self.durations = DurationEstimator()
         self.events.add_listener(self._learn_duration)
@@ -122,7 +133,7 @@ class JobService:
             self.webhooks.require_secret()
         source = classify_image_source(params.image, self.settings.max_image_bytes)
         if source.inline is not None:
-            await asyncio.to_thread(check_image_bytes, source.inline, self.settings.max_image_pixels)
+            await decode_image(source.inline, self.settings.max_image_pixels)
         else:
             # Scheme and address are checked now, so a refused URL is a 400 at once; redirects
             # are only seen while fetching, and a refused one fails the job (fault: input).
@@ -132,6 +143,15 @@ class JobService:
                 timeout=self.settings.image_connect_timeout,
                 resolver=self.resolver,
             )
+        # Held until the download ends (by the background fetch of an in-memory store's job).
+        slot = self.fetch_slots.take() if source.url is not None else None
+        try:
+            return await self._accept(params, owner, base_url, source, slot)
+        finally:
+            if slot is not None and slot.task is None:
+                slot.release()
+
+    async def _accept(self, params: I2VParams, owner: str | None, base_url: str, source, slot: FetchSlot | None) -> Job:
         key = owner
         await self.limits.admit(key)
         # The image itself goes to disk; keeping a base64 string in the table would hold megabytes for an hour.
@@ -169,6 +189,8 @@ class JobService:
             raise GenerationFailed(f"storing the input image failed: {exc.strerror or exc}") from None
         if source.inline is None:
             fetch = self._in_background(self._fetch_input(job, source.url))
+            slot.task = fetch
+            fetch.add_done_callback(slot.release)  # even when cancelled before it ever ran
             self._fetches[job.id] = fetch
             fetch.add_done_callback(lambda _, job_id=job.id: self._fetches.pop(job_id, None))
         log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
@@ -180,7 +202,7 @@ class JobService:
         try:
             raw = source.inline
             if raw is None:
-                raw = await self._download_image(source.url)
+                raw = await self._download_image(source.url, job.id)
         except InvalidRequest:
             await self.limits.refund(key)
             raise
@@ -253,30 +275,50 @@ class JobService:
         job.image_path = path
         self.store.mark_input_ready(job)
 
-    async def _download_image(self, url: str) -> bytes:
-        raw = await fetch_image_url(
-            url,
-            max_bytes=self.settings.max_image_bytes,
-            timeout=self.settings.image_timeout,
-            connect_timeout=self.settings.image_connect_timeout,
-            max_redirects=self.settings.image_max_redirects,
-            block_private=self.settings.block_private_image_urls,
-            resolver=self.resolver,
-        )
-        await asyncio.to_thread(check_image_bytes, raw, self.settings.max_image_pixels)
+    async def _download_image(self, url: str, job_id: str | None = None) -> bytes:
+        """The checked bytes of an image URL; every failure is an InvalidRequest naming ``image``."""
+        try:
+            raw = await fetch_image_url(
+                url,
+                max_bytes=self.settings.max_image_bytes,
+                timeout=self.settings.image_timeout,
+                connect_timeout=self.settings.image_connect_timeout,
+                max_redirects=self.settings.image_max_redirects,
+                block_private=self.settings.block_private_image_urls,
+                resolver=self.resolver,
+            )
+            await decode_image(raw, self.settings.max_image_pixels)
+        except InvalidRequest:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failure nobody foresaw is still the input's: a 400
+            log.exception("fetching an image URL failed unexpectedly", extra={"request_id": job_id})
+            raise InvalidRequest(f"image: cannot be fetched or decoded ({type(exc).__name__})") from None
         return raw
 
+    def input_deadline(self) -> float:
+        """Seconds after submission by which a job's input must be on disk, or the job fails."""
+        return self.settings.image_timeout + DECODE_TIMEOUT_SECONDS + INPUT_DEADLINE_MARGIN_SECONDS
+
     async def _fetch_input(self, job: Job, url: str) -> None:
+        """Owns a queued job until its input is on disk: whatever happens, the job is then either
+        ready to run or FAILED (only a cancellation, which fails the job itself, ends it otherwise)."""
         started = time.monotonic()
+        deadline = self.input_deadline()
         try:
-            raw = await self._download_image(url)
-            job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
-            if job.status is JobStatus.QUEUED:  # not cancelled meanwhile
-                await self._store_input(job, raw)
+            async with asyncio.timeout(deadline):
+                raw = await self._download_image(url, job.id)
+                job.stage_seconds["image_fetch"] = round(time.monotonic() - started, 3)
+                if job.status is JobStatus.QUEUED:  # not cancelled meanwhile
+                    await self._store_input(job, raw)
         except InvalidRequest as exc:
             self._fail_if_queued(job, exc.message, FAULT_INPUT)
+        except TimeoutError:
+            self._fail_if_queued(job, f"image: not ready within {deadline:g} s of submission", FAULT_INPUT)
         except OSError as exc:
             self._fail_if_queued(job, f"storing the input image failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - no exception may leave the job queued forever
+            log.exception("job %s: getting its input image failed", job.id, extra={"request_id": job.id})
+            self._fail_if_queued(job, f"image: cannot be fetched or stored ({type(exc).__name__})", FAULT_INPUT)
 
     def _fail_if_queued(self, job: Job, error: str, fault: str | None = None) -> None:
         if job.status is JobStatus.QUEUED:
@@ -286,6 +328,7 @@ class JobService:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_if_failed)
         return task
 
     async def get(self, job_id: str, key: str | None) -> Job:
@@ -427,9 +470,15 @@ class JobService:
     # ---- retention --------------------------------------------------------------------------
 
     async def sweep_expired(self) -> int:
-        """Delete the files of expired jobs (a shared store's records expire in Redis itself)."""
+        """Delete the files of expired jobs (a shared store's records expire in Redis itself), then
+        fail the jobs that never ended: still QUEUED one TTL after submission, or (in memory) still
+        waiting for their input past ``input_deadline``. Failed now, they expire at the next sweep."""
         if self.store.shared:
             expired_ids = await self.store.take_expired(self.clock.now())
+            submitted_before = self.clock.now() - self.settings.ttl_seconds
+            overdue = await self.store.fail_overdue(submitted_before, self._expiry_message())
+            if overdue:
+                log.warning("failed %d jobs still queued one TTL after submission", overdue)
             for job_id in expired_ids:
                 await self.results.delete_job(job_id)
             if expired_ids:
@@ -438,11 +487,34 @@ class JobService:
         else:
             expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
             expired_dirs = [job.job_dir for job in expired]
+            self._fail_overdue()
         for job_dir in expired_dirs:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
         if expired_dirs:
             log.info("expired %d jobs", len(expired_dirs))
         return len(expired_dirs)
+
+    def _expiry_message(self) -> str:
+        ttl = self.settings.ttl_seconds
+        return f"expired: still queued {ttl:g} s after submission (the retention period); submit it again"
+
+    def _fail_overdue(self) -> None:
+        now = self.clock.now()
+        for job in self.store.all_jobs():
+            if job.status is not JobStatus.QUEUED:
+                continue  # a running job is bounded by --job-timeout
+            age = now - job.created_at
+            if age >= self.settings.ttl_seconds:
+                log.warning("job %s: still queued one TTL after submission; failing it", job.id)
+                job.fail(now, self._expiry_message(), FAULT_EXPIRED)
+            elif not job.input_ready and age >= self.input_deadline() + self.settings.sweep_interval:
+                log.warning("job %s: its input never became ready; failing it", job.id)
+                job.fail(now, f"image: not ready within {self.input_deadline():g} s of submission", FAULT_INPUT)
+            else:
+                continue
+            fetch = self._fetches.pop(job.id, None)
+            if fetch is not None:
+                fetch.cancel()
 
     async def sweep_forever(self) -> None:
         while True:
@@ -495,3 +567,9 @@ def _same_token(presented: str, expected: str | None) -> bool:
     if expected is None:
         return False
     return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+def _log_if_failed(task: asyncio.Task) -> None:
+    """A background task's exception is logged at once (not as "Task exception was never retrieved")."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
