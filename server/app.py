@@ -31,7 +31,7 @@ from server.errors import (
 from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit, load_key_policies
-from server.messages import FAULT_CANCELLED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.pool import build_pool, devices_for
 from server.routes_extra import install_extra_routes
@@ -269,7 +269,7 @@ def _install_routes(app: FastAPI) -> None:
                 raise InvalidRequest(job.error or "invalid input")
             if job.fault == FAULT_CANCELLED:
                 raise JobCancelledError(f"request {job.id} was cancelled", headers={"x-request-id": job.id})
-            if job.fault == FAULT_SHUTDOWN:
+            if job.fault in (FAULT_SHUTDOWN, FAULT_EXPIRED):
                 raise ServiceUnavailable(job.error or "the server is shutting down")
             raise GenerationFailed(job.error or "generation failed")
         metrics = job.metrics(service.clock.now())
