@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,6 +32,24 @@ from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
+from server import openapi
+from server.openapi import (
+    CANCEL_ERRORS,
+    JOB_ERRORS,
+    OUTPUT_ERRORS,
+    SUBMIT_ERRORS,
+    V1_ERRORS,
+    HealthBody,
+    ReadyBody,
+    ResultBody,
+    StatusBody,
+    SubmitBody,
+    allowed_methods,
+    api_key_header,
+    error_responses,
+    install_openapi,
+    job_responses,
+)
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.pool import build_pool, devices_for
 from server.routes_extra import install_extra_routes
@@ -39,9 +57,6 @@ from server.service import JobService
 from server.settings import Settings
 
 log = logging.getLogger("ltx2.app")
-
-API_KEY_HEADER = "x-api-key"
-
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app; raises NoGpus when ``--gpus all`` finds no GPU, before anything starts."""
@@ -91,6 +106,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     _install_error_handlers(app)
     _install_routes(app)
+    install_openapi(app, settings.parsed_api_keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AllowedHostsMiddleware, patterns=settings.parsed_allowed_hosts())
     return app
@@ -133,7 +149,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
+        return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -245,7 +264,7 @@ def _install_routes(app: FastAPI) -> None:
 
     # Dependencies are async on purpose: FastAPI runs plain `def` ones in a thread pool, which costs
     # more than the status route's whole work.
-    async def caller(request: Request, x_api_key: str | None = Header(None, alias=API_KEY_HEADER)) -> str | None:
+    async def caller(request: Request, x_api_key: str | None = Depends(api_key_header)) -> str | None:
         """The caller's identity (its API key), or None with auth off; 401 otherwise."""
         return service_of(request).authenticate(x_api_key)
 
@@ -255,8 +274,24 @@ def _install_routes(app: FastAPI) -> None:
     @app.post(
         f"/v1/{MODEL_SLUG}",
         response_class=FileResponse,
-        responses={200: {"content": {"video/mp4": {}}, "description": "the mp4 with audio"}},
+        responses={
+            200: {
+                "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "The mp4 with audio.",
+                "headers": {
+                    "x-request-id": {"description": "The job's id.", "required": True, "schema": {"type": "string"}},
+                    "x-generation-time": {
+                        "description": "Seconds spent generating.",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    "x-seed-value": {"description": "The seed used.", "required": True, "schema": {"type": "string"}},
+                },
+            },
+            **error_responses(*V1_ERRORS),
+        },
         summary="Generate a video and wait for it (blocking)",
+        operation_id=openapi.OP_RUN,
         tags=["v1"],
     )
     async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
@@ -287,7 +322,17 @@ def _install_routes(app: FastAPI) -> None:
         )
         return StreamingResponse(video, media_type="video/mp4", headers=headers)
 
-    @app.post(f"/v2/{MODEL_SLUG}", summary="Submit a generation job", tags=["v2"])
+    @app.post(
+        f"/v2/{MODEL_SLUG}",
+        response_model=None,
+        responses={
+            200: {"model": SubmitBody, "description": "Accepted and queued.", "links": openapi.SUBMIT_LINKS},
+            **error_responses(*SUBMIT_ERRORS),
+        },
+        summary="Submit a generation job",
+        operation_id=openapi.OP_SUBMIT,
+        tags=["v2"],
+    )
     async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
         job = await service_of(request).submit(params, owner, base_url=base_url(request))
         request.state.request_id = job.id  # for the request log line
@@ -305,22 +350,45 @@ def _install_routes(app: FastAPI) -> None:
     async def unknown_model(slug: str):
         raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG}")
 
-    @app.get("/v2/requests/{request_id}/status", summary="Poll a job's status", tags=["v2"])
+    @app.get(
+        "/v2/requests/{request_id}/status",
+        responses=job_responses(StatusBody, *JOB_ERRORS),
+        summary="Poll a job's status",
+        operation_id=openapi.OP_STATUS,
+        tags=["v2"],
+    )
     async def job_status(request: Request, job: Job = Depends(callers_job)):
         return job_json(job, status_body(request, job))
 
-    @app.get("/v2/requests/{request_id}", summary="Fetch a job's result", tags=["v2"])
-    @app.get("/v1/requests/{request_id}", summary="Fetch a job's result (legacy poll_url)", tags=["v1"])
+    @app.get(
+        "/v2/requests/{request_id}",
+        responses=job_responses(ResultBody, *JOB_ERRORS),
+        summary="Fetch a job's result",
+        operation_id=openapi.OP_RESULT,
+        tags=["v2"],
+    )
+    @app.get(
+        "/v1/requests/{request_id}",
+        responses=job_responses(ResultBody, *JOB_ERRORS),
+        summary="Fetch a job's result (legacy poll_url)",
+        operation_id=openapi.OP_RESULT_V1,
+        tags=["v1"],
+    )
     async def job_result(request: Request, job: Job = Depends(callers_job)):
         return job_json(job, result_body(request, job))
 
     @app.delete(
         "/v2/requests/{request_id}",
         summary="Cancel a queued or running job",
+        operation_id=openapi.OP_CANCEL,
         description=(
             "A queued job is dropped; a running one stops at its next denoising step. Answers once the "
             'job has stopped: its status is then FAILED with error "cancelled". 409 if it already finished.'
         ),
+        responses={
+            200: {"model": StatusBody, "description": 'The cancelled job: `"status": "FAILED", "error": "cancelled"`.'},
+            **error_responses(*CANCEL_ERRORS),
+        },
         tags=["v2"],
     )
     async def cancel_job(request: Request, job: Job = Depends(callers_job)):
@@ -330,7 +398,13 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/outputs/{request_id}/{token}/{file_name}",
         response_class=FileResponse,
+        responses={
+            200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}, "description": "The mp4."},
+            307: {"description": "With results in a bucket: a redirect to the video's presigned URL."},
+            **error_responses(*OUTPUT_ERRORS),
+        },
         summary="Download a finished video (the URL in `output`)",
+        operation_id=openapi.OP_OUTPUT,
         tags=["files"],
     )
     async def output_file(request: Request, request_id: str, token: str, file_name: str):
@@ -339,11 +413,25 @@ def _install_routes(app: FastAPI) -> None:
             return RedirectResponse(found, status_code=307)  # a presigned URL of the bucket
         return FileResponse(found, media_type="video/mp4", filename=f"{request_id}.mp4")
 
-    @app.get("/health", summary="The API process is up", tags=["ops"])
+    @app.get(
+        "/health",
+        response_model=None,
+        responses={200: {"model": HealthBody, "description": "Up."}},
+        summary="The API process is up",
+        tags=["ops"],
+    )
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="The model is loaded and a worker can take jobs", tags=["ops"])
+    @app.get(
+        "/ready",
+        responses={
+            200: {"model": ReadyBody, "description": "Ready: a worker has loaded the model."},
+            503: {"model": ReadyBody, "description": "Not ready (loading, failed, draining, or no worker connected)."},
+        },
+        summary="The model is loaded and a worker can take jobs",
+        tags=["ops"],
+    )
     async def ready(request: Request):
         service = service_of(request)
         if service.supervisor is None:

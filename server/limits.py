@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from server.clock import Clock
-from server.errors import InsufficientCredits, InvalidRequest, RateLimited
+from server.errors import BodyTooLarge, InsufficientCredits, RateLimited, http_status_for_class
 
 RATE_WINDOW_SECONDS = 60.0
 
@@ -226,7 +226,7 @@ class BodySizeLimit:
                     # A chunked body with no length: stop reading; whatever the app answers to the
                     # error is replaced by the 413 below.
                     too_large = True
-                    raise InvalidRequest(self._message())
+                    raise BodyTooLarge(self._message())
             return message
 
         refused = False
@@ -241,7 +241,7 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, replacing_send)
-        except InvalidRequest:
+        except BodyTooLarge:
             if not too_large:
                 raise
             if not refused:
@@ -255,7 +255,7 @@ class BodySizeLimit:
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": http_status_for_class(BodyTooLarge),
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             }
         )

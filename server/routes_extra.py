@@ -17,6 +17,7 @@ from server.events import JobSnapshot
 from server.jobs import Job
 from server.logs import RequestLogMiddleware
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.openapi import JOB_ERRORS, OP_EVENTS, STATUS_EVENT_SCHEMA, error_responses
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -38,7 +39,7 @@ def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) ->
         "/metrics",
         summary="Prometheus metrics (text exposition format); no API key needed, like /health",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The metrics."}},
         tags=["ops"],
     )
     async def metrics(request: Request) -> Response:
@@ -49,13 +50,17 @@ def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) ->
     @app.get(
         "/v2/requests/{request_id}/events",
         summary="Stream a job's status as Server-Sent Events until it ends",
+        operation_id=OP_EVENTS,
         description=(
             "Each change is an `event: status` whose data is the status body (with `progress`, `stage`, "
             "`step`, `total_steps`, `queue_position`, `eta_seconds`); the last event is the result body "
             "of the COMPLETED or FAILED job, then the stream closes. Idle streams get a comment every 15 s."
         ),
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {"content": {"text/event-stream": {"schema": STATUS_EVENT_SCHEMA}}, "description": "The events."},
+            **error_responses(*JOB_ERRORS),
+        },
         tags=["v2"],
     )
     async def job_events(request: Request, job: Job = Depends(callers_job)):

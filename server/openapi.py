@@ -1,0 +1,287 @@
+"""What the OpenAPI document at /openapi.json declares: every status each route can answer, the
+bodies of its answers, and the API key as a security scheme.
+
+Error statuses are not listed by hand: each route names the domain errors it can raise, and their
+statuses and descriptions come from the errors table (``server.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.routing import Match, Route
+
+from server.errors import (
+    BodyTooLarge,
+    FetchesBusy,
+    GenerationFailed,
+    InsufficientCredits,
+    InvalidRequest,
+    JobCancelledError,
+    JobNotFound,
+    NotCancellable,
+    OutputGone,
+    QueueFull,
+    RateLimited,
+    ServiceError,
+    ServiceUnavailable,
+    StoreUnavailable,
+    Unauthorized,
+    WaitTimedOut,
+    http_status_for_class,
+)
+
+API_KEY_HEADER = "x-api-key"
+SECURITY_SCHEME = "ApiKeyAuth"
+
+# The dependency that reads the key: FastAPI declares it as an apiKey security scheme (Swagger's
+# Authorize button). auto_error=False: the service decides (no keys configured: auth is off).
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name=SECURITY_SCHEME,
+    description="Your API key, as Segmind's SDK sends it. Not needed when the server has no keys configured.",
+    auto_error=False,
+)
+
+Status = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+
+
+# ---- bodies -------------------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    # Bodies may gain fields; clients ignore the ones they do not know.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, naming the field or the reason.")
+
+
+class Metrics(_Open):
+    queue_time: float = Field(description="Seconds spent waiting for a worker.")
+    inference_time: float = Field(description="Seconds spent generating.")
+    total_time: float = Field(description="Seconds since submission (until the job ended).")
+
+
+class StatusBody(_Open):
+    status: Status
+    request_id: str
+    metrics: Metrics
+    error: str | None = Field(None, description="Why the job failed (FAILED only); `cancelled` after a DELETE.")
+    progress: float = Field(description="0 to 1: the job's share done, beyond Segmind's body.")
+    stage: str | None = Field(description="queued, starting, denoising, decoding, completed or failed.")
+    step: int | None = Field(description="Denoising step reached.")
+    total_steps: int | None
+    queue_position: int | None = Field(description="1 for the next job to run; null once the job left the queue.")
+    eta_seconds: float | None = Field(description="Estimated seconds until the job ends; null when unknown.")
+
+
+class VideoInfo(_Open):
+    url: str
+    content_type: Literal["video/mp4"]
+    file_name: str
+    file_size: int | None
+
+
+class ResultBody(StatusBody):
+    output: str | None = Field(description="Absolute URL of the video once COMPLETED, else null.")
+    video: VideoInfo | None = Field(None, description="Present once COMPLETED.")
+    seed: int = Field(description="The seed used (a random one when -1 was sent).")
+    prompt: str
+
+
+class SubmitBody(_Open):
+    request_id: str
+    status: Status = Field(description="QUEUED when accepted.")
+    poll_url: str = Field(description="Absolute URL of the result (legacy /v1 path).")
+    status_url: str = Field(description="Absolute URL of the status.")
+    response_url: str = Field(description="Absolute URL of the result.")
+
+
+class HealthBody(_Open):
+    status: Literal["ok"]
+
+
+class ReadyBody(_Open):
+    ready: bool
+    worker: str | None = Field(None, description="The best worker state: starting, loading, ready, busy, ...")
+    worker_pid: int | None = None
+    worker_restarts: int | None = None
+    queued: int | None = Field(None, description="Jobs waiting.")
+    workers: list[dict[str, Any]] | None = Field(None, description="Each worker (or, with Redis, each worker host).")
+    model: str | None = None
+    guidance: str | None = None
+    store: str | None = Field(None, description="`redis` on an API replica of a shared store.")
+    store_reachable: bool | None = None
+    draining: bool | None = Field(None, description="true after SIGTERM: send new work elsewhere.")
+    error: str | None = Field(None, description="Why the server is not ready.")
+
+
+# One event of GET /v2/requests/{id}/events (OpenAPI 3.1 describes a stream by its events).
+STATUS_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"const": "status"},
+        "data": {
+            "type": "string",
+            "description": "The status body as JSON; the last event carries the result body of the ended job.",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [{"$ref": "#/components/schemas/StatusBody"}, {"$ref": "#/components/schemas/ResultBody"}]
+            },
+        },
+    },
+}
+
+
+# ---- statuses -----------------------------------------------------------------------------------
+
+# Response headers some errors carry (declared required only when every error of a status has them).
+_ERROR_HEADERS: dict[type[ServiceError], dict[str, str]] = {
+    QueueFull: {"Retry-After": "Seconds to wait before retrying."},
+    FetchesBusy: {"Retry-After": "Seconds to wait before retrying."},
+    RateLimited: {
+        "Retry-After": "Seconds until the oldest counted submission leaves the 60-second window.",
+        "x-rate-limit-reset-at-utc": "When that happens, e.g. 2026-11-25T04:10:00Z.",
+    },
+    WaitTimedOut: {"x-request-id": "The job's id: it goes on and can be polled through /v2."},
+    JobCancelledError: {"x-request-id": "The cancelled job's id."},
+}
+
+# What the routes raise, by the part of the request that raises it.
+AUTH_ERRORS = (Unauthorized,)
+BODY_ERRORS = (InvalidRequest, BodyTooLarge)
+JOB_ERRORS = (*AUTH_ERRORS, JobNotFound, StoreUnavailable)
+SUBMIT_ERRORS = (
+    *BODY_ERRORS,
+    *AUTH_ERRORS,
+    InsufficientCredits,
+    QueueFull,
+    FetchesBusy,
+    RateLimited,
+    GenerationFailed,
+    ServiceUnavailable,
+)
+V1_ERRORS = (*SUBMIT_ERRORS, JobCancelledError, WaitTimedOut)
+CANCEL_ERRORS = (*JOB_ERRORS, NotCancellable)
+OUTPUT_ERRORS = (JobNotFound, OutputGone, StoreUnavailable)
+
+
+def _summary(error: type[ServiceError]) -> str:
+    return (error.__doc__ or error.__name__).strip().splitlines()[0].strip()
+
+
+def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that can raise `errors`: one `{"error"}` answer per status of the
+    errors table, described by the errors that give it."""
+    by_status: dict[int, list[type[ServiceError]]] = {}
+    for error in dict.fromkeys(errors):
+        by_status.setdefault(http_status_for_class(error), []).append(error)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        answer: dict[str, Any] = {"model": ErrorBody, "description": " Or: ".join(_summary(e) for e in group)}
+        headers: dict[str, dict[str, Any]] = {}
+        for error in group:
+            for name, text in _ERROR_HEADERS.get(error, {}).items():
+                headers.setdefault(name, {"description": text, "schema": {"type": "string"}})
+        for name, header in headers.items():
+            header["required"] = all(name in _ERROR_HEADERS.get(error, {}) for error in group)
+        if headers:
+            answer["headers"] = headers
+        responses[status] = answer
+    return responses
+
+
+def job_responses(body: type[BaseModel], *errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """A job route's answers: `body` (200), the same body with `"status": "FAILED"` (422, as Segmind
+    answers a failed job; the SDK relies on it) and the errors."""
+    return {
+        200: {"model": body, "description": "The job."},
+        422: {"model": body, "description": 'The job FAILED: `"status": "FAILED"` and `"error"` say why.'},
+        **error_responses(*errors),
+    }
+
+
+# ---- the document -------------------------------------------------------------------------------
+
+
+def install_openapi(app: FastAPI, api_keys_configured) -> None:
+    """Build /openapi.json from the routes, then state what the routes' declarations cannot:
+    validation errors are answered 400 (never FastAPI's 422 body), and whether a key is needed.
+
+    `api_keys_configured()` says whether the server checks keys: without keys, auth is off, so an
+    operation's key is optional (`security` also lists `{}`) and no 401 is declared."""
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _tell_the_truth(build(), auth_on=bool(api_keys_configured()))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _tell_the_truth(document: dict[str, Any], auth_on: bool) -> None:
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            failed = responses.get("422", {})
+            if "HTTPValidationError" in str(failed):
+                # FastAPI's validation body: this server answers validation errors 400 `{"error"}`.
+                del responses["422"]
+            if "security" in operation:
+                if auth_on:
+                    continue
+                operation["security"] = [{SECURITY_SCHEME: []}, {}]
+                responses.pop("401", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    if not auth_on:
+        scheme = document.get("components", {}).get("securitySchemes", {}).get(SECURITY_SCHEME)
+        if scheme is not None:
+            scheme["description"] = "This server has no API keys configured: authentication is off."
+
+
+# ---- Allow --------------------------------------------------------------------------------------
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+    """Every method some route serves at this request's path, for a 405's `Allow` (Starlette names
+    only the first route that matched the path: `GET` where `DELETE` is served too)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+# ---- operation ids and links ----------------------------------------------------------------------
+
+OP_RUN = "run_v1"
+OP_SUBMIT = "submit"
+OP_STATUS = "get_status"
+OP_RESULT = "get_result"
+OP_RESULT_V1 = "get_result_v1"
+OP_CANCEL = "cancel"
+OP_EVENTS = "stream_events"
+OP_OUTPUT = "download_output"
+
+# From a submission's answer to the routes that take its id (generated clients and API gateways
+# follow these; schemathesis' stateful phase too).
+SUBMIT_LINKS = {
+    name: {"operationId": operation, "parameters": {"request_id": "$response.body#/request_id"}}
+    for name, operation in (
+        ("status", OP_STATUS),
+        ("result", OP_RESULT),
+        ("legacyResult", OP_RESULT_V1),
+        ("cancel", OP_CANCEL),
+        ("events", OP_EVENTS),
+    )
+}
