@@ -5,10 +5,11 @@ Imports torch and diffusers; never imports fastapi or ``server``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .interface import Generator
+    from .generate import LTX2Generator
 
 __all__ = ["build_generator", "load_generator", "MODELS"]
 
@@ -17,9 +18,19 @@ __all__ = ["build_generator", "load_generator", "MODELS"]
 # default request, CRF 36 writes well under 1 MB, which is all a test model's video needs.
 # LTX-2 19B: 40 steps is Lightricks' stage-1 default; CRF 19 keeps its detail; veryfast keeps the mux of
 # 181 frames at 720x1280 to about a second on a server CPU.
+@dataclass(frozen=True)
+class ModelDefaults:
+    num_inference_steps: int
+    x264_preset: str
+    x264_crf: int
+    max_sequence_length: int
+
+
 MODEL_DEFAULTS = {
-    "tiny": dict(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, max_sequence_length=128),
-    "ltx-2-19b": dict(num_inference_steps=40, x264_preset="veryfast", x264_crf=19, max_sequence_length=1024),
+    "tiny": ModelDefaults(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, max_sequence_length=128),
+    "ltx-2-19b": ModelDefaults(
+        num_inference_steps=40, x264_preset="veryfast", x264_crf=19, max_sequence_length=1024
+    ),
 }
 MODELS = tuple(MODEL_DEFAULTS)
 
@@ -38,7 +49,7 @@ def load_generator(
     x264_crf: int | None = None,
     num_inference_steps: int | None = None,
     num_threads: int | None = None,
-) -> "Generator":
+) -> "LTX2Generator":
     """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time.
 
     ``num_threads`` caps torch's CPU threads (None: every core this process may run on); several
@@ -115,7 +126,7 @@ def build_generator(
     num_inference_steps: int | None = None,
     x264_preset: str | None = None,
     x264_crf: int | None = None,
-) -> "Generator":
+) -> "LTX2Generator":
     """A placed LTX2Bundle -> the Generator the worker runs, with ``model``'s defaults for what is not given.
 
     The one place this happens: the server (through ``load_generator``) and scripts/bench_gpu.py share it,
@@ -128,9 +139,9 @@ def build_generator(
         bundle,
         recipe=recipe,
         guidance=guidance,
-        num_inference_steps=num_inference_steps or defaults["num_inference_steps"],
-        x264_preset=x264_preset or defaults["x264_preset"],
-        x264_crf=x264_crf if x264_crf is not None else defaults["x264_crf"],
-        max_sequence_length=defaults["max_sequence_length"],
+        num_inference_steps=num_inference_steps or defaults.num_inference_steps,
+        x264_preset=x264_preset or defaults.x264_preset,
+        x264_crf=x264_crf if x264_crf is not None else defaults.x264_crf,
+        max_sequence_length=defaults.max_sequence_length,
         use_vae_decode=plan.vae_tiling,
     )

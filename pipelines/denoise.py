@@ -23,6 +23,10 @@ from .guidance import GuidancePolicy, ModalityGuidance
 DEFAULT_TIMESTEP_SCALE = 1000.0
 
 
+# (video, audio) x0 estimates of one pass, or zeros standing for a pass a policy does not run.
+Estimates = tuple["torch.Tensor | float", "torch.Tensor | float"]
+
+
 @dataclass(frozen=True)
 class LatentState:
     latent: torch.Tensor  # [B, T, D] noisy tokens
@@ -108,8 +112,13 @@ class StageDenoiser:
         """The guided x0 estimates of both modalities at ``sigma``."""
         policy, contexts = self.policy, self.contexts
         cond = self._x0(video, audio, sigma, contexts.video, contexts.audio)
-        uncond = perturbed = isolated = (0.0, 0.0)
+        # A term a policy does not use stays 0: its scale is 0 (STG) or 1 (CFG, modality), so it adds nothing.
+        uncond: Estimates = (0.0, 0.0)
+        perturbed: Estimates = (0.0, 0.0)
+        isolated: Estimates = (0.0, 0.0)
         if policy.uses_negative_prompt:
+            if contexts.negative_video is None or contexts.negative_audio is None:
+                raise ValueError("this guidance policy needs the negative prompt's contexts")
             uncond = self._x0(video, audio, sigma, contexts.negative_video, contexts.negative_audio)
         stg_blocks = self._perturbed_blocks()
         if stg_blocks is not None:

@@ -31,6 +31,9 @@ class ScaledFp8Linear(torch.nn.Module):
         self.register_buffer("weight_scale", scale)
         self.bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().to(compute_dtype))
 
+    weight_fp8: torch.Tensor
+    weight_scale: torch.Tensor
+
     @property
     def weight(self) -> torch.Tensor:
         """The dequantised weight (code that inspects ``.weight``, e.g. its dtype or device, keeps working)."""
@@ -52,7 +55,8 @@ def store_blocks_in_fp8(transformer: torch.nn.Module, compute_dtype: torch.dtype
     are swapped the same way.
     """
     swapped = 0
-    for parent in list(transformer.transformer_blocks.modules()):
+    blocks: torch.nn.Module = transformer.transformer_blocks  # type: ignore[assignment]
+    for parent in list(blocks.modules()):
         for child_name, child in list(parent.named_children()):
             if type(child) is torch.nn.Linear:
                 setattr(parent, child_name, ScaledFp8Linear(child, compute_dtype))

@@ -14,8 +14,9 @@ Lightricks' pipelines do, since LTX-2 was trained on video frames), then scaled 
 each stage's size (pipelines/conditioning.py). Costs milliseconds.
 
 stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample", "stage2"
-(each stage encodes the conditioning image at its own size), then decode_audio, decode_video and mux. The video decode runs lazily while ffmpeg encodes
-the previous chunk (separate process); its time is moved from "mux" into "decode_video".
+(each stage encodes the conditioning image at its own size), then decode_audio, decode_video and mux.
+The video decode runs lazily while ffmpeg encodes the previous chunk (separate process); its time is
+moved from "mux" into "decode_video".
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ class LTX2Generator:
         self.decode_chunk_frames = decode_chunk_frames
         # With VAE tiling (offloaded small GPUs) the VAE's own tiled decode bounds memory spatially too.
         self.use_vae_decode = use_vae_decode
+        # What was loaded and how (set by pipelines.load_generator; shown in /ready and the start-up log).
+        self.description = f"recipe {recipe}"
 
     @property
     def guidance_summary(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -35,8 +35,8 @@ _FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 @dataclass
 class LTX2Bundle:
-    pipe: object  # LTX2ImageToVideoPipeline
-    latent_upsampler: object | None  # LTX2LatentUpsamplerModel
+    pipe: Any  # LTX2ImageToVideoPipeline (diffusers' pipelines are not statically typed)
+    latent_upsampler: Any  # LTX2LatentUpsamplerModel, or None
     distilled_adapter: str | None  # peft adapter name of the stage-2 distilled LoRA (disabled between uses)
     fp8_checkpoint: bool = False  # the transformer came from one of Lightricks' fp8 checkpoints
     after_prompt: Callable[[], None] | None = None  # called once the prompt is encoded (offload hooks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 
@@ -231,7 +231,7 @@ def _built_as(device, dtype: torch.dtype) -> Iterator[None]:
 
 
 # name in the pipeline (or bundle) -> (module, class, config)
-_DIFFUSERS_COMPONENTS = {
+_DIFFUSERS_COMPONENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "transformer": ("diffusers", "LTX2VideoTransformer3DModel", TRANSFORMER_CONFIG),
     "connectors": ("diffusers.pipelines.ltx2", "LTX2TextConnectors", CONNECTORS_CONFIG),
     "vae": ("diffusers", "AutoencoderKLLTX2Video", VIDEO_VAE_CONFIG),
@@ -309,7 +309,7 @@ def build_random_19b_bundle(device, dtype: torch.dtype = torch.bfloat16, *, timi
         _synchronize(device)
         timings[name] = time.perf_counter() - start
     upsampler = parts.pop("latent_upsampler")
-    pipe = LTX2ImageToVideoPipeline(scheduler=_build_scheduler(), tokenizer=tokenizer, **parts)
+    pipe: Any = LTX2ImageToVideoPipeline(scheduler=_build_scheduler(), tokenizer=tokenizer, **parts)
     start = time.perf_counter()
     lora = random_lightricks_lora(
         pipe.transformer,

@@ -219,13 +219,15 @@ def _feed_frames(
     process: subprocess.Popen, first: np.ndarray, rest: Iterator[np.ndarray], num_frames: int, width: int, height: int
 ) -> None:
     written = 0
+    stdin = process.stdin
+    assert stdin is not None  # the process is started with stdin=PIPE
     try:
         for chunk in _prepend(first, rest):
             if chunk.shape[1:] != (height, width, 3):
                 raise ValueError(f"frame chunk has shape {chunk.shape[1:]}, expected {(height, width, 3)}")
             chunk = chunk[: num_frames - written]
             if len(chunk):
-                process.stdin.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+                stdin.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
                 written += len(chunk)
             if written >= num_frames:
                 break
@@ -233,7 +235,7 @@ def _feed_frames(
         pass  # ffmpeg died early (bad arguments): its exit status and stderr tell why
     finally:
         try:
-            process.stdin.close()
+            stdin.close()
         except BrokenPipeError:
             pass
 

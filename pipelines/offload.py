@@ -11,6 +11,7 @@ start-up with the numbers, instead of failing mid-job.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 GIB = 1024**3
@@ -131,7 +132,7 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
         # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
         # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and
         # accelerate's own sequential hooks break Gemma-3's scaled embedding under transformers 5.
-        level = {
+        level: dict[str, dict[str, Any]] = {
             "group": dict(offload_type="block_level", num_blocks_per_group=1),
             "sequential": dict(offload_type="leaf_level"),
         }

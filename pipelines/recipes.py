@@ -57,6 +57,11 @@ def recipe_spec(name: str, steps: int) -> RecipeSpec:
     raise ValueError(f"recipe: must be one of {', '.join(RECIPES)}; got {name!r}")
 
 
+@contextmanager
+def _no_timing() -> Iterator[None]:
+    yield
+
+
 @dataclass
 class DenoiseJob:
     """One request's inputs to a recipe. Sizes are the generated (snapped) ones, full resolution."""
@@ -71,11 +76,6 @@ class DenoiseJob:
     generator: torch.Generator
     on_step: Callable[[int], None]  # called with the cumulative step count across stages
     stage: Callable = field(default=lambda name: _no_timing())  # stage(name) -> context manager timing it
-
-
-@contextmanager
-def _no_timing() -> Iterator[None]:
-    yield
 
 
 @dataclass(frozen=True)
@@ -218,11 +218,12 @@ class RecipeRunner:
 
     def _audio_state(self, geometry: Geometry, start: torch.Tensor | None, dtype: torch.dtype) -> LatentState:
         audio_vae = self.pipe.audio_vae
-        features = audio_vae.config.latent_channels * (audio_vae.config.mel_bins // self.pipe.audio_vae_mel_compression_ratio)
+        latent_mel_bins = audio_vae.config.mel_bins // self.pipe.audio_vae_mel_compression_ratio
         device = self.pipe._execution_device
-        shape = (1, geometry.audio_frames, features)
+        shape = (1, geometry.audio_frames, audio_vae.config.latent_channels * latent_mel_bins)
         latent = torch.zeros(shape, device=device, dtype=dtype) if start is None else start.to(device, dtype).clone()
-        return LatentState(latent=latent, clean=latent.clone(), mask=torch.ones((1, shape[1], 1), device=device, dtype=dtype))
+        mask = torch.ones((1, shape[1], 1), device=device, dtype=dtype)  # audio has no conditioning
+        return LatentState(latent=latent, clean=latent.clone(), mask=mask)
 
     def _image_latent(self, pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
         """The conditioning image at this stage's size as a normalised latent frame [1, C, 1, h, w]."""

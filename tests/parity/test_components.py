@@ -122,7 +122,10 @@ def test_transformer_stg_needs_perturbed_attn_in_diffusers(twins):
     make_stg_capable(as_converted)
     unperturbed = run_diffusers_transformer(as_converted, step)
     assert max_abs(unperturbed[0], plain[0]) == 0.0 and max_abs(unperturbed[1], plain[1]) == 0.0
-    skip = [Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [1]), Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [1])]
+    skip = [
+        Perturbation(PerturbationType.SKIP_VIDEO_SELF_ATTN, [1]),
+        Perturbation(PerturbationType.SKIP_AUDIO_SELF_ATTN, [1]),
+    ]
     perturbed = BatchedPerturbationConfig([PerturbationConfig(skip)])
     ref = run_reference_transformer(twins.reference.transformer, step, perturbed)
     stg = run_diffusers_transformer(as_converted, step, spatio_temporal_guidance_blocks=[1])

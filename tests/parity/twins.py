@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 
 from pipelines.tiny import (
+    _TINY_LORA_TARGETS,
     AUDIO_OUTPUT_CHANNELS,
     TEXT_HIDDEN,
     TEXT_LAYERS,
     TINY_LORA_RANK,
-    _TINY_LORA_TARGETS,
     _build_scheduler,
     _build_text_encoder,
     _build_tokenizer,
@@ -188,7 +188,7 @@ _DOWNSAMPLE_BLOCKS = ("compress_space_res", "compress_time_res", "compress_all_r
 
 def _encoder_blocks() -> list:
     blocks, channels = [], VIDEO_LATENT_CHANNELS
-    for layers, name, out in zip(VAE_ENCODER_LAYERS, _DOWNSAMPLE_BLOCKS, VAE_ENCODER_CHANNELS):
+    for layers, name, out in zip(VAE_ENCODER_LAYERS, _DOWNSAMPLE_BLOCKS, VAE_ENCODER_CHANNELS, strict=False):
         blocks += [["res_x", {"num_layers": layers}], [name, {"multiplier": out // channels}]]
         channels = out
     return blocks + [["res_x", {"num_layers": VAE_ENCODER_LAYERS[-1]}]]
