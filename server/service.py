@@ -475,14 +475,14 @@ class JobService:
         waiting for their input past ``input_deadline``. Failed now, they expire at the next sweep."""
         if self.store.shared:
             expired_ids = await self.store.take_expired(self.clock.now())
-            submitted_before = self.clock.now() - self.settings.ttl_seconds
-            overdue = await self.store.fail_overdue(submitted_before, self._expiry_message())
-            if overdue:
-                log.warning("failed %d jobs still queued one TTL after submission", overdue)
             for job_id in expired_ids:
                 await self.results.delete_job(job_id)
             if expired_ids:
                 log.info("expired %d jobs", len(expired_ids))
+            submitted_before = self.clock.now() - self.settings.ttl_seconds
+            overdue = await self.store.fail_overdue(submitted_before, self._expiry_message())
+            if overdue:
+                log.warning("failed %d jobs still queued one TTL after submission", overdue)
             return len(expired_ids)
         else:
             expired = self.store.remove_expired(self.clock.now(), self.settings.ttl_seconds)
