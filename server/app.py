@@ -106,7 +106,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     _install_error_handlers(app)
     _install_routes(app)
-    install_openapi(app, settings.parsed_api_keys)
+    install_openapi(app, settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AllowedHostsMiddleware, patterns=settings.parsed_allowed_hosts())
     return app

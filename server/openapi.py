@@ -210,36 +210,50 @@ def job_responses(body: type[BaseModel], *errors: type[ServiceError]) -> dict[in
 # ---- the document -------------------------------------------------------------------------------
 
 
-def install_openapi(app: FastAPI, api_keys_configured) -> None:
-    """Build /openapi.json from the routes, then state what the routes' declarations cannot:
-    validation errors are answered 400 (never FastAPI's 422 body), and whether a key is needed.
+# Answered before any route runs, so every operation can get them.
+SLOW_CLIENT = "The request's headers or body arrived too slowly (--header-timeout, --body-timeout)."
+HOST_REFUSED = "The Host header is missing, malformed, or not one of --allowed-hosts."
 
-    `api_keys_configured()` says whether the server checks keys: without keys, auth is off, so an
-    operation's key is optional (`security` also lists `{}`) and no 401 is declared."""
+
+def install_openapi(app: FastAPI, settings) -> None:
+    """Build /openapi.json from the routes, then state what the routes' declarations cannot:
+    validation errors are answered 400 (never FastAPI's 422 body), whether a key is needed, and
+    what the server answers before any route runs.
+
+    Without API keys, auth is off: an operation's key is optional (`security` also lists `{}`) and
+    no 401 is declared."""
 
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _tell_the_truth(build(), auth_on=bool(api_keys_configured()))
+            _tell_the_truth(
+                build(),
+                auth_on=bool(settings.parsed_api_keys()),
+                hosts_checked=bool(settings.parsed_allowed_hosts()),
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _tell_the_truth(document: dict[str, Any], auth_on: bool) -> None:
+def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool) -> None:
+    error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    before_routes = [("408", SLOW_CLIENT)] + ([("400", HOST_REFUSED)] if hosts_checked else [])
     for item in document.get("paths", {}).values():
         for operation in item.values():
             responses = operation.get("responses", {})
+            for status, text in before_routes:
+                answer = responses.setdefault(status, {"description": "", "content": error_body})
+                answer["description"] = f"{answer['description']} Or: {text}" if answer["description"] else text
             failed = responses.get("422", {})
             if "HTTPValidationError" in str(failed):
                 # FastAPI's validation body: this server answers validation errors 400 `{"error"}`.
                 del responses["422"]
-            if "security" in operation:
-                if auth_on:
-                    continue
+            if "security" in operation and not auth_on:
                 operation["security"] = [{SECURITY_SCHEME: []}, {}]
                 responses.pop("401", None)
+            operation["responses"] = dict(sorted(responses.items()))
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
