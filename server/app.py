@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server import openapi
 from server.clock import Clock, SystemClock
 from server.errors import (
     GenerationFailed,
@@ -32,7 +33,6 @@ from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
 from server.jobs import InMemoryJobStore, Job, JobStatus
 from server.limits import BodySizeLimit, load_key_policies
 from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
-from server import openapi
 from server.openapi import (
     CANCEL_ERRORS,
     JOB_ERRORS,
@@ -399,7 +399,10 @@ def _install_routes(app: FastAPI) -> None:
         "/outputs/{request_id}/{token}/{file_name}",
         response_class=FileResponse,
         responses={
-            200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}, "description": "The mp4."},
+            200: {
+                "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "The mp4.",
+            },
             307: {"description": "With results in a bucket: a redirect to the video's presigned URL."},
             **error_responses(*OUTPUT_ERRORS),
         },
