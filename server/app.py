@@ -150,8 +150,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:
-            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.app, request.scope))}
+        methods = allowed_methods(request.app, request.scope) if exc.status_code == 405 else []
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
