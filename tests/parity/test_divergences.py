@@ -1,5 +1,5 @@
 """Where the server deliberately does not do what Lightricks' reference does, each difference asserted and
-its reason named (README: "Fidelity to Lightricks' reference")."""
+its reason named (docs/fidelity.md, "Deliberate differences")."""
 
 from __future__ import annotations
 
