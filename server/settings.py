@@ -29,11 +29,15 @@ class Settings:
     model: str = field(
         default="auto",
         metadata={
-            "help": "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b if --weights holds "
-            "a model, else tiny), or module:factory"
+            "help": "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b when --weights holds a "
+            "model, else tiny), or module:factory (a custom generator from a Python module, as the tests "
+            "use)"
         },
     )
-    weights: str = field(default="weights", metadata={"help": "folder holding the ltx-2-19b weights"})
+    weights: str = field(
+        default="weights",
+        metadata={"help": "folder holding the ltx-2-19b weights (scripts/download_weights.py fills and checks it)"},
+    )
     recipe: str = field(
         default="two-stage", metadata={"help": "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)"}
     )
@@ -55,7 +59,10 @@ class Settings:
     )
     worker_threads: int = field(
         default=0,
-        metadata={"help": "CPU threads per worker (0: torch's default; with cpu:N, the cores split among N)"},
+        metadata={
+            "help": "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; with cpu:N, the cores split "
+            "among N)"
+        },
     )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"})
     offload: str = field(
@@ -70,10 +77,19 @@ class Settings:
     port: int = field(default=8000, metadata={"help": "port to bind"})
     api_keys: str = field(
         default="",
-        metadata={"help": "comma-separated API keys, or the path of a file with one key per line; empty: auth off"},
+        metadata={
+            "help": "comma-separated API keys, or the path of a file with one key per line ('#' comments; a label "
+            "and budgets such as jobs=, gpu-seconds=, rate= may follow the key; a value that looks like a "
+            "path but names no file is a start-up error, never a key); empty: auth off, with a warning at "
+            "start-up"
+        },
     )
     public_url: str = field(
-        default="", metadata={"help": "base URL for absolute URLs in responses (default: from the request)"}
+        default="",
+        metadata={
+            "help": "base URL for absolute URLs in responses, e.g. https://gpu.example.com behind a proxy (default:"
+            " from the request)"
+        },
     )
     trust_forwarded_headers: bool = field(
         default=False,
@@ -84,16 +100,21 @@ class Settings:
     allowed_hosts: str = field(
         default="",
         metadata={
-            "help": "comma-separated host names clients use to reach the server (*.example.com: its subdomains); "
-            "other Host headers get 400 (empty: any well-formed one)"
+            "help": "comma-separated host names clients use to reach the server (*.example.com: its subdomains, not"
+            " example.com itself; IP addresses, IPv6 in brackets; no ports); other Host headers get 400 "
+            "(empty: any well-formed Host; a malformed one is ignored for absolute URLs)"
         },
     )
-    results_dir: str = field(default="", metadata={"help": "where inputs and videos are kept (default: a temp dir)"})
+    results_dir: str = field(
+        default="",
+        metadata={
+            "help": "where inputs and videos are kept, a path every host shares when several do (default: a temp "
+            "dir, removed at exit); files 0600, folders 0700"
+        },
+    )
     results_group_readable: bool = field(
         default=False,
-        metadata={
-            "help": "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"
-        },
+        metadata={"help": "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"},
     )
     results_s3: str = field(
         default="",
@@ -104,50 +125,91 @@ class Settings:
     s3_endpoint_url: str = field(
         default="", metadata={"help": "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS"}
     )
-    ttl_seconds: float = field(default=3600.0, metadata={"help": "how long a job and its files are kept"})
+    ttl_seconds: float = field(
+        default=3600.0,
+        metadata={
+            "help": "how long a job and its files are kept, from submission; a job still queued this long after "
+            "submission is FAILED (expired)"
+        },
+    )
     max_queue: int = field(default=100, metadata={"help": "most jobs waiting; beyond it submissions get 429"})
     sync_timeout: float = field(default=1800.0, metadata={"help": "seconds a /v1 call waits before 504"})
     sweep_interval: float = field(default=30.0, metadata={"help": "seconds between expiry sweeps"})
-    x264_preset: str = field(default="", metadata={"help": "x264 preset for the mux (default: the model's own)"})
+    x264_preset: str = field(
+        default="",
+        metadata={
+            "help": "x264 speed/size preset for the mux (default: the model's own: veryfast for ltx-2-19b, "
+            "ultrafast for tiny)"
+        },
+    )
     x264_crf: int = field(
-        default=-1, metadata={"help": "x264 CRF 0-51, lower is better and bigger (-1: the model's own)"}
+        default=-1,
+        metadata={
+            "help": "x264 CRF 0-51, lower is better and bigger (-1: the model's own: 19 for ltx-2-19b, 36 for tiny,"
+            " whose frames are noise)"
+        },
     )
     steps: int = field(
         default=0,
         metadata={
-            "help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own)"
+            "help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own: 40"
+            " for ltx-2-19b, 2 for tiny); the distilled stages have fixed steps"
         },
     )
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
-    image_timeout: float = field(default=30.0, metadata={"help": "seconds to fetch an image URL"})
-    image_connect_timeout: float = field(default=10.0, metadata={"help": "seconds to connect to an image URL's host"})
+    image_timeout: float = field(
+        default=30.0, metadata={"help": "seconds to fetch an image URL, in all (redirects included)"}
+    )
+    image_connect_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds to resolve and connect to an image URL's host (each address tried gets its own)"},
+    )
     image_max_redirects: int = field(default=5, metadata={"help": "redirects followed per image URL, each re-checked"})
     max_image_fetches: int = field(
         default=8,
         metadata={
-            "help": "image URLs downloaded at once, each up to --max-image-bytes in memory; submissions of "
-            "a URL beyond it get 429"
+            "help": "image URLs downloaded at once (each may hold about twice --max-image-bytes in memory while it "
+            "is fetched and checked); submissions of a URL beyond it get 429"
         },
     )
     max_image_pixels: int = field(
-        default=64_000_000, metadata={"help": "most pixels (width x height) of an input image (decompression bombs)"}
+        default=64_000_000,
+        metadata={
+            "help": "most pixels (width x height) of an input image, read from its header before decoding "
+            "(decompression bombs)"
+        },
     )
     block_private_image_urls: bool = field(
         default=False,
         metadata={"help": "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"},
     )
-    max_body_bytes: int = field(default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes"})
+    max_body_bytes: int = field(
+        default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes; more gets 413"}
+    )
     header_timeout: float = field(
         default=10.0,
-        metadata={"help": "seconds a client may take to send a request's headers; slower gets 408 and is closed"},
+        metadata={
+            "help": "seconds a client may take to send a request's headers (from its first byte, or from "
+            "connecting); slower gets 408 and is closed"
+        },
     )
     body_timeout: float = field(
         default=120.0,
-        metadata={"help": "seconds a client may take to send a request's body; slower gets 408 and is closed"},
+        metadata={
+            "help": "seconds a client may take to send a request's body after its headers; slower gets 408 and is "
+            "closed"
+        },
     )
-    max_prompt_chars: int = field(default=10_000, metadata={"help": "longest prompt, in characters (at most 10000)"})
+    max_prompt_chars: int = field(
+        default=10_000,
+        metadata={"help": "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)"},
+    )
     rate_limit: int = field(
-        default=0, metadata={"help": "job submissions per minute per API key (0: no limit); more get 429"}
+        default=0,
+        metadata={
+            "help": "job submissions per minute per API key (0: no limit; with auth off all clients share one "
+            "allowance); more get 429"
+        },
     )
     job_timeout: float = field(
         default=1800.0,
@@ -155,12 +217,18 @@ class Settings:
     )
     cancel_grace: float = field(
         default=30.0,
-        metadata={"help": "seconds a cancelled running job has to stop at a step before its worker is killed"},
+        metadata={
+            "help": "seconds a cancelled running job has to stop at a step boundary before its worker is killed and"
+            " restarted"
+        },
     )
     shutdown_grace: float = field(
         default=60.0, metadata={"help": "on SIGTERM, seconds the running job may take to finish before it is failed"}
     )
-    worker_start_timeout: float = field(default=600.0, metadata={"help": "seconds the worker may take to load"})
+    worker_start_timeout: float = field(
+        default=600.0,
+        metadata={"help": "seconds the worker may take to load; one not ready by then is killed and restarted"},
+    )
     worker_nice: int = field(
         default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
     )
@@ -177,8 +245,9 @@ class Settings:
     store: str = field(
         default="memory",
         metadata={
-            "help": "memory (one host), or redis://HOST:PORT/DB: jobs, queue and limits in Redis, shared by API "
-            "replicas (serve) and worker hosts (worker); --results-dir must then be a path they all share"
+            "help": "memory (one host), or redis://HOST:PORT/DB (also rediss://, unix://): jobs, queue and limits "
+            "in Redis, shared by API replicas (serve) and worker hosts (worker); --results-dir must then be"
+            " a path they all share, unless --results-s3 names a bucket"
         },
     )
     visibility_timeout: float = field(
