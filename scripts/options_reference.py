@@ -186,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if block == generated:
             return 0
         print(
-            f"{DOC.relative_to(REPO)}: the options reference is out of date; "
-            "run: python scripts/options_reference.py",
+            f"{DOC.relative_to(REPO)}: the options reference is out of date; run: python scripts/options_reference.py",
             file=sys.stderr,
         )
         return 1
