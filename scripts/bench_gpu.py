@@ -8,18 +8,18 @@ places it with the server's offload planner, turns it into the server's generato
 
 It prints one table: seconds per stage and per denoising step, peak VRAM, and achieved TFLOP/s from an
 analytic count of the transformer's forward passes (pipelines.ltx2_19b.transformer_forward_flops; model
-FLOPs as in ../shared/ltx2-notes.md: the distilled LoRA's extra matmuls in stage 2 are not counted).
+FLOPs: the distilled LoRA's extra matmuls in stage 2 are not counted).
 
     python scripts/bench_gpu.py [--recipes two-stage,distilled,one-stage] [--one-stage-steps 40] [--json OUT]
     python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny model
 
-On the `device` tool's H100 (run scripts/gpu_wheels.sh here first; the command is in its docstring and in
-README.md, "GPU benchmark"). Building the random 19B there should take ~30 s (not yet measured on a GPU: its
-Python-side work, measured on this project's 2-core CPUs on the meta device, is ~2 s of module construction and
-~8 s of peft wrapping of the 1,344 LoRA'd linears; the weight initialisation itself runs on the GPU). At the
-notes' 520 TFLOP/s the three recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all,
-inside one 10-minute call. If it runs long, --one-stage-steps 20 halves the longest run; a run stopped by the
-time limit (SIGTERM) still prints the table of the recipes that finished, and --json is written after each.
+On a host with an NVIDIA GPU and the CUDA build of torch in .venv (docs/benchmarks.md, "GPU benchmark"):
+building the random 19B should take ~30 s (not yet measured on a GPU: its Python-side work, measured on a
+2-core CPU on the meta device, is ~2 s of module construction and ~8 s of peft wrapping of the 1,344 LoRA'd
+linears; the weight initialisation itself runs on the GPU). At about 520 TFLOP/s (an H100-class GPU) the three
+recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all. If it runs long,
+--one-stage-steps 20 halves the longest run; a run stopped with SIGTERM still prints the table of the recipes
+that finished, and --json is written after each.
 """
 
 from __future__ import annotations
