@@ -35,7 +35,7 @@ from .conditioning import compressed_like_training
 from .decode import decode_video_chunks
 from .denoise import Contexts
 from .guidance import DEFAULT_GUIDANCE_POLICY, guidance_policy
-from .interface import GenerationParams, GenerationResult, GpuOutOfMemory, InvalidInputError, ProgressCallback
+from .interface import GenerationResult, GpuOutOfMemory, InvalidInputError, JobSpec, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
 from .recipes import DenoiseJob, RecipeRunner, image_crf_for, recipe_spec
 
@@ -162,7 +162,7 @@ class LTX2Generator:
 
     def generate(
         self,
-        params: GenerationParams,
+        params: JobSpec,
         image_path: Path,
         output_path: Path,
         on_progress: ProgressCallback,
@@ -244,10 +244,10 @@ class LTX2Generator:
         clock.seconds["mux"] -= video_decode
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
 
-    def request_policy(self, params: GenerationParams):
+    def request_policy(self, params: JobSpec):
         return self.policy.for_request(params.guidance_scale, guided=self.spec.uses_guidance)
 
-    def _encode_prompt(self, params: GenerationParams, policy) -> Contexts:
+    def _encode_prompt(self, params: JobSpec, policy) -> Contexts:
         """Gemma, then the connectors, one prompt at a time (as Lightricks' pipelines do); the negative
         prompt only when a guided stage will use it."""
         use_negative = policy.uses_negative_prompt

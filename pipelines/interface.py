@@ -1,18 +1,25 @@
-"""The contract between the worker process and a generator.
+"""The contract between the worker process and a generator, and the one type of a job's parameters.
 
-Plain values only, so the worker can turn any outcome into a message for the API process.
+Plain values only, so the worker can turn any outcome into a message for the API process. Torch-free
+(as is ``pipelines/__init__``): the API process imports this module for ``JobSpec``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 
 @dataclass(frozen=True)
-class GenerationParams:
-    """API parameters after validation (ranges are enforced by the server before a job exists)."""
+class JobSpec:
+    """What to generate: a request's parameters after validation, the one shape they take from there on.
+
+    The API builds it from the validated request (``server.params.job_spec``: ranges checked, a seed of
+    -1 already replaced by the one picked), the job keeps it (a store saves ``to_dict()`` and reads it
+    back with ``from_dict``), ``server.messages.SubmitJob`` carries it to the worker child, and the
+    generator receives it. The input image and the video are files, named beside it, not in it.
+    """
 
     prompt: str
     negative_prompt: str
@@ -22,6 +29,15 @@ class GenerationParams:
     fps: int
     seed: int
     guidance_scale: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, one key per field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> JobSpec:
+        """The spec ``to_dict`` wrote (keys it does not know are ignored; a missing one is a KeyError)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -51,7 +67,7 @@ class MuxError(Exception):
 class Generator(Protocol):
     def generate(
         self,
-        params: GenerationParams,
+        params: JobSpec,
         image_path: Path,
         output_path: Path,
         on_progress: ProgressCallback,

@@ -177,9 +177,9 @@ def stage_flops(generator, size, payload: dict, config: dict) -> dict[str, tuple
 def run_once(generator, payload: dict, image_path: Path, output_path: Path, device) -> dict:
     import torch
 
-    from pipelines.interface import GenerationParams
+    from pipelines.interface import JobSpec
 
-    params = GenerationParams(prompt=PROMPT, negative_prompt=default_negative_prompt(), seed=42, **payload)
+    params = JobSpec(prompt=PROMPT, negative_prompt=default_negative_prompt(), seed=42, **payload)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)

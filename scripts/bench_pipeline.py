@@ -45,7 +45,7 @@ def main() -> None:
 
     start = time.perf_counter()
     import pipelines
-    from pipelines.interface import GenerationParams
+    from pipelines.interface import JobSpec
 
     generator = pipelines.load_generator(args.model, x264_crf=args.crf)
     print(f"load_generator({args.model!r}): {time.perf_counter() - start:.2f} s (imports + build)")
@@ -56,7 +56,7 @@ def main() -> None:
         _write_test_image(image_path)
         for name in names:
             for attempt in range(args.repeat):
-                params = GenerationParams(
+                params = JobSpec(
                     prompt="a red fox running through snow", negative_prompt="blurry", seed=42, **PAYLOADS[name]
                 )
                 output = Path(tmp) / f"{name}.mp4"

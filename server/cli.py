@@ -11,9 +11,9 @@ import ipaddress
 import logging
 import signal
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
-from server.settings import Settings, env_name, settings_from_env
+from server.settings import GENERATE, SERVE, WORKER, Settings, command_fields, env_name, settings_from_env
 
 log = logging.getLogger("ltx2.cli")
 
@@ -21,38 +21,66 @@ log = logging.getLogger("ltx2.cli")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltx2-server", description="Segmind-compatible LTX-2 image-to-video server")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API and its GPU worker")
-    add_settings_flags(serve)
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API and its GPU worker", formatter_class=_Formatter, usage=_USAGE.format("serve")
+    )
+    add_settings_flags(serve, SERVE)
     worker = commands.add_parser(
         "worker",
         help="run GPU workers that take jobs from a shared store (--store redis://...), with no HTTP API",
         description="A worker host: its workers load the model and run jobs from the Redis queue that "
-        "`ltx2-server serve --store redis://...` replicas fill. Run one per GPU host.",
+        "`ltx2-server serve --store redis://...` replicas fill. Run one per GPU host. Every LTX2_* variable "
+        "applies; the HTTP API's options are `serve`'s.",
+        formatter_class=_Formatter,
+        usage=_USAGE.format("worker --store redis://HOST:PORT/DB"),
     )
-    add_settings_flags(worker)
+    add_settings_flags(worker, WORKER)
     generate = commands.add_parser(
         "generate",
         help="generate one video without a server (same parameters and defaults as the API)",
-        description="Generate one video in a worker process, with a progress bar; exits non-zero on failure.",
+        description="One video in a worker process, with a progress bar; non-zero exit on failure. Every "
+        "LTX2_* variable applies (--x264-crf is LTX2_X264_CRF; serve's LTX2_JOB_TIMEOUT too).",
+        formatter_class=_Formatter,
+        usage=_USAGE.format("generate --image IMAGE --prompt TEXT --out MP4"),
     )
     from server.generate_cli import add_parameter_flags
 
-    add_parameter_flags(generate)
-    add_settings_flags(generate.add_argument_group("server options (the worker's settings apply here too)"))
+    add_parameter_flags(generate.add_argument_group("the request (the API's parameters and defaults)"))
+    add_settings_flags(generate, GENERATE, show_env=False)
     return parser
 
 
-def add_settings_flags(parser) -> None:
+_USAGE = "ltx2-server {} [options]"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's layout with the help text starting further right, so most options take one line less."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, command: str = SERVE, show_env: bool = True) -> None:
+    """The flags of the settings ``command`` offers, one argument group per settings group; each help
+    ends with the option's environment variable (unless ``show_env`` is off) and its default."""
     defaults = Settings()
-    for f in fields(Settings):
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in command_fields(command):
+        group = f.metadata["group"]
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
         default = getattr(defaults, f.name)
-        kind = type(default) if f.default is not MISSING else str
-        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default!r}]"
+        text = f.metadata.get("brief") or f.metadata.get("help", "")
+        help_text = f"{text} [env {env_name(f.name)}; default {default!r}]" if show_env else f"{text} [{default!r}]"
         flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        if isinstance(default, bool):
+            groups[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=None, help=help_text)
+            metavar = _METAVARS.get(type(default), "TEXT")
+            groups[group].add_argument(flag, type=type(default), default=None, metavar=metavar, help=help_text)
+
+
+_METAVARS = {int: "N", float: "SEC", str: "TEXT"}
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -96,14 +124,16 @@ def serve(settings: Settings) -> int:
         )
     configure_logging(settings.log_level, settings.log_format)
     apply_results_umask(settings.results_group_readable)  # (the worker child inherits it)
-    config = worker_config_from(settings)
+    worker_config = worker_config_from(settings)
     if settings.model == "auto" and not settings.shared_store:
         where = (
-            f"weights found in {settings.weights}" if config.model != "tiny" else f"no weights in {settings.weights}"
+            f"weights found in {settings.weights}"
+            if worker_config.model != "tiny"
+            else f"no weights in {settings.weights}"
         )
-        log.info("--model auto: serving %s (%s)", config.model, where)
+        log.info("--model auto: serving %s (%s)", worker_config.model, where)
     # An API replica of a shared store loads no model: its worker hosts check their own weights.
-    problems = [] if settings.shared_store else weights_problems(config)
+    problems = [] if settings.shared_store else weights_problems(worker_config)
     if problems:
         # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
@@ -132,8 +162,8 @@ def serve(settings: Settings) -> int:
 
 
 def run_worker(settings: Settings) -> int:
-    from server.worker_child import weights_problems, worker_config_from
     from server.results import apply_results_umask
+    from server.worker_child import weights_problems, worker_config_from
     from server.worker_host import run_worker_host
 
     configure_logging(settings.log_level, settings.log_format)

@@ -34,21 +34,31 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-def add_parameter_flags(parser: argparse.ArgumentParser) -> None:
+def add_parameter_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """One flag per API parameter, with the API's default and description."""
     for name, info in I2VParams.model_fields.items():
         if name in NOT_FLAGS:
             continue
         flag = "--" + name.replace("_", "-")
         if name == "image":
-            parser.add_argument(flag, required=True, help="input image: a file path, an http(s) URL or a data URI")
+            parser.add_argument(flag, required=True, metavar="IMAGE", help="a file path, an http(s) URL or a data URI")
             continue
-        kind = info.annotation if info.annotation in (int, float) else str
+        kind: type = int if info.annotation is int else float if info.annotation is float else str
         default = None if info.is_required() else info.default
         parser.add_argument(
-            flag, type=kind, required=info.is_required(), default=default, help=f"{info.description} [{default!r}]"
+            flag,
+            type=kind,
+            required=info.is_required(),
+            default=default,
+            metavar={int: "N", float: "X"}.get(kind, "TEXT"),
+            help=f"{info.description} [{_shown(default)}]",
         )
-    parser.add_argument("--out", required=True, help="where to write the mp4")
+    parser.add_argument("--out", required=True, metavar="MP4", help="where to write the mp4")
+
+
+def _shown(default: object, limit: int = 24) -> str:
+    text = repr(default)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def parameters_from(args: argparse.Namespace) -> I2VParams:

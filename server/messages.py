@@ -7,22 +7,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.interface import JobSpec  # torch-free: the one shape of a job's parameters
+
 # API process -> worker
 
 
 @dataclass(frozen=True)
 class SubmitJob:
+    """Run ``spec`` on the image at ``image_path``, writing the video to ``output_path``."""
+
     job_id: str
     image_path: str
     output_path: str
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    num_frames: int
-    fps: int
-    seed: int
-    guidance_scale: float
+    spec: JobSpec
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
+from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipelines.interface import JobSpec
 from server.redaction import control_character_error, redact_urls_in
 
 MODEL_SLUG = "ltx-2-19b-i2v"
@@ -88,6 +90,22 @@ class I2VParams(BaseModel):
         return value
 
 
+def job_spec(params: I2VParams) -> JobSpec:
+    """The job's parameters from a validated request (the image and the webhook are kept apart); a seed
+    of -1 becomes the one picked for the job, so the worker, the response and a rerun all see it."""
+    seed = secrets.randbelow(SEED_MAX + 1) if params.seed == -1 else params.seed
+    return JobSpec(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        width=params.width,
+        height=params.height,
+        num_frames=params.num_frames,
+        fps=params.fps,
+        seed=seed,
+        guidance_scale=params.guidance_scale,
+    )
+
+
 def allowed_range_text(name: str) -> str:
     """'an integer from 256 to 1280' and the like, read off the model's own constraints."""
     info = I2VParams.model_fields.get(name)
@@ -99,7 +117,8 @@ def allowed_range_text(name: str) -> str:
         high = getattr(item, "le", high)
         min_len = getattr(item, "min_length", min_len)
         max_len = getattr(item, "max_length", max_len)
-    kind = {int: "an integer", float: "a number", str: "a string"}.get(info.annotation, "a value")
+    kinds: dict[object, str] = {int: "an integer", float: "a number", str: "a string"}
+    kind = kinds.get(info.annotation, "a value")
     if name == "image":
         kind = "an http(s) URL, a data URI or base64 image data as a string"
     if name == "webhook":
@@ -118,7 +137,7 @@ def _plain(number: Any) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def describe_validation_error(error: dict[str, Any]) -> str:
+def describe_validation_error(error: Mapping[str, Any]) -> str:
     """One readable sentence for one pydantic error, naming the field and its allowed range."""
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
     kind = error.get("type", "")

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import shutil
 import socket
 import time
@@ -44,7 +43,7 @@ from server.logs import log_job_change
 from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.metrics import ServerMetrics
 from server.netguard import Resolver, check_url
-from server.params import SEED_MAX, I2VParams
+from server.params import I2VParams, job_spec
 from server.pool import WorkerPool
 from server.progress import DurationEstimator, eta_seconds
 from server.results import api_output_url, results_storage
@@ -155,13 +154,11 @@ class JobService:
         key = owner
         await self.limits.admit(key)
         # The image itself goes to disk; keeping a base64 string in the table would hold megabytes for an hour.
-        values = params.model_dump(exclude={"image"})
-        if values["seed"] == -1:
-            values["seed"] = secrets.randbelow(SEED_MAX + 1)
+        spec = job_spec(params)
         job_id = new_job_id()
         job = Job(
             id=job_id,
-            params=values,
+            params=spec.to_dict(),
             job_dir=self.results_dir / job_id,
             created_at=self.clock.now(),
             owner=owner_id(key),
@@ -193,7 +190,7 @@ class JobService:
             fetch.add_done_callback(slot.release)  # even when cancelled before it ever ran
             self._fetches[job.id] = fetch
             fetch.add_done_callback(lambda _, job_id=job.id: self._fetches.pop(job_id, None))
-        log.info("job %s queued (%sx%s, %s frames)", job.id, values["width"], values["height"], values["num_frames"])
+        log.info("job %s queued (%sx%s, %s frames)", job.id, spec.width, spec.height, spec.num_frames)
         return job
 
     async def _submit_shared(self, job: Job, key: str | None, source, webhook: str | None, base_url: str) -> Job:

@@ -1,16 +1,24 @@
 """Server settings: the only place that reads ``LTX2_*`` environment variables.
 
-Every option is a command-line flag of ``ltx2-server serve`` and an environment variable with the
-same name, upper-cased, ``-`` as ``_``, prefixed ``LTX2_`` (``--max-queue`` is ``LTX2_MAX_QUEUE``).
-Flags win over the environment; the environment wins over the defaults below.
+Every option is a command-line flag and an environment variable with the same name, upper-cased, ``-``
+as ``_``, prefixed ``LTX2_`` (``--max-queue`` is ``LTX2_MAX_QUEUE``). Flags win over the environment;
+the environment wins over the defaults below.
+
+Options are grouped by what they configure (``GROUP_COMMANDS``: model and generation, worker processes,
+job store and results, HTTP API, limits, input images, webhooks, logging). Each command offers the
+flags of its own groups only: ``serve`` all of them, ``worker`` the model's, the worker processes', the
+store's and logging, ``generate`` the model's (plus the request's parameters). Every command
+reads every ``LTX2_*`` variable, so one environment configures a whole deployment; an option a command
+does not offer keeps its environment value or its default there (``generate`` still honours, say,
+``LTX2_JOB_TIMEOUT``), and all values are validated the same way whichever command runs.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from server.devices import gpus_problem
 
@@ -24,244 +32,357 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+# ---- groups: what a setting configures, and which commands offer it as a flag -------------------------
+# Each Settings field carries metadata["group"] (one of these titles) and metadata["help"]. A command's
+# --help lists the groups it uses; every LTX2_* variable is read by every command (one environment can
+# configure a whole deployment), but a command accepts only its own groups' flags.
+SERVE, WORKER, GENERATE = "serve", "worker", "generate"
+COMMANDS = (SERVE, WORKER, GENERATE)
+MODEL = "model and generation"
+WORKERS = "worker processes"
+STORE = "job store and results"
+HTTP = "HTTP API"
+LIMITS = "limits"
+IMAGES = "input images"
+WEBHOOKS = "webhooks"
+LOGGING = "logging"
+GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
+    MODEL: (SERVE, WORKER, GENERATE),  # what each worker loads and how it generates
+    WORKERS: (SERVE, WORKER),  # the worker processes of a host: count, threads, time limits
+    STORE: (SERVE, WORKER),  # where jobs, the queue and results live (shared by replicas and worker hosts)
+    HTTP: (SERVE,),  # listening, authentication, URLs in responses, slow clients
+    LIMITS: (SERVE,),  # the queue, per-key rates, prompt length
+    IMAGES: (SERVE,),  # fetching and decoding input images
+    WEBHOOKS: (SERVE,),  # signing and delivering webhooks
+    LOGGING: (SERVE, WORKER),
+}
+GROUPS = tuple(GROUP_COMMANDS)
+
+
+def option(group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None) -> Any:
+    """A Settings field: its default, its help text (the reference's), its group; ``brief``, a shorter help
+    for ``--help`` where the full one runs long; ``commands`` narrows the group's commands."""
+    metadata: dict[str, object] = {"group": group, "help": help}
+    if brief:
+        metadata["brief"] = brief
+    if commands is not None:
+        metadata["commands"] = commands
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
-    model: str = field(
-        default="auto",
-        metadata={
-            "help": "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b when --weights holds a "
-            "model, else tiny), or module:factory (a custom generator from a Python module, as the tests "
-            "use)"
-        },
+    # ---- model and generation: serve, worker, generate
+    model: str = option(
+        MODEL,
+        "auto",
+        "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b when --weights holds a model, "
+        "else tiny), or module:factory (a custom generator from a Python module, as the tests use)",
+        brief="ltx-2-19b, tiny (test model), auto (ltx-2-19b if in --weights, else tiny), module:factory",
     )
-    weights: str = field(
-        default="weights",
-        metadata={"help": "folder holding the ltx-2-19b weights (scripts/download_weights.py fills and checks it)"},
+    weights: str = option(
+        MODEL,
+        "weights",
+        "folder holding the ltx-2-19b weights (scripts/download_weights.py fills and checks it)",
+        brief="folder holding the ltx-2-19b weights",
     )
-    recipe: str = field(
-        default="two-stage", metadata={"help": "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)"}
+    recipe: str = option(
+        MODEL,
+        "two-stage",
+        "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)",
+        brief="two-stage, one-stage or distilled",
     )
-    guidance: str = field(
-        default="ltx-pipelines",
-        metadata={
-            "help": "guidance policy: ltx-pipelines (Lightricks' ltx-pipelines 1.0 defaults: CFG + STG + modality "
-            "guidance, audio CFG 7) or ltx-2.0-release (plain CFG for video and audio, as LTX-2.0 first shipped); "
-            "the request's guidance_scale is the video CFG scale under both"
-        },
+    guidance: str = option(
+        MODEL,
+        "ltx-pipelines",
+        "guidance policy: ltx-pipelines (Lightricks' ltx-pipelines 1.0 defaults: CFG + STG + modality guidance, "
+        "audio CFG 7) or ltx-2.0-release (plain CFG for video and audio, as LTX-2.0 first shipped); the request's"
+        " guidance_scale is the video CFG scale under both",
+        brief="ltx-pipelines (CFG + STG + modality guidance) or ltx-2.0-release (plain CFG)",
     )
-    device: str = field(default="auto", metadata={"help": "torch device: auto (cuda if present), cuda, cuda:N or cpu"})
-    gpus: str = field(
-        default="",
-        metadata={
-            "help": "workers per host: empty (one, on --device), all (one per NVIDIA GPU), GPU indices "
-            "like 0,2,3 (one each), or cpu:N (N CPU workers, for tests); overrides --device"
-        },
+    steps: int = option(
+        MODEL,
+        0,
+        "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own: 40 for "
+        "ltx-2-19b, 2 for tiny); the distilled stages have fixed steps",
+        brief="denoising steps, 2 or more (0: the model's own)",
     )
-    worker_threads: int = field(
-        default=0,
-        metadata={
-            "help": "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; with cpu:N, the cores split "
-            "among N)"
-        },
+    device: str = option(
+        MODEL,
+        "auto",
+        "torch device: auto (cuda if present), cuda, cuda:N or cpu",
+        brief="auto (cuda if present), cuda, cuda:N or cpu",
     )
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32"})
-    offload: str = field(
-        default="auto",
-        metadata={"help": "auto (from free VRAM), none, text-encoder, model, group or sequential: where weights wait"},
+    dtype: str = option(
+        MODEL,
+        "auto",
+        "auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32",
+        brief="auto (bf16 on CUDA), bf16, fp16 or fp32",
     )
-    fp8: bool = field(
-        default=False,
-        metadata={"help": "store the transformer's weights in float8 (half the memory, upcast per layer)"},
+    offload: str = option(
+        MODEL,
+        "auto",
+        "auto (from free VRAM), none, text-encoder, model, group or sequential: where weights wait",
+        brief="where weights wait: auto (from free VRAM), none, text-encoder, model, group or sequential",
     )
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
-    port: int = field(default=8000, metadata={"help": "port to bind"})
-    api_keys: str = field(
-        default="",
-        metadata={
-            "help": "comma-separated API keys, or the path of a file with one key per line ('#' comments; a label "
-            "and budgets such as jobs=, gpu-seconds=, rate= may follow the key; a value that looks like a "
-            "path but names no file is a start-up error, never a key); empty: auth off, with a warning at "
-            "start-up"
-        },
+    fp8: bool = option(
+        MODEL,
+        False,
+        "store the transformer's weights in float8 (half the memory, upcast per layer)",
+        brief="transformer in float8 (half the memory)",
     )
-    public_url: str = field(
-        default="",
-        metadata={
-            "help": "base URL for absolute URLs in responses, e.g. https://gpu.example.com behind a proxy (default:"
-            " from the request)"
-        },
+    x264_preset: str = option(
+        MODEL,
+        "",
+        "x264 speed/size preset for the mux (default: the model's own: veryfast for ltx-2-19b, ultrafast for tiny)",
+        brief="x264 preset ('': the model's own)",
     )
-    trust_forwarded_headers: bool = field(
-        default=False,
-        metadata={
-            "help": "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)"
-        },
+    x264_crf: int = option(
+        MODEL,
+        -1,
+        "x264 CRF 0-51, lower is better and bigger (-1: the model's own: 19 for ltx-2-19b, 36 for tiny, whose "
+        "frames are noise)",
+        brief="x264 CRF 0-51, lower: better (-1: model's own)",
     )
-    allowed_hosts: str = field(
-        default="",
-        metadata={
-            "help": "comma-separated host names clients use to reach the server (*.example.com: its subdomains, not"
-            " example.com itself; IP addresses, IPv6 in brackets; no ports); other Host headers get 400 "
-            "(empty: any well-formed Host; a malformed one is ignored for absolute URLs)"
-        },
+
+    # ---- worker processes: serve, worker
+    gpus: str = option(
+        WORKERS,
+        "",
+        "workers per host: empty (one, on --device), all (one per NVIDIA GPU), GPU indices like 0,2,3 (one each),"
+        " or cpu:N (N CPU workers, for tests); overrides --device",
     )
-    results_dir: str = field(
-        default="",
-        metadata={
-            "help": "where inputs and videos are kept, a path every host shares when several do (default: a temp "
-            "dir, removed at exit); files 0600, folders 0700"
-        },
+    worker_threads: int = option(
+        WORKERS,
+        0,
+        "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; with cpu:N, the cores split among N)",
     )
-    results_group_readable: bool = field(
-        default=False,
-        metadata={"help": "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"},
+    worker_nice: int = option(
+        WORKERS,
+        10,
+        "CPU niceness of the worker, so the API answers promptly while it computes",
     )
-    results_s3: str = field(
-        default="",
-        metadata={
-            "help": "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)"
-        },
+    worker_start_timeout: float = option(
+        WORKERS,
+        600.0,
+        "seconds the worker may take to load; one not ready by then is killed and restarted",
     )
-    s3_endpoint_url: str = field(
-        default="", metadata={"help": "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS"}
+    job_timeout: float = option(
+        WORKERS,
+        1800.0,
+        "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)",
     )
-    ttl_seconds: float = field(
-        default=3600.0,
-        metadata={
-            "help": "how long a job and its files are kept, from submission; a job still queued this long after "
-            "submission is FAILED (expired)"
-        },
+    cancel_grace: float = option(
+        WORKERS,
+        30.0,
+        "seconds a cancelled running job has to stop at a step boundary before its worker is killed and restarted",
     )
-    max_queue: int = field(default=100, metadata={"help": "most jobs waiting; beyond it submissions get 429"})
-    sync_timeout: float = field(default=1800.0, metadata={"help": "seconds a /v1 call waits before 504"})
-    sweep_interval: float = field(default=30.0, metadata={"help": "seconds between expiry sweeps"})
-    x264_preset: str = field(
-        default="",
-        metadata={
-            "help": "x264 speed/size preset for the mux (default: the model's own: veryfast for ltx-2-19b, "
-            "ultrafast for tiny)"
-        },
+    shutdown_grace: float = option(
+        WORKERS,
+        60.0,
+        "on SIGTERM, seconds the running job may take to finish before it is failed",
     )
-    x264_crf: int = field(
-        default=-1,
-        metadata={
-            "help": "x264 CRF 0-51, lower is better and bigger (-1: the model's own: 19 for ltx-2-19b, 36 for tiny,"
-            " whose frames are noise)"
-        },
+
+    # ---- job store and results: serve, worker
+    store: str = option(
+        STORE,
+        "memory",
+        "memory (one host), or redis://HOST:PORT/DB (also rediss://, unix://): jobs, queue and limits in Redis, "
+        "shared by API replicas (serve) and worker hosts (worker); --results-dir must then be a path they all "
+        "share, unless --results-s3 names a bucket",
     )
-    steps: int = field(
-        default=0,
-        metadata={
-            "help": "denoising steps of one-stage and of two-stage's first stage, 2 or more (0: the model's own: 40"
-            " for ltx-2-19b, 2 for tiny); the distilled stages have fixed steps"
-        },
+    visibility_timeout: float = option(
+        STORE,
+        60.0,
+        "with --store redis: seconds without a heartbeat before a job's worker counts as dead and the job is "
+        "delivered to another",
     )
-    max_image_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest input image, in bytes"})
-    image_timeout: float = field(
-        default=30.0, metadata={"help": "seconds to fetch an image URL, in all (redirects included)"}
+    max_deliveries: int = option(
+        STORE,
+        3,
+        "with --store redis: deliveries of a job whose worker keeps dying before it FAILS",
     )
-    image_connect_timeout: float = field(
-        default=10.0,
-        metadata={"help": "seconds to resolve and connect to an image URL's host (each address tried gets its own)"},
+    results_dir: str = option(
+        STORE,
+        "",
+        "where inputs and videos are kept, a path every host shares when several do (default: a temp dir, removed"
+        " at exit); files 0600, folders 0700",
     )
-    image_max_redirects: int = field(default=5, metadata={"help": "redirects followed per image URL, each re-checked"})
-    max_image_fetches: int = field(
-        default=8,
-        metadata={
-            "help": "image URLs downloaded at once (each may hold about twice --max-image-bytes in memory while it "
-            "is fetched and checked); submissions of a URL beyond it get 429"
-        },
+    results_group_readable: bool = option(
+        STORE,
+        False,
+        "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)",
     )
-    max_image_pixels: int = field(
-        default=64_000_000,
-        metadata={
-            "help": "most pixels (width x height) of an input image, read from its header before decoding "
-            "(decompression bombs)"
-        },
+    results_s3: str = option(
+        STORE,
+        "",
+        "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)",
     )
-    block_private_image_urls: bool = field(
-        default=False,
-        metadata={"help": "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"},
+    s3_endpoint_url: str = option(
+        STORE,
+        "",
+        "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS",
     )
-    max_body_bytes: int = field(
-        default=32 * 1024 * 1024, metadata={"help": "largest request body, in bytes; more gets 413"}
+    ttl_seconds: float = option(
+        STORE,
+        3600.0,
+        "how long a job and its files are kept, from submission; a job still queued this long after submission is"
+        " FAILED (expired)",
     )
-    header_timeout: float = field(
-        default=10.0,
-        metadata={
-            "help": "seconds a client may take to send a request's headers (from its first byte, or from "
-            "connecting); slower gets 408 and is closed"
-        },
+    # The expiry sweep runs in the API process only.
+    sweep_interval: float = option(
+        STORE,
+        30.0,
+        "seconds between expiry sweeps",
+        commands=(SERVE,),
     )
-    body_timeout: float = field(
-        default=120.0,
-        metadata={
-            "help": "seconds a client may take to send a request's body after its headers; slower gets 408 and is "
-            "closed"
-        },
+
+    # ---- HTTP API: serve
+    host: str = option(
+        HTTP,
+        "127.0.0.1",
+        "address to bind",
     )
-    max_prompt_chars: int = field(
-        default=10_000,
-        metadata={"help": "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)"},
+    port: int = option(
+        HTTP,
+        8000,
+        "port to bind",
     )
-    rate_limit: int = field(
-        default=0,
-        metadata={
-            "help": "job submissions per minute per API key (0: no limit; with auth off all clients share one "
-            "allowance); more get 429"
-        },
+    api_keys: str = option(
+        HTTP,
+        "",
+        "comma-separated API keys, or the path of a file with one key per line ('#' comments; a label and budgets"
+        " such as jobs=, gpu-seconds=, rate= may follow the key; a value that looks like a path but names no file"
+        " is a start-up error, never a key); empty: auth off, with a warning at start-up",
     )
-    job_timeout: float = field(
-        default=1800.0,
-        metadata={"help": "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)"},
+    public_url: str = option(
+        HTTP,
+        "",
+        "base URL for absolute URLs in responses, e.g. https://gpu.example.com behind a proxy (default: from the "
+        "request)",
     )
-    cancel_grace: float = field(
-        default=30.0,
-        metadata={
-            "help": "seconds a cancelled running job has to stop at a step boundary before its worker is killed and"
-            " restarted"
-        },
+    trust_forwarded_headers: bool = option(
+        HTTP,
+        False,
+        "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)",
     )
-    shutdown_grace: float = field(
-        default=60.0, metadata={"help": "on SIGTERM, seconds the running job may take to finish before it is failed"}
+    allowed_hosts: str = option(
+        HTTP,
+        "",
+        "comma-separated host names clients use to reach the server (*.example.com: its subdomains, not "
+        "example.com itself; IP addresses, IPv6 in brackets; no ports); other Host headers get 400 (empty: any "
+        "well-formed Host; a malformed one is ignored for absolute URLs)",
     )
-    worker_start_timeout: float = field(
-        default=600.0,
-        metadata={"help": "seconds the worker may take to load; one not ready by then is killed and restarted"},
+    sync_timeout: float = option(
+        HTTP,
+        1800.0,
+        "seconds a /v1 call waits before 504",
     )
-    worker_nice: int = field(
-        default=10, metadata={"help": "CPU niceness of the worker, so the API answers promptly while it computes"}
+    max_body_bytes: int = option(
+        HTTP,
+        32 * 1024 * 1024,
+        "largest request body, in bytes; more gets 413",
     )
-    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
-    webhook_secret: str = field(
-        default="",
-        metadata={"help": "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400"},
+    header_timeout: float = option(
+        HTTP,
+        10.0,
+        "seconds a client may take to send a request's headers (from its first byte, or from connecting); slower "
+        "gets 408 and is closed",
     )
-    webhook_timeout: float = field(default=10.0, metadata={"help": "seconds one webhook attempt may take"})
-    webhook_retries: int = field(default=5, metadata={"help": "further webhook attempts after a failed one"})
-    webhook_backoff: float = field(
-        default=1.0, metadata={"help": "seconds before the first webhook retry, doubling each time (at most 300)"}
+    body_timeout: float = option(
+        HTTP,
+        120.0,
+        "seconds a client may take to send a request's body after its headers; slower gets 408 and is closed",
     )
-    store: str = field(
-        default="memory",
-        metadata={
-            "help": "memory (one host), or redis://HOST:PORT/DB (also rediss://, unix://): jobs, queue and limits "
-            "in Redis, shared by API replicas (serve) and worker hosts (worker); --results-dir must then be"
-            " a path they all share, unless --results-s3 names a bucket"
-        },
+
+    # ---- limits: serve
+    max_queue: int = option(
+        LIMITS,
+        100,
+        "most jobs waiting; beyond it submissions get 429",
     )
-    visibility_timeout: float = field(
-        default=60.0,
-        metadata={
-            "help": "with --store redis: seconds without a heartbeat before a job's worker counts as dead "
-            "and the job is delivered to another"
-        },
+    rate_limit: int = option(
+        LIMITS,
+        0,
+        "job submissions per minute per API key (0: no limit; with auth off all clients share one allowance); "
+        "more get 429",
     )
-    max_deliveries: int = field(
-        default=3, metadata={"help": "with --store redis: deliveries of a job whose worker keeps dying before it FAILS"}
+    max_prompt_chars: int = option(
+        LIMITS,
+        10_000,
+        "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)",
     )
-    log_format: str = field(
-        default="text", metadata={"help": "text, or json: one JSON object per line, with the request id"}
+
+    # ---- input images: serve
+    max_image_bytes: int = option(
+        IMAGES,
+        20 * 1024 * 1024,
+        "largest input image, in bytes",
+    )
+    image_timeout: float = option(
+        IMAGES,
+        30.0,
+        "seconds to fetch an image URL, in all (redirects included)",
+    )
+    image_connect_timeout: float = option(
+        IMAGES,
+        10.0,
+        "seconds to resolve and connect to an image URL's host (each address tried gets its own)",
+    )
+    image_max_redirects: int = option(
+        IMAGES,
+        5,
+        "redirects followed per image URL, each re-checked",
+    )
+    max_image_fetches: int = option(
+        IMAGES,
+        8,
+        "image URLs downloaded at once (each may hold about twice --max-image-bytes in memory while it is fetched"
+        " and checked); submissions of a URL beyond it get 429",
+    )
+    max_image_pixels: int = option(
+        IMAGES,
+        64_000_000,
+        "most pixels (width x height) of an input image, read from its header before decoding (decompression bombs)",
+    )
+    block_private_image_urls: bool = option(
+        IMAGES,
+        False,
+        "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)",
+    )
+
+    # ---- webhooks: serve
+    webhook_secret: str = option(
+        WEBHOOKS,
+        "",
+        "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400",
+    )
+    webhook_timeout: float = option(
+        WEBHOOKS,
+        10.0,
+        "seconds one webhook attempt may take",
+    )
+    webhook_retries: int = option(
+        WEBHOOKS,
+        5,
+        "further webhook attempts after a failed one",
+    )
+    webhook_backoff: float = option(
+        WEBHOOKS,
+        1.0,
+        "seconds before the first webhook retry, doubling each time (at most 300)",
+    )
+
+    # ---- logging: serve, worker
+    log_level: str = option(
+        LOGGING,
+        "info",
+        "debug, info, warning or error",
+    )
+    log_format: str = option(
+        LOGGING,
+        "text",
+        "text, or json: one JSON object per line, with the request id",
     )
 
     def parsed_api_keys(self) -> frozenset[str]:
@@ -394,6 +515,11 @@ class Settings:
         return found
 
 
+def command_fields(command: str) -> list[Field]:
+    """The settings ``command`` offers as flags, in declaration order (which is group order)."""
+    return [f for f in fields(Settings) if command in f.metadata.get("commands", GROUP_COMMANDS[f.metadata["group"]])]
+
+
 def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
@@ -412,7 +538,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None, **overrides: obj
     """Defaults, then ``LTX2_*`` variables, then explicit overrides (the CLI's flags)."""
     environ = os.environ if environ is None else environ
     base = Settings()
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for f in fields(Settings):
         name = env_name(f.name)
         if name in environ:

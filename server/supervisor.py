@@ -14,6 +14,7 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.jobs import Job, JobQueue, JobStatus
 from server.messages import (
@@ -358,19 +359,11 @@ class WorkerSupervisor:
         self._current = job
         self._current_done.clear()
         self._set_state(WorkerState.BUSY)
-        params = job.params
         message = SubmitJob(
             job_id=job.id,
             image_path=str(job.image_path),
             output_path=str(job.output_target or job.job_dir / "output.mp4"),
-            prompt=params["prompt"],
-            negative_prompt=params["negative_prompt"],
-            width=params["width"],
-            height=params["height"],
-            num_frames=params["num_frames"],
-            fps=params["fps"],
-            seed=params["seed"],
-            guidance_scale=params["guidance_scale"],
+            spec=JobSpec.from_dict(job.params),
         )
         self._kill_reason = None
         if self._job_timeout > 0:

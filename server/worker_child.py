@@ -39,7 +39,11 @@ from server.settings import Settings
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    model: str
+    """Everything a worker child needs to load its generator and place itself, built once from the
+    settings (``worker_config_from``). None means "the model's own default" (or torch's): the settings'
+    sentinels ("" / -1 / 0) are translated there, and nowhere else."""
+
+    model: str  # a model pipelines knows (never "auto": resolved already), or module:factory
     weights: str = "weights"
     recipe: str = "two-stage"
     guidance: str = "ltx-pipelines"
@@ -47,14 +51,15 @@ class WorkerConfig:
     dtype: str = "auto"
     offload: str = "auto"
     fp8: bool = False
-    x264_preset: str = ""
-    x264_crf: int = -1
-    steps: int = 0
+    x264_preset: str | None = None
+    x264_crf: int | None = None
+    steps: int | None = None
+    # CPU niceness added to the child's (0: none).
     nice: int = 0
     # One physical GPU index for this worker (--gpus); it then sees that GPU alone, as ``cuda``.
-    cuda_visible_devices: str = ""
-    # CPU threads for torch and BLAS (0: their default, one per core).
-    threads: int = 0
+    cuda_visible_devices: str | None = None
+    # CPU threads for torch and BLAS (None: their default, one per core).
+    threads: int | None = None
 
 
 def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
@@ -65,14 +70,14 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         recipe=settings.recipe,
         guidance=settings.guidance,
         device=device.device if device else settings.device,
-        cuda_visible_devices=device.cuda_visible_devices if device else "",
-        threads=device.threads if device else settings.worker_threads,
+        cuda_visible_devices=(device.cuda_visible_devices if device else "") or None,
+        threads=(device.threads if device else settings.worker_threads) or None,
         dtype=settings.dtype,
         offload=settings.offload,
         fp8=settings.fp8,
-        x264_preset=settings.x264_preset,
-        x264_crf=settings.x264_crf,
-        steps=settings.steps,
+        x264_preset=settings.x264_preset or None,
+        x264_crf=settings.x264_crf if settings.x264_crf >= 0 else None,
+        steps=settings.steps or None,
         nice=settings.worker_nice,
     )
 
@@ -199,10 +204,10 @@ def load_generator_for(config: WorkerConfig):
         dtype=config.dtype,
         offload=config.offload,
         fp8=config.fp8,
-        x264_preset=config.x264_preset or None,
-        x264_crf=config.x264_crf if config.x264_crf >= 0 else None,
-        num_inference_steps=config.steps or None,
-        num_threads=config.threads or None,
+        x264_preset=config.x264_preset,
+        x264_crf=config.x264_crf,
+        num_inference_steps=config.steps,
+        num_threads=config.threads,
     )
 
 
@@ -230,7 +235,7 @@ def weights_problems(config: WorkerConfig) -> list[str]:
 
 
 def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job_id: False) -> JobSucceeded | JobFailed:
-    from pipelines.interface import GenerationParams, GpuOutOfMemory, InvalidInputError, MuxError
+    from pipelines.interface import GpuOutOfMemory, InvalidInputError, MuxError
 
     conn.send(JobStarted(job_id=job.job_id))
 
@@ -241,22 +246,12 @@ def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job
             raise JobCancelled
         conn.send(JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
 
-    params = GenerationParams(
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        width=job.width,
-        height=job.height,
-        num_frames=job.num_frames,
-        fps=job.fps,
-        seed=job.seed,
-        guidance_scale=job.guidance_scale,
-    )
     _reset_gpu_peak()
     started = time.monotonic()
     try:
         if is_cancelled(job.job_id):
             raise JobCancelled
-        result = generator.generate(params, Path(job.image_path), Path(job.output_path), report_progress)
+        result = generator.generate(job.spec, Path(job.image_path), Path(job.output_path), report_progress)
     except JobCancelled:
         return JobFailed(job_id=job.job_id, error="cancelled", fault=FAULT_CANCELLED)
     except InvalidInputError as exc:

@@ -18,11 +18,11 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from pipelines.interface import GenerationParams, GenerationResult, InvalidInputError, MuxError
+from pipelines.interface import GenerationResult, InvalidInputError, JobSpec, MuxError
 from pipelines.mux import mux_video
 
 
-def write_test_video(params: GenerationParams, output_path: Path) -> None:
+def write_test_video(params: JobSpec, output_path: Path) -> None:
     """A real mp4 of the requested size, frames and fps with a tone, made by ffmpeg's own sources."""
     duration = params.num_frames / params.fps
     command = [
@@ -132,7 +132,7 @@ class FastGenerator:
 
     def __init__(self) -> None:
         self._video = Path(tempfile.mkdtemp(prefix="ltx2-fast-")) / "clip.mp4"
-        params = GenerationParams(
+        params = JobSpec(
             prompt="", negative_prompt="", width=256, height=256, num_frames=1, fps=8, seed=0, guidance_scale=1
         )
         write_test_video(params, self._video)

@@ -20,6 +20,22 @@ from tests.servers import REPO_ROOT, cli_server
 TEST_MODEL = "tests.fixture_generators:tiny_or_scripted"
 
 
+def worker_options(args: tuple[str, ...]) -> list[str]:
+    """``args`` less the options (and their values) that ``ltx2-server worker`` does not offer."""
+    from server.settings import WORKER, Settings, command_fields
+
+    offered = {"--" + f.name.replace("_", "-") for f in command_fields(WORKER)}
+    flags = {"--" + name.replace("_", "-"): value for name, value in vars(Settings()).items()}
+    kept: list[str] = []
+    items = iter(args)
+    for arg in items:
+        takes_value = arg in flags and not isinstance(flags[arg], bool)
+        value = [next(items)] if takes_value else []
+        if arg in offered or arg.removeprefix("--no-") in {flag.removeprefix("--") for flag in offered}:
+            kept += [arg, *value]
+    return kept
+
+
 class Cluster:
     def __init__(self, root: Path, *, persistence: bool = True, model: str = TEST_MODEL, extra: tuple = ()) -> None:
         self.root = root
@@ -51,7 +67,9 @@ class Cluster:
         self._stack.close()
 
     def start_worker(self, *args: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "server.cli", "worker", *self.shared_args, "--model", self.model, *args]
+        """A worker host, given the options of ``shared_args`` that ``worker`` offers (the API's are serve's)."""
+        shared = worker_options(self.shared_args)
+        command = [sys.executable, "-m", "server.cli", "worker", *shared, "--model", self.model, *args]
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "LTX2_TEST_LEDGER": str(self.ledger)}
         log_path = self.root / f"worker-{len(self.workers)}.log"
         with open(log_path, "wb") as log_file:

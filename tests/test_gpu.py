@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import pipelines
-from pipelines.interface import GenerationParams
+from pipelines.interface import JobSpec
 from pipelines.tiny import save_tiny_weights
 from tests.media_probe import probe_mp4
 
@@ -34,7 +34,7 @@ def test_tiny_weights_generate_on_cuda(tiny_weights, tmp_path, offload):
     assert "cuda bfloat16" in generator.description
     picture = tmp_path / "in.png"
     Image.radial_gradient("L").convert("RGB").save(picture)
-    params = GenerationParams("a red kite", "", 320, 256, 17, 24, 1, 4.0)
+    params = JobSpec("a red kite", "", 320, 256, 17, 24, 1, 4.0)
     generator.generate(params, picture, tmp_path / "out.mp4", lambda *args: None)
     info = probe_mp4(tmp_path / "out.mp4")
     assert (info["width"], info["height"], info["frame_count"]) == (320, 256, 17)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import pipelines
-from pipelines.interface import GenerationParams, InvalidInputError
+from pipelines.interface import InvalidInputError, JobSpec
 from tests.media_probe import probe_mp4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def image_path(tmp_path_factory) -> Path:
     return path
 
 
-def make_params(**overrides) -> GenerationParams:
+def make_params(**overrides) -> JobSpec:
     values = dict(
         prompt="a cat on a sofa",
         negative_prompt="blurry",
@@ -43,7 +43,7 @@ def make_params(**overrides) -> GenerationParams:
         guidance_scale=4.0,
     )
     values.update(overrides)
-    return GenerationParams(**values)
+    return JobSpec(**values)
 
 
 def sha256(path: Path) -> str:
@@ -103,7 +103,7 @@ def test_same_seed_same_bytes_across_processes(generator, image_path, tmp_path):
     generator.generate(make_params(seed=3), image_path, in_process, lambda *a: None)
     other_process = tmp_path / "there.mp4"
     script = (
-        "import sys, pipelines; from pathlib import Path; from pipelines.interface import GenerationParams as P;"
+        "import sys, pipelines; from pathlib import Path; from pipelines.interface import JobSpec as P;"
         "g = pipelines.load_generator('tiny');"
         "g.generate(P(prompt='a cat on a sofa', negative_prompt='blurry', width=256, height=256, num_frames=9,"
         " fps=24, seed=3, guidance_scale=4.0), Path(sys.argv[1]), Path(sys.argv[2]), lambda *a: None)"

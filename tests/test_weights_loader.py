@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import pipelines
-from pipelines.interface import GenerationParams
+from pipelines.interface import JobSpec
 from pipelines.tiny import save_tiny_weights
 from tests.media_probe import probe_mp4
 
@@ -33,7 +33,7 @@ def picture(tmp_path_factory) -> Path:
     return path
 
 
-def params(**overrides) -> GenerationParams:
+def params(**overrides) -> JobSpec:
     values = dict(
         prompt="a lighthouse at dusk",
         negative_prompt="blurry",
@@ -45,7 +45,7 @@ def params(**overrides) -> GenerationParams:
         guidance_scale=4.0,
     )
     values.update(overrides)
-    return GenerationParams(**values)
+    return JobSpec(**values)
 
 
 def generate(generator, picture: Path, out: Path, **overrides) -> dict:
