@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -30,8 +28,9 @@ from server.errors import (
     http_status_for,
 )
 from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
-from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.jobs import Job, JobStatus, JobStore
 from server.limits import BodySizeLimit, load_key_policies
+from server.memory_store import InMemoryJobStore
 from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 from server.openapi import (
     CANCEL_ERRORS,
@@ -52,6 +51,7 @@ from server.openapi import (
 )
 from server.params import MODEL_SLUG, I2VParams, describe_validation_error
 from server.pool import build_pool, devices_for
+from server.results import SharedDirStorage, results_storage
 from server.routes_extra import install_extra_routes
 from server.service import JobService
 from server.settings import Settings
@@ -66,31 +66,15 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         results_dir, owns_dir = _prepare_results_dir(settings)
-        if settings.shared_store:
-            service = await _shared_store_service(settings, clock, results_dir)
-        else:
-            store = InMemoryJobStore(max_queue=settings.max_queue)
-            pool = build_pool(settings, store, clock, devices)
-            service = JobService(settings, store, pool, clock, results_dir)
-        app.state.service = service
-        service.webhooks.build_body = partial(job_result_body, service)
+        store, limits = build_store(settings, clock, devices, results_dir)
+        service = app.state.service = JobService(settings, store, clock, limits)
         if not service.api_keys:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
-        if service.supervisor is not None:
-            await service.supervisor.start()
-        background = [asyncio.create_task(service.sweep_forever(), name="ltx2-sweeper")]
-        if service.store.shared:
-            background.append(asyncio.create_task(service.send_webhooks_forever(), name="ltx2-webhooks"))
+        await service.open()
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
             await service.close()
-            if service.supervisor is not None:
-                await service.supervisor.stop()
-            else:
-                await service.store.close()
             if owns_dir:
                 shutil.rmtree(results_dir, ignore_errors=True)
 
@@ -112,14 +96,19 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-async def _shared_store_service(settings: Settings, clock: Clock, results_dir: Path) -> JobService:
-    """An API replica: jobs, queue and limits in Redis; no worker here (``ltx2-server worker`` runs them)."""
+def build_store(settings: Settings, clock: Clock, devices, results_dir: Path) -> tuple[JobStore, object]:
+    """The job store (and limits, None for local ones): this host's workers, or (``--store redis://``)
+    an API replica with jobs, queue and limits in Redis, run by worker hosts (``ltx2-server worker``)."""
+    if not settings.shared_store:
+        store = InMemoryJobStore(settings.max_queue, SharedDirStorage(results_dir), clock, settings.ttl_seconds)
+        store.attach_pool(build_pool(settings, store, clock, devices), settings.guidance)
+        return store, None
     from server.redis_store import RedisJobStore, RedisLimits
 
-    store = RedisJobStore(settings.store, results_dir, clock, settings.max_queue, settings.ttl_seconds)
-    await store.open()
-    limits = RedisLimits(store, load_key_policies(settings.api_keys), settings.rate_limit)
-    return JobService(settings, store, None, clock, results_dir, limits=limits)
+    results = results_storage(results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds)
+    stale_after = max(10.0, settings.visibility_timeout)
+    shared = RedisJobStore(settings.store, results, clock, settings.max_queue, settings.ttl_seconds, stale_after)
+    return shared, RedisLimits(shared, load_key_policies(settings.api_keys), settings.rate_limit)
 
 
 def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
@@ -192,39 +181,11 @@ def _forwarded_base_url(request: Request) -> str | None:
 
 
 def status_body(request: Request, job: Job) -> dict:
-    return job_status_body(request.app.state.service, job)
-
-
-def job_status_body(service: JobService, job: Job) -> dict:
-    body = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(service.clock.now())}
-    if job.status is JobStatus.FAILED:
-        body["error"] = job.error
-    # Additive fields beyond Segmind's body (clients that do not know them ignore them).
-    body.update(service.progress_fields(job))
-    return body
+    return request.app.state.service.status_body(job)
 
 
 def result_body(request: Request, job: Job) -> dict:
-    return job_result_body(request.app.state.service, job, base_url(request))
-
-
-def job_result_body(service: JobService, job: Job, base: str) -> dict:
-    """The result body with absolute URLs under `base`; webhooks build it without a request."""
-    body = job_status_body(service, job)
-    body["seed"] = job.params["seed"]
-    body["prompt"] = job.params["prompt"]
-    if job.status is JobStatus.COMPLETED and (job.output_path is not None or job.output_location is not None):
-        url = service.output_url(job, base)
-        body["output"] = url
-        body["video"] = {
-            "url": url,
-            "content_type": "video/mp4",
-            "file_name": f"{job.id}.mp4",
-            "file_size": service.output_size(job),
-        }
-    else:
-        body["output"] = None
-    return body
+    return request.app.state.service.result_body(job, base_url(request))
 
 
 def job_json(job: Job, body: dict) -> JSONResponse:
@@ -233,30 +194,6 @@ def job_json(job: Job, body: dict) -> JSONResponse:
 
 
 # ---- routes -----------------------------------------------------------------------------------
-
-
-async def _shared_store_readiness(service: JobService) -> JSONResponse:
-    """An API replica is ready when Redis answers and some worker host has a worker that takes jobs."""
-    store = service.store
-    body: dict = {"ready": False, "store": "redis", "store_reachable": await store.ping()}
-    if body["store_reachable"]:
-        try:
-            workers = await store.live_workers(
-                service.clock.now(), stale_after=max(10.0, service.settings.visibility_timeout)
-            )
-            body["queued"] = await store.depth()
-        except ServiceError as exc:
-            body["error"] = exc.message
-            workers = []
-        body["workers"] = workers
-        body["ready"] = any(worker.get("state") in ("ready", "busy") for worker in workers)
-        if not workers:
-            body["error"] = "no worker host is connected to the store (start one with `ltx2-server worker --store ...`)"
-    else:
-        body["error"] = f"the job store (Redis at {store.url.split('@')[-1]}) is unreachable"
-    if not service.accepting:
-        body.update(ready=False, draining=True)
-    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 def _install_routes(app: FastAPI) -> None:
@@ -314,7 +251,7 @@ def _install_routes(app: FastAPI) -> None:
             "x-generation-time": f"{metrics['inference_time']:.3f}",
             "x-seed-value": str(job.params["seed"]),
         }
-        video = await service.finished_video(job)
+        video = await service.outputs.finished_video(job)
         if isinstance(video, Path):
             return FileResponse(video, media_type="video/mp4", filename=f"{job.id}.mp4", headers=headers)
         # In a bucket: streamed through, since /v1 callers expect the bytes themselves.
@@ -412,7 +349,7 @@ def _install_routes(app: FastAPI) -> None:
         tags=["files"],
     )
     async def output_file(request: Request, request_id: str, token: str, file_name: str):
-        found = await service_of(request).output_file(request_id, token)
+        found = await service_of(request).outputs.file(request_id, token)
         if isinstance(found, str):
             return RedirectResponse(found, status_code=307)  # a presigned URL of the bucket
         return FileResponse(found, media_type="video/mp4", filename=f"{request_id}.mp4")
@@ -438,25 +375,8 @@ def _install_routes(app: FastAPI) -> None:
     )
     async def ready(request: Request):
         service = service_of(request)
-        if service.supervisor is None:
-            return await _shared_store_readiness(service)
-        # With several workers (--gpus), the top-level fields sum them up (ready: any worker is;
-        # worker: the best state; worker_pid: the first worker's) and "workers" has each one.
-        pool = service.supervisor
-        body = {
-            "ready": pool.is_ready,
-            "worker": pool.state.value,
-            "worker_pid": pool.worker_pid,
-            "worker_restarts": pool.restarts,
-            "queued": service_of(request).store.queued_count(),
-            "workers": [worker.as_dict() for worker in pool.workers],
-        }
-        if pool.model_description:
-            body["model"] = pool.model_description
-        body["guidance"] = service_of(request).settings.guidance
-        if pool.last_load_error:
-            body["error"] = pool.last_load_error
-        if not service_of(request).accepting:
+        body = await service.store.readiness()
+        if not service.accepting:
             # Draining after SIGTERM: a load balancer should send new work elsewhere.
             body.update(ready=False, draining=True)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)

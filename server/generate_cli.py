@@ -20,10 +20,12 @@ from pydantic import ValidationError
 
 from server.clock import SystemClock
 from server.errors import ServiceError
-from server.jobs import InMemoryJobStore, Job, JobStatus
+from server.jobs import Job, JobStatus
+from server.memory_store import InMemoryJobStore
 from server.messages import FAULT_INPUT
 from server.params import I2VParams, describe_validation_error
 from server.pool import WorkerPool
+from server.results import SharedDirStorage
 from server.settings import Settings
 from server.supervisor import WorkerState, WorkerSupervisor
 from server.worker_child import weights_problems, worker_config_from
@@ -113,15 +115,16 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
 
     clock = SystemClock()
     with tempfile.TemporaryDirectory(prefix="ltx2-generate-") as results:
-        store = InMemoryJobStore(max_queue=1)
+        store = InMemoryJobStore(1, SharedDirStorage(Path(results)), clock)
         # One worker on --device: a single video has no use for --gpus.
         worker = WorkerSupervisor(
             worker_config_from(settings), store, clock, start_timeout=settings.worker_start_timeout
         )
         supervisor = WorkerPool([worker], [settings.device])
-        service = JobService(settings, store, supervisor, clock, Path(results))
+        store.attach_pool(supervisor)
+        service = JobService(settings, store, clock)
         service.events.add_listener(view)
-        await supervisor.start()
+        await service.open()
         try:
             job = await service.submit(params, None)
             while not job.status.is_final:
@@ -131,13 +134,12 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
                     await asyncio.wait_for(job.finished.wait(), 0.2)
                 except asyncio.TimeoutError:
                     pass
-            if job.status is JobStatus.COMPLETED and job.output_path is not None:
+            if job.status is JobStatus.COMPLETED and job.output is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(job.output_path, out)
+                shutil.copyfile(job.output, out)
             return job
         finally:
-            await service.close()
-            await supervisor.stop()
+            await service.close()  # stops the worker too
 
 
 def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = sys.stderr) -> int:

@@ -1,23 +1,22 @@
-"""The job table: job records with a guarded status machine, a FIFO queue and one-hour retention.
-
-Everything here runs on the API process's event loop thread, so no locks are needed. The store is
-behind a small interface (``JobStore``) so that a shared store can replace the in-memory one.
+"""The job: its stored record with a guarded status machine, its live local-only state, and the
+``JobStore`` interface the service uses, with two implementations: ``server.memory_store`` (one host)
+and ``server.redis_store`` (API replicas and worker hosts); tests/test_store_contract.py runs both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import secrets
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
-from server.errors import QueueFull
 from server.messages import FAULT_GENERATION
-from server.progress import ProgressTracker
+from server.progress import ProgressTracker, eta_seconds
+from server.results import ResultStorage
 
 
 class JobStatus(str, enum.Enum):
@@ -45,34 +44,59 @@ class IllegalTransition(RuntimeError):
 
 @dataclass(frozen=True)
 class QueueView:
-    """What a queued job's ETA needs: its place in line, how long jobs take, how many workers take them."""
+    """What a queued job's ETA needs: its place in line, how long jobs take, how many workers take
+    them, and how long the running job has left (0 when unknown)."""
 
     position: int | None
     average_seconds: float | None
     workers: int
+    running_seconds_left: float = 0.0
 
+
+NO_QUEUE_VIEW = QueueView(None, None, 1)
 
 # Called on the event loop thread after every change of a job: "started", "progress", "completed",
 # "failed" (events, metrics, logs and webhooks listen; see server/events.py).
 JobObserver = Callable[["Job", str], None]
 
 
+@dataclass(frozen=True)
+class WorkFiles:
+    """Where a worker reads a job's input and writes its video: local files of this host."""
+
+    input: Path
+    output: Path
+
+
+@dataclass
+class JobLive:
+    """What only this process knows of a job, never stored: who listens, whether it ended, the
+    progress estimator, a worker's local files, and a shared store's queue view read with the record."""
+
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    tracker: ProgressTracker = field(default_factory=ProgressTracker)
+    observer: JobObserver | None = None
+    files: WorkFiles | None = None
+    queue_view: QueueView | None = None
+
+
 @dataclass
 class Job:
+    """The stored record; its status changes only through start/succeed/fail."""
+
     id: str
     params: dict
-    job_dir: Path
     created_at: float
     owner: str | None = None
     status: JobStatus = JobStatus.QUEUED
-    image_path: Path | None = None
-    # A QUEUED job is dispatched only once its image is on disk (URLs are fetched after submission).
-    input_ready: bool = False
+    # Where the input image and the video are stored: a location of the ResultStorage (server/results.py).
+    input: str | None = None
+    output: str | None = None
+    output_size: int | None = None
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
     fault: str | None = None
-    output_path: Path | None = None
     # Output URLs carry this 128-bit token, not the job id, so they cannot be guessed.
     output_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     seed: int | None = None
@@ -80,31 +104,25 @@ class Job:
     step: int = 0
     total_steps: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    # Where the worker writes the video (default: job_dir/output.mp4); a shared store names one per delivery.
-    output_target: Path | None = None
-    # A shared store's locations of the input and the video (a shared path, or s3://bucket/key).
-    input_location: str | None = None
-    output_location: str | None = None
-    output_size: int | None = None
     # Which delivery of the job this is (a shared store redelivers a job whose worker died).
     attempt: int = 0
-    # A shared store's view of the queue around this job, read with its record.
-    queue_view: QueueView | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    tracker: ProgressTracker = field(default_factory=ProgressTracker, repr=False)
-    observer: JobObserver | None = field(default=None, repr=False)
+    live: JobLive = field(default_factory=JobLive, repr=False, compare=False)
 
     @property
     def progress(self) -> float:
-        return self.tracker.progress
+        return self.live.tracker.progress
+
+    @property
+    def finished(self) -> asyncio.Event:
+        return self.live.finished
 
     def _notify(self, change: str) -> None:
-        if self.observer is not None:
-            self.observer(self, change)
+        if self.live.observer is not None:
+            self.live.observer(self, change)
 
     def report_progress(self, stage: str, step: int, total_steps: int) -> None:
         self.stage, self.step, self.total_steps = stage, step, total_steps
-        self.tracker.report(stage, step, total_steps)
+        self.live.tracker.report(stage, step, total_steps)
         self._notify("progress")
 
     def _move_to(self, new: JobStatus) -> None:
@@ -118,15 +136,15 @@ class Job:
         self.stage = "starting"
         self._notify("started")
 
-    def succeed(self, now: float, output_path: Path, seed: int, stage_seconds: dict[str, float]) -> None:
+    def succeed(self, now: float, output: Path | str, seed: int, stage_seconds: dict[str, float]) -> None:
         self._move_to(JobStatus.COMPLETED)
         self.finished_at = now
-        self.output_path = output_path
+        self.output = str(output)
         self.seed = seed
         self.stage = "completed"
         self.stage_seconds.update(stage_seconds)
-        self.tracker.finish()
-        self.finished.set()
+        self.live.tracker.finish()
+        self.live.finished.set()
         self._notify("completed")
 
     def fail(self, now: float, error: str, fault: str = FAULT_GENERATION) -> None:
@@ -135,7 +153,7 @@ class Job:
         self.error = error
         self.fault = fault
         self.stage = "failed"
-        self.finished.set()
+        self.live.finished.set()
         self._notify("failed")
 
     def metrics(self, now: float) -> dict[str, float]:
@@ -148,14 +166,35 @@ class Job:
             "total_time": round(max(0.0, end - self.created_at), 3),
         }
 
+    def progress_fields(self, view: QueueView, now: float) -> dict:
+        """The fields this server adds to Segmind's status body: progress, stage, steps, queue, ETA."""
+        position = view.position if self.status is JobStatus.QUEUED else None
+        if self.status is JobStatus.PROCESSING:
+            eta = eta_seconds(self.progress, now - (self.started_at or now))
+        elif position is not None and view.average_seconds is not None:
+            # Jobs ahead leave in rounds, one per worker: this one ends after ceil(position / workers)
+            # generations, the first of them the wait for a running job to end.
+            rounds = math.ceil(position / max(1, view.workers))
+            eta = round(view.average_seconds * rounds + view.running_seconds_left, 1)
+        else:
+            eta = 0.0 if self.status.is_final else None
+        return {
+            "progress": round(self.progress, 4),
+            "stage": "queued" if self.status is JobStatus.QUEUED else self.stage,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "queue_position": position,
+            "eta_seconds": eta,
+        }
+
 
 def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
 class JobQueue(Protocol):
-    """What a worker's supervisor needs: the next job to run, and a way to hand back the job of a
-    worker that died (True when the queue will deliver it again; False: the job fails)."""
+    """What a worker's supervisor needs: the next job to run (its ``live.files`` set), and a way to
+    hand back the job of a worker that died (True when the queue will deliver it again; False: the job fails)."""
 
     async def next_job(self) -> Job: ...
 
@@ -164,90 +203,77 @@ class JobQueue(Protocol):
     def put_back(self, job: Job) -> None: ...
 
 
+@dataclass(frozen=True)
+class InputIntake:
+    """A submitted job's image, as the intake offers it to ``JobStore.create``: the bytes already at
+    hand, or a URL to fetch now (``fetch_now``) or in the background (``fetch_later(job, store_it)``,
+    which fails the job when the input cannot be had)."""
+
+    inline: bytes | None
+    fetch_now: Callable[[], Awaitable[bytes]]
+    fetch_later: Callable[[Job, Callable[[bytes], Awaitable[None]]], None]
+
+
+# (outbox entry id, the final job, its webhook URL, the base URL its submitter used)
+WebhookDue = tuple[str, Job, str, str]
+
+
+class Gauges(Protocol):
+    """A Prometheus collector of what the store reads live (queue depth, running jobs, workers)."""
+
+    async def refresh(self) -> None: ...
+
+    def collect(self): ...
+
+
 class JobStore(Protocol):
-    """What the service needs from a job table: the in-memory one here, or server.redis_store's."""
+    """Everything the service needs from where jobs live. Errors are domain errors (server/errors.py)."""
 
-    shared: bool  # True when other processes see the same jobs (API replicas, worker hosts)
+    results: ResultStorage
 
-    async def create(self, job: Job) -> None: ...
+    async def open(self) -> None: ...  # start what the store runs (its workers, its connection)
+
+    async def close(self) -> None: ...  # end open change streams, stop workers, close connections
+
+    async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None:
+        """Store and queue the job with its input (QueueFull past --max-queue); ``webhook``: (URL, base
+        URL) to call once the job ends. Nothing is kept when it raises."""
+        ...
 
     async def find(self, job_id: str) -> Job | None: ...
 
-    async def wait_final(self, job: Job, timeout: float) -> Job: ...
+    async def wait_final(self, job: Job, timeout: float) -> Job: ...  # asyncio.TimeoutError past timeout
+
+    def changes(self, job: Job) -> AsyncIterator[Job | None]:
+        """The job each time what its status body shows changes, ending with its final state; None
+        when nothing happened for a while (a keep-alive)."""
+        ...
+
+    async def cancel(self, job: Job) -> None: ...  # a queued job fails at once; a running one is stopped
+
+    def queue_view(self, job: Job) -> QueueView: ...
+
+    def attach(self, events) -> None: ...  # hear (and stream) the changes of jobs made in this process
 
     async def depth(self) -> int: ...
 
+    async def readiness(self) -> dict: ...  # the /ready body: whether and which workers take jobs
 
-class InMemoryJobStore:
-    """Single-process store: a dict of jobs plus a FIFO of job ids ready for the workers."""
+    def gauges(self) -> Gauges: ...
 
-    shared = False
+    async def take_expired(self, now: float) -> list[str]:
+        """Ids of final jobs past their retention, forgotten now; each returned once (its files go next)."""
+        ...
 
-    def __init__(self, max_queue: int) -> None:
-        self._jobs: dict[str, Job] = {}
-        self._ready: deque[str] = deque()
-        self._max_queue = max_queue
-        self._ready_signal = asyncio.Event()
+    async def fail_overdue(self, now: float, error: str, input_deadline: float, margin: float) -> int:
+        """Fail jobs still QUEUED one TTL after submission (with ``error``), and jobs whose input is not
+        in place ``input_deadline`` (+ ``margin``) seconds after it; how many."""
+        ...
 
-    def add(self, job: Job) -> None:
-        if self.queued_count() >= self._max_queue:
-            raise QueueFull(
-                f"queue is full ({self._max_queue} jobs waiting); retry later",
-                headers={"Retry-After": "5"},
-            )
-        self._jobs[job.id] = job
+    async def webhooks_due(self, consumer: str) -> list[WebhookDue]: ...  # waits a moment for some
 
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+    async def webhook_sent(self, entry_id: str) -> None: ...
 
-    # The service's interface is async, so that a networked store fits it too.
-
-    async def create(self, job: Job) -> None:
-        self.add(job)
-
-    async def find(self, job_id: str) -> Job | None:
-        return self.get(job_id)
-
-    async def wait_final(self, job: Job, timeout: float) -> Job:
-        await asyncio.wait_for(job.finished.wait(), timeout)
-        return job
-
-    async def depth(self) -> int:
-        return self.queued_count()
-
-    def release_job(self, job: Job) -> bool:
-        return False  # nothing else could run it: the job fails
-
-    def mark_input_ready(self, job: Job) -> None:
-        job.input_ready = True
-        self._ready.append(job.id)
-        self._ready_signal.set()
-
-    async def next_job(self) -> Job:
-        """The oldest job whose input is on disk and that is still QUEUED; waits for one."""
-        while True:
-            while self._ready:
-                job = self._jobs.get(self._ready.popleft())
-                if job is not None and job.status is JobStatus.QUEUED:
-                    return job
-            self._ready_signal.clear()
-            await self._ready_signal.wait()
-
-    def put_back(self, job: Job) -> None:
-        """Return a job taken by ``next_job`` to the front of the queue: its worker stopped being
-        able to run it (it died) before starting it, and the job keeps its place in line."""
-        self._ready.appendleft(job.id)
-        self._ready_signal.set()
-
-    def queued_count(self) -> int:
-        return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)
-
-    def remove_expired(self, now: float, ttl_seconds: float) -> list[Job]:
-        """Drop finished jobs older than the TTL (the service's sweep fails the ones that never end)."""
-        expired = [job for job in self._jobs.values() if job.status.is_final and now - job.created_at >= ttl_seconds]
-        for job in expired:
-            del self._jobs[job.id]
-        return expired
-
-    def all_jobs(self) -> list[Job]:
-        return list(self._jobs.values())
+    async def drain(self, grace: float) -> None:
+        """Shutdown: end the jobs this process runs (queued ones fail; running ones get ``grace`` s)."""
+        ...

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from server.clock import Clock
-from server.jobs import Job, JobStatus, JobStore
+from server.jobs import Gauges, Job, JobStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a tiny job takes well under one, the real model up to half an hour.
@@ -16,12 +16,15 @@ QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
 
 
-class _LiveState:
-    """Collector for what is read, not counted: queue depth, running jobs, the worker."""
+class LocalGauges:
+    """What is read, not counted, of a one-host store: queue depth, running jobs, the workers."""
 
-    def __init__(self, store: JobStore, supervisor) -> None:
+    def __init__(self, store, supervisor) -> None:
         self._store = store
         self._supervisor = supervisor
+
+    async def refresh(self) -> None:
+        return None  # read live at each scrape
 
     def collect(self):
         jobs = self._store.all_jobs()
@@ -63,7 +66,7 @@ class _LiveState:
         yield from (ready, busy, restarts)
 
 
-class _SharedStoreState:
+class SharedStoreGauges:
     """The same gauges for an API replica of a shared store, read from Redis before each scrape."""
 
     def __init__(self, store, clock: Clock, stale_after: float) -> None:
@@ -102,8 +105,9 @@ class _SharedStoreState:
 
 
 class ServerMetrics:
-    def __init__(self, store: JobStore, supervisor, clock: Clock, stale_after: float = 60.0) -> None:
+    def __init__(self, gauges: Gauges, clock: Clock) -> None:
         self._clock = clock
+        self._gauges = gauges
         self.registry = CollectorRegistry(auto_describe=True)
         self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry)
         self.finished = Counter(
@@ -119,17 +123,11 @@ class ServerMetrics:
             "ltx2_job_generation_seconds", "Seconds the worker spent on a job, until it completed or failed",
             buckets=GENERATION_BUCKETS, registry=self.registry,
         )  # fmt: skip
-        if supervisor is None:
-            self._shared = _SharedStoreState(store, clock, stale_after)
-            self.registry.register(self._shared)
-        else:
-            self._shared = None
-            self.registry.register(_LiveState(store, supervisor))
+        self.registry.register(gauges)
 
     async def refresh(self) -> None:
         """Read what lives outside this process (a shared store's queue and workers) before a scrape."""
-        if self._shared is not None:
-            await self._shared.refresh()
+        await self._gauges.refresh()
 
     def on_job_change(self, job: Job, change: str) -> None:
         """A JobEventHub listener."""

@@ -30,7 +30,6 @@ import json
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import AsyncIterator
 
 from redis import asyncio as aioredis
@@ -41,11 +40,13 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.clock import Clock
-from server.errors import QueueFull, StoreUnavailable
-from server.jobs import Job, JobStatus, QueueView
+from server.errors import GenerationFailed, QueueFull, ServiceError, StoreUnavailable
+from server.jobs import NO_QUEUE_VIEW, InputIntake, Job, JobLive, JobStatus, QueueView, WebhookDue
 from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
 from server.messages import FAULT_EXPIRED
+from server.metrics import SharedStoreGauges
 from server.progress import DURATION_SMOOTHING, ProgressTracker
+from server.results import ResultStorage
 
 log = logging.getLogger("ltx2.redis")
 
@@ -66,6 +67,7 @@ WORKER_STALE_SECONDS = 10.0
 # A final record past its TTL is kept at least this long, so its last poll can still read it.
 MIN_FINAL_LIFETIME = 1.0
 POLL_INTERVAL = 0.1
+WORKER_COMMAND = "ltx2-server worker --store ..."
 UNREACHABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
@@ -268,7 +270,7 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
         "status": job.status.value,
         "created_at": repr(job.created_at),
         "expire_at": repr(expire_at),
-        "input": job.input_location or (str(job.image_path) if job.image_path else ""),
+        "input": job.input or "",
         "output_token": job.output_token,
         "stage": "queued",
         "step": "0",
@@ -282,22 +284,21 @@ def _float_or_none(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def job_from_record(record: dict[str, str], results_root: Path) -> Job:
-    """A snapshot of the job as Redis holds it now (changes to it are not written back)."""
+def job_from_record(record: dict[str, str], delivered: bool = False) -> Job:
+    """A snapshot of the job as Redis holds it now (changes to it are not written back); ``delivered``:
+    a worker's own view of a job it was handed, QUEUED until its supervisor starts it."""
     job = Job(
         id=record["id"],
         params=json.loads(record["params"]),
-        job_dir=results_root / record["id"],
         created_at=float(record["created_at"]),
         owner=record.get("owner") or None,
-        status=JobStatus(record["status"]),
-        input_location=record.get("input") or None,
-        input_ready=True,
+        status=JobStatus.QUEUED if delivered else JobStatus(record["status"]),
+        input=record.get("input") or None,
         started_at=_float_or_none(record.get("started_at")),
         finished_at=_float_or_none(record.get("finished_at")),
         error=record.get("error") or None,
         fault=record.get("fault") or None,
-        output_location=record.get("output") or None,
+        output=record.get("output") or None,
         output_size=int(record["output_size"]) if record.get("output_size") else None,
         output_token=record["output_token"],
         seed=int(record["seed"]) if record.get("seed") else None,
@@ -305,9 +306,9 @@ def job_from_record(record: dict[str, str], results_root: Path) -> Job:
         step=int(record.get("step") or 0),
         total_steps=int(record.get("total_steps") or 0),
         stage_seconds=json.loads(record["stage_seconds"]) if record.get("stage_seconds") else {},
-        tracker=ProgressTracker(progress=float(record.get("progress") or 0.0)),
+        attempt=int(record.get("attempt") or 0),
+        live=JobLive(tracker=ProgressTracker(progress=0.0 if delivered else float(record.get("progress") or 0.0))),
     )
-    job.attempt = int(record.get("attempt") or 0)
     if job.status.is_final:
         job.finished.set()
     return job
@@ -344,15 +345,18 @@ async def ensure_consumer_group(client: aioredis.Redis) -> None:
 
 
 class RedisJobStore:
-    """What an API replica does with jobs: create (and queue), read, wait for, cancel, expire."""
+    """The ``JobStore`` of API replicas: jobs created with their input in place (any worker host may
+    take one at once), read, waited for, cancelled and expired in Redis; no worker runs here."""
 
-    shared = True
-
-    def __init__(self, url: str, results_root: Path, clock: Clock, max_queue: int, ttl_seconds: float) -> None:
+    def __init__(
+        self, url: str, results: ResultStorage, clock: Clock, max_queue: int, ttl_seconds: float,
+        stale_after: float = WORKER_STALE_SECONDS,
+    ) -> None:  # fmt: skip
         self.url = url
         self.client = connect(url)
         self.scripts = RedisScripts(self.client)
-        self._results_root = results_root
+        self.results = results
+        self._stale_after = stale_after
         self.clock = clock
         self._max_queue = max_queue
         self._ttl = ttl_seconds
@@ -377,7 +381,20 @@ class RedisJobStore:
         except (RedisError, *UNREACHABLE_ERRORS):
             return False
 
-    async def create(self, job: Job, webhook: tuple[str, str] | None = None) -> None:
+    async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None:
+        """A URL is fetched now: no API replica's background task is left holding a queued job."""
+        raw = intake.inline if intake.inline is not None else await intake.fetch_now()
+        try:
+            job.input = await self.results.save_input(job.id, raw)
+        except Exception as exc:  # noqa: BLE001 - a full disk or an unreachable bucket: 500, nothing queued
+            raise GenerationFailed(f"storing the input image failed: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            await self.queue(job, webhook)
+        except ServiceError:
+            await self.results.delete_job(job.id)
+            raise
+
+    async def queue(self, job: Job, webhook: tuple[str, str] | None = None) -> None:
         """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs.
         ``webhook``: (URL, the base URL the submitter used) to call once the job ends."""
         fields = record_of(job, expire_at=job.created_at + self._ttl)
@@ -408,9 +425,9 @@ class RedisJobStore:
             raise self.unreachable(exc) from None
         if not record or "status" not in record:
             return None
-        job = job_from_record(record, self._results_root)
+        job = job_from_record(record)
         position = rank + 1 if rank is not None and job.status is JobStatus.QUEUED else None
-        job.queue_view = QueueView(position, float(average) if average else None, int(workers or 0))
+        job.live.queue_view = QueueView(position, float(average) if average else None, int(workers or 0))
         return job
 
     async def wait_final(self, job: Job, timeout: float) -> Job:
@@ -436,7 +453,7 @@ class RedisJobStore:
             current = await self.find(job.id)
             if current is None:
                 return
-            shown = (current.status, current.stage, current.step, current.total_steps, current.queue_view)
+            shown = (current.status, current.stage, current.step, current.total_steps, current.live.queue_view)
             if shown != seen:
                 seen = shown
                 yield current
@@ -444,12 +461,25 @@ class RedisJobStore:
                 return
             await asyncio.sleep(POLL_INTERVAL * 2.5)
 
+    async def cancel(self, job: Job) -> None:
+        await self.request_cancel(job)
+
     async def request_cancel(self, job: Job) -> str:
-        """QUEUED jobs fail at once; a PROCESSING one is flagged and its worker stops it."""
+        """QUEUED jobs fail at once; a PROCESSING one is flagged and its worker stops it; the status."""
         try:
             return await self.scripts.cancel(keys=transition_keys(job.id), args=[job.id, repr(self.clock.now())])
         except UNREACHABLE_ERRORS as exc:
             raise self.unreachable(exc) from None
+
+    def queue_view(self, job: Job) -> QueueView:
+        # Running jobs are on worker hosts: the queue position alone sizes the wait.
+        return job.live.queue_view or NO_QUEUE_VIEW
+
+    def attach(self, events) -> None:
+        return None  # changes are written by the worker hosts' scripts and read back by ``changes``
+
+    async def drain(self, grace: float) -> None:
+        return None  # queued jobs stay queued for the other replicas' workers; nothing runs here
 
     async def depth(self) -> int:
         try:
@@ -467,9 +497,10 @@ class RedisJobStore:
                 taken.append(job_id)
         return taken
 
-    async def fail_overdue(self, submitted_before: float, error: str) -> int:
-        """Fail the jobs still QUEUED that were submitted before ``submitted_before``; how many.
-        Each is failed by one replica only (the script checks the status)."""
+    async def fail_overdue(self, now: float, error: str, input_deadline: float = 0.0, margin: float = 0.0) -> int:
+        """Fail the jobs still QUEUED one TTL after submission; how many. Each is failed by one replica
+        only (the script checks the status). A job's input is always in place before it is queued."""
+        submitted_before = now - self._ttl
         ids = await self.client.zrangebyscore(QUEUED_SET, "-inf", submitted_before, start=0, num=500)
         failed = 0
         for job_id in ids:
@@ -480,20 +511,26 @@ class RedisJobStore:
             )
         return failed
 
-    async def webhooks_due(self, consumer: str, block: float = 1.0):
-        """Final jobs whose webhook is to be sent, as (entry id, job, url, base); an entry stays
-        pending until ``webhook_sent`` (a replica that dies meanwhile leaves it to another)."""
+    async def webhooks_due(self, consumer: str, block: float = 1.0) -> list[WebhookDue]:
+        """Final jobs whose webhook is to be sent; an entry stays pending until ``webhook_sent`` (a
+        replica that dies meanwhile leaves it to another). Every replica reads the outbox in one group."""
         if not self._outbox_ready:
             await self._ensure_outbox()
             self._outbox_ready = True
-        _, entries, _ = await self.client.xautoclaim(
-            WEBHOOK_OUTBOX, WEBHOOK_GROUP, consumer, min_idle_time=int(WEBHOOK_TAKEOVER_SECONDS * 1000), count=10
-        )
-        if not entries:
-            answer = await self.client.xreadgroup(
-                WEBHOOK_GROUP, consumer, {WEBHOOK_OUTBOX: ">"}, count=10, block=int(block * 1000)
+        try:
+            _, entries, _ = await self.client.xautoclaim(
+                WEBHOOK_OUTBOX, WEBHOOK_GROUP, consumer, min_idle_time=int(WEBHOOK_TAKEOVER_SECONDS * 1000), count=10
             )
-            entries = [entry for _, stream_entries in answer or [] for entry in stream_entries]
+            if not entries:
+                answer = await self.client.xreadgroup(
+                    WEBHOOK_GROUP, consumer, {WEBHOOK_OUTBOX: ">"}, count=10, block=int(block * 1000)
+                )
+                entries = [entry for _, stream_entries in answer or [] for entry in stream_entries]
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._outbox_ready = False  # Redis restarted without its data: made again on the next read
+            return []
         due = []
         for entry_id, fields in entries:
             job = await self.find(fields.get("job", "")) if fields else None
@@ -503,10 +540,6 @@ class RedisJobStore:
                 continue
             due.append((entry_id, job, url, base or ""))
         return due
-
-    def outbox_lost(self) -> None:
-        """Redis restarted without its data: the outbox's group is made again on the next read."""
-        self._outbox_ready = False
 
     async def webhook_sent(self, entry_id: str) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -520,6 +553,27 @@ class RedisJobStore:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def readiness(self) -> dict:
+        """Ready when Redis answers and some worker host has a worker that takes jobs."""
+        body: dict = {"ready": False, "store": "redis", "store_reachable": await self.ping()}
+        if body["store_reachable"]:
+            try:
+                workers = await self.live_workers(self.clock.now(), self._stale_after)
+                body["queued"] = await self.depth()
+            except ServiceError as exc:
+                body["error"] = exc.message
+                workers = []
+            body["workers"] = workers
+            body["ready"] = any(worker.get("state") in ("ready", "busy") for worker in workers)
+            if not workers:
+                body["error"] = f"no worker host is connected to the store (start one with `{WORKER_COMMAND}`)"
+        else:
+            body["error"] = f"the job store (Redis at {self.url.split('@')[-1]}) is unreachable"
+        return body
+
+    def gauges(self) -> SharedStoreGauges:
+        return SharedStoreGauges(self, self.clock, self._stale_after)
 
     async def live_workers(self, now: float, stale_after: float) -> list[dict]:
         names = await self.client.zrangebyscore(WORKERS_SET, now - stale_after, "+inf")

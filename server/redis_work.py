@@ -16,8 +16,7 @@ from pathlib import Path
 from redis.exceptions import ResponseError
 
 from server.clock import Clock
-from server.jobs import Job, JobStatus
-from server.progress import ProgressTracker
+from server.jobs import Job, JobStatus, WorkFiles
 from server.redis_store import (
     CONSUMER_GROUP,
     QUEUE_STREAM,
@@ -166,32 +165,25 @@ class RedisWorkSource:
             log.info("job %s not run (%s %s)", job_id, outcome, detail)
             await self._forget_entry(entry_id)
             return None
-        record = await self.client.hgetall(job_key(job_id))
-        job = job_from_record(record, Path("."))
-        delivery = Delivery(job, consumer, entry_id, int(detail))
         # The worker's own view: QUEUED until its supervisor starts it; the record already says PROCESSING.
-        job.status = JobStatus.QUEUED
-        job.tracker = ProgressTracker()
+        job = job_from_record(await self.client.hgetall(job_key(job_id)), delivered=True)
+        delivery = Delivery(job, consumer, entry_id, int(detail))
         self._held[job_id] = delivery
         try:
             await self._prepare_files(delivery)
         except Exception as exc:  # noqa: BLE001 - e.g. the input is gone: this job fails, the worker goes on
             await self._finish(delivery, "FAILED", {"error": f"the input image could not be read: {exc}"})
             return None
-        job.observer = lambda changed, change, delivery=delivery: self._on_change(delivery, change)
+        job.live.observer = lambda changed, change, delivery=delivery: self._on_change(delivery, change)
         return job
-
-    def _scratch(self, job: Job) -> Path:
-        return self._scratch_root  # the storage keeps each job in a folder of its own under it
 
     async def _prepare_files(self, delivery: Delivery) -> None:
         job = delivery.job
-        scratch = self._scratch(job)
-        job.image_path = await self._results.local_input(job.id, job.input_location or "", scratch)
+        # The storage keeps each job in a folder of its own under the scratch root.
+        image = await self._results.local_input(job.id, job.input or "", self._scratch_root)
         # Each delivery writes its own file: a worker presumed dead may still be writing the last one.
         name = f"output-{delivery.attempt}.mp4"
-        job.output_target = self._results.local_output_path(job.id, scratch).with_name(name)
-        job.job_dir = job.output_target.parent
+        job.live.files = WorkFiles(image, self._results.local_output_path(job.id, self._scratch_root).with_name(name))
 
     async def _forget_entry(self, entry_id: str) -> None:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -240,8 +232,8 @@ class RedisWorkSource:
         job = delivery.job
         if job.status is JobStatus.COMPLETED:
             try:
-                size = job.output_path.stat().st_size
-                location = await self._results.publish_output(job.id, job.output_path)
+                size = Path(job.output or "").stat().st_size
+                location = await self._results.publish_output(job.id, Path(job.output or ""))
             except Exception as exc:  # noqa: BLE001 - the job fails; the worker goes on
                 await self._finish(delivery, "FAILED", {"error": f"storing the video failed: {exc}"})
                 return
@@ -274,7 +266,7 @@ class RedisWorkSource:
             log.warning("job %s: its end was not recorded (the job is %s now: redelivered or expired)", job.id, answer)
         await self._retrying(lambda: self._forget_entry(delivery.entry_id))
         self._held.pop(job.id, None)
-        await self._results.discard_local(job.id, self._scratch(job))
+        await self._results.discard_local(job.id, self._scratch_root)
         return answer == "ok"
 
     async def _retrying(self, operation):

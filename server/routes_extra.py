@@ -13,7 +13,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.events import JobSnapshot
 from server.jobs import Job
 from server.logs import RequestLogMiddleware
 from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -64,37 +63,16 @@ def install_extra_routes(app: FastAPI, callers_job, status_body, result_body) ->
         tags=["v2"],
     )
     async def job_events(request: Request, job: Job = Depends(callers_job)):
-        service = request.app.state.service
-
-        def body_for(snapshot: JobSnapshot) -> dict:
-            if snapshot.is_final:
-                return result_body(request, job)
-            body = status_body(request, job)
-            # The job may have moved on since this snapshot was taken: show the moment it describes.
-            body.update(
-                status=snapshot.status,
-                stage="queued" if snapshot.status == "QUEUED" else snapshot.stage,
-                step=snapshot.step,
-                total_steps=snapshot.total_steps,
-                progress=snapshot.progress,
-            )
-            return body
-
         async def messages() -> AsyncIterator[str]:
-            async for snapshot in service.events.stream(job):
-                if snapshot is None:
+            async for current in request.app.state.service.store.changes(job):
+                if current is None:
                     yield ": keep-alive\n\n"
                 else:
-                    yield sse_message("status", body_for(snapshot))
-
-        async def shared_store_messages() -> AsyncIterator[str]:
-            # The job runs on a worker host: its changes are read from the store, not heard here.
-            async for current in service.store.changes(job):
-                body = result_body(request, current) if current.status.is_final else status_body(request, current)
-                yield sse_message("status", body)
+                    body = result_body(request, current) if current.status.is_final else status_body(request, current)
+                    yield sse_message("status", body)
 
         return StreamingResponse(
-            shared_store_messages() if service.store.shared else messages(),
+            messages(),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": job.id},
         )

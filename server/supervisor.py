@@ -354,15 +354,16 @@ class WorkerSupervisor:
 
     async def _run_on_worker(self, job: Job) -> None:
         child = self._child
-        assert child is not None and job.image_path is not None
+        files = job.live.files
+        assert child is not None and files is not None
         job.start(self._clock.now())
         self._current = job
         self._current_done.clear()
         self._set_state(WorkerState.BUSY)
         message = SubmitJob(
             job_id=job.id,
-            image_path=str(job.image_path),
-            output_path=str(job.output_target or job.job_dir / "output.mp4"),
+            image_path=str(files.input),
+            output_path=str(files.output),
             spec=JobSpec.from_dict(job.params),
         )
         self._kill_reason = None

@@ -16,15 +16,12 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
-from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
 
 from server.errors import InvalidRequest
-from server.jobs import Job
 from server.netguard import check_url, pinned_client, pinned_request, refusal_reason
 from server.redaction import control_character_error, redact_urls_in
 
@@ -69,41 +66,11 @@ class WebhookSender:
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
-        self._watched: dict[str, tuple[str, str]] = {}
-        self._tasks: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
-        # Set by the app: (job, base URL) -> the result body, the same one GET /v2/requests/{id} gives.
-        self.build_body: Callable[[Job, str], dict] | None = None
 
     def require_secret(self) -> None:
         if not self._secret:
             raise InvalidRequest("webhook: this server has no --webhook-secret, so it cannot sign webhooks")
-
-    def watch(self, job: Job, url: str, base_url: str) -> None:
-        self._watched[job.id] = (url, base_url)
-
-    def on_job_change(self, job: Job, change: str) -> None:
-        """A JobEventHub listener: a watched job's final state starts its delivery (once)."""
-        if not job.status.is_final or job.id not in self._watched:
-            return
-        url, base = self._watched.pop(job.id)
-        if self.build_body is None:
-            log.error("webhook for %s not sent: no body builder", job.id, extra={"request_id": job.id})
-            return
-        try:
-            body = json.dumps(self.build_body(job, base), separators=(",", ":")).encode()
-        except Exception:  # noqa: BLE001 - one job's body must not stop the listener or other jobs
-            log.exception("webhook for %s not sent: building its body failed", job.id, extra=_extra(job.id, "error"))
-            return
-        task = asyncio.get_running_loop().create_task(self.deliver(job.id, url, body), name=f"ltx2-webhook-{job.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._delivery_done)
-
-    def _delivery_done(self, task: asyncio.Task) -> None:
-        """``deliver`` ends every attempt itself; this only keeps a bug there from going unseen."""
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("webhook task %s failed", task.get_name(), exc_info=task.exception())
 
     async def deliver(self, job_id: str, url: str, body: bytes) -> bool:
         headers = {
@@ -155,10 +122,6 @@ class WebhookSender:
             return "delivered", True
         retry = response.status_code >= 500 or response.status_code in RETRY_STATUSES
         return f"HTTP {response.status_code}", retry
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
 
 
 def _extra(job_id: str, status: str) -> dict:

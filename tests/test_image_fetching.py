@@ -90,13 +90,13 @@ def test_a_name_resolving_to_metadata_is_refused(guarded):
     async def resolver(host: str, port: int) -> list[str]:
         return ["169.254.169.254"] if host == "innocent.test" else ["127.0.0.1"]
 
-    app.state.service.resolver = resolver
+    app.state.service.intake.resolver = resolver
     try:
         response = submit(base_url, {**payload(), "image": "http://innocent.test/a.png"})
         assert response.status_code == 400
         assert "host innocent.test resolves to 169.254.169.254, a cloud metadata address" in response.json()["error"]
     finally:
-        app.state.service.resolver = None
+        app.state.service.intake.resolver = None
 
 
 def test_the_fetch_connects_to_the_address_it_checked_so_rebinding_fails(guarded):
@@ -110,7 +110,7 @@ def test_the_fetch_connects_to_the_address_it_checked_so_rebinding_fails(guarded
             return [answers[host].pop(0)]
         return ["127.0.0.1"]
 
-    app.state.service.resolver = resolver
+    app.state.service.intake.resolver = resolver
     try:
         with image_host({"/a.png": (200, "image/png", make_png())}) as host_url:
             port = host_url.rsplit(":", 1)[1]
@@ -123,7 +123,7 @@ def test_the_fetch_connects_to_the_address_it_checked_so_rebinding_fails(guarded
             pinned = submit(base_url, {**payload(), "image": f"http://images.test:{port}/a.png"}).json()
             assert wait_final(pinned["status_url"]).json()["status"] == "COMPLETED"
     finally:
-        app.state.service.resolver = None
+        app.state.service.intake.resolver = None
 
 
 def test_redirects_are_rechecked_and_bounded(guarded):
@@ -213,7 +213,7 @@ def test_cancelling_a_job_whose_image_is_still_downloading_stops_the_download(tm
     app = create_app(settings)
     with thread_server(app) as base_url, drip_host() as host_url:
         job = submit(base_url, {**payload(), "image": f"{host_url}/slow.png"}).json()
-        fetches = app.state.service._fetches
+        fetches = app.state.service.intake.fetches
         assert job["request_id"] in fetches
         cancelled = httpx.delete(job["response_url"])
         assert cancelled.status_code == 200 and cancelled.json()["error"] == "cancelled"

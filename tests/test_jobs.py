@@ -9,12 +9,13 @@ import pytest
 
 from server.clock import ManualClock
 from server.errors import QueueFull
-from server.jobs import IllegalTransition, InMemoryJobStore, Job, JobStatus
+from server.jobs import IllegalTransition, Job, JobStatus
+from server.memory_store import InMemoryJobStore
 from server.messages import FAULT_INPUT
 
 
 def make_job(clock: ManualClock, job_id: str = "j1") -> Job:
-    return Job(id=job_id, params={}, job_dir=Path("/nonexistent") / job_id, created_at=clock.now())
+    return Job(id=job_id, params={}, created_at=clock.now())
 
 
 def test_job_moves_queued_processing_completed_and_no_further():
@@ -94,16 +95,16 @@ def test_full_queue_refuses_with_retry_after():
 
 def test_retention_expires_finished_jobs_after_ttl_but_never_unfinished_ones():
     clock = ManualClock()
-    store = InMemoryJobStore(max_queue=10)
+    store = InMemoryJobStore(max_queue=10, ttl=3600)
     done, waiting = make_job(clock, "done"), make_job(clock, "waiting")
     store.add(done)
     store.add(waiting)
     done.start(clock.now())
     done.succeed(clock.now(), Path("x"), 1, {})
     clock.advance(3599)
-    assert store.remove_expired(clock.now(), 3600) == []
+    assert asyncio.run(store.take_expired(clock.now())) == []
     clock.advance(1)
-    assert [job.id for job in store.remove_expired(clock.now(), 3600)] == ["done"]
+    assert asyncio.run(store.take_expired(clock.now())) == ["done"]
     assert store.get("done") is None and store.get("waiting") is waiting
 
 
@@ -128,7 +129,7 @@ def test_a_job_put_back_keeps_its_place_at_the_front():
     async def scenario() -> list[str]:
         store = InMemoryJobStore(max_queue=10)
         for name in ("a", "b"):
-            job = Job(id=name, params={}, job_dir=Path(name), created_at=0.0)
+            job = Job(id=name, params={}, created_at=0.0)
             store.add(job)
             store.mark_input_ready(job)
         store.put_back(await store.next_job())

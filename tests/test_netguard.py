@@ -239,7 +239,7 @@ def test_an_image_host_listening_on_one_family_is_fetched_whichever_address_come
     async def resolver(host: str, port: int) -> list[str]:
         return list(resolved)
 
-    app.state.service.resolver = resolver
+    app.state.service.intake.resolver = resolver
     try:
         with single_stack_host(listening) as (port, seen):
             assert _nothing_listens(resolved[0], port)
@@ -249,4 +249,4 @@ def test_an_image_host_listening_on_one_family_is_fetched_whichever_address_come
             assert final.json()["status"] == "COMPLETED", final.text
             assert [(method, host) for method, host, _ in seen] == [("GET", f"dual.test:{port}")]
     finally:
-        app.state.service.resolver = None
+        app.state.service.intake.resolver = None

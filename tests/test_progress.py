@@ -154,7 +154,8 @@ def test_closing_the_hub_ends_open_streams_and_listeners_see_every_change(tmp_pa
         changes: list[str] = []
         hub.add_listener(lambda job, change: changes.append(change))
         hub.add_listener(lambda job, change: 1 / 0)  # a broken listener changes nothing
-        job = Job(id="j", params={}, job_dir=tmp_path, created_at=0.0, observer=hub.publish)
+        job = Job(id="j", params={}, created_at=0.0)
+        job.live.observer = hub.publish
         seen = []
 
         async def consume():

@@ -44,10 +44,9 @@ def new_job(clock: ManualClock, job_id: str, tmp_path: Path, owner: str | None =
     return Job(
         id=job_id,
         params={"prompt": "p", "seed": 1},
-        job_dir=image.parent,
         created_at=clock.now(),
         owner=owner,
-        image_path=image,
+        input=str(image),
     )
 
 
@@ -56,7 +55,7 @@ def run(coro):
 
 
 def api_store(redis, tmp_path, clock, max_queue: int = 10, ttl: float = 3600.0) -> RedisJobStore:
-    return RedisJobStore(redis.url, tmp_path, clock, max_queue=max_queue, ttl_seconds=ttl)
+    return RedisJobStore(redis.url, SharedDirStorage(tmp_path), clock, max_queue=max_queue, ttl_seconds=ttl)
 
 
 def work_source(
@@ -78,13 +77,13 @@ def test_creating_is_idempotent_and_the_queue_is_capped(redis, tmp_path):
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock, max_queue=2)
         first = new_job(clock, "a", tmp_path)
-        await store.create(first)
-        await store.create(first)  # a retry after a lost answer queues nothing twice
-        await store.create(new_job(clock, "b", tmp_path))
+        await store.queue(first)
+        await store.queue(first)  # a retry after a lost answer queues nothing twice
+        await store.queue(new_job(clock, "b", tmp_path))
         with pytest.raises(QueueFull):
-            await store.create(new_job(clock, "c", tmp_path))
+            await store.queue(new_job(clock, "c", tmp_path))
         found = await store.find("b")
-        assert found.status is JobStatus.QUEUED and found.queue_view.position == 2
+        assert found.status is JobStatus.QUEUED and found.live.queue_view.position == 2
         assert await store.depth() == 2 and await store.find("c") is None
         await store.close()
 
@@ -98,7 +97,7 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
         store = api_store(redis, tmp_path, clock)
         source = work_source(redis, tmp_path, "host", clock)
         for name in ("first", "second"):
-            await store.create(new_job(clock, name, tmp_path, owner=owner_id("k")))
+            await store.queue(new_job(clock, name, tmp_path, owner=owner_id("k")))
         worker = source.for_worker(0)
         job = await worker.next_job(timeout=5)
         assert job.id == "first" and job.attempt == 1
@@ -107,15 +106,15 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
         await source.settle_writes()
         running = await store.find("first")
         assert running.status is JobStatus.PROCESSING and running.stage == "denoising" and running.progress > 0
-        output = job.output_target
+        output = job.live.files.output
         output.write_bytes(b"mp4")
         clock.advance(2.5)
         job.succeed(clock.now(), output, 7, {"stage1": 1.0})
         await source.settle_writes()
         done = await store.find("first")
-        assert done.status is JobStatus.COMPLETED and done.output_location == str(output) and done.seed == 7
+        assert done.status is JobStatus.COMPLETED and done.output == str(output) and done.seed == 7
         assert done.metrics(clock.now())["inference_time"] == pytest.approx(2.5)
-        queued_view = (await store.find("second")).queue_view
+        queued_view = (await store.find("second")).live.queue_view
         assert queued_view.position == 1 and queued_view.average_seconds == pytest.approx(2.5)
         assert (await worker.next_job(timeout=5)).id == "second"
         await store.close()
@@ -133,23 +132,23 @@ def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_pat
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
         lost, other = work_source(redis, tmp_path, "lost", clock), work_source(redis, tmp_path, "other", clock)
-        await store.create(new_job(clock, "j", tmp_path))
+        await store.queue(new_job(clock, "j", tmp_path))
         stale = await lost.for_worker(0).next_job(timeout=5)
         stale.start(clock.now())
         # No heartbeat from "lost": after the 1 s visibility timeout the other host claims it.
         retaken = await other.for_worker(0).next_job(timeout=10)
         assert retaken.id == "j"
         retaken.start(clock.now())
-        stale.output_target.write_bytes(b"late")
-        stale.succeed(clock.now(), stale.output_target, 1, {})
+        stale.live.files.output.write_bytes(b"late")
+        stale.succeed(clock.now(), stale.live.files.output, 1, {})
         await lost.settle_writes()
         assert (await store.find("j")).status is JobStatus.PROCESSING, "the stale delivery's result is refused"
-        assert not stale.output_target.exists(), "and its file removed"
-        retaken.output_target.write_bytes(b"mp4")
-        retaken.succeed(clock.now(), retaken.output_target, 1, {})
+        assert not stale.live.files.output.exists(), "and its file removed"
+        retaken.live.files.output.write_bytes(b"mp4")
+        retaken.succeed(clock.now(), retaken.live.files.output, 1, {})
         await other.settle_writes()
         final = await store.find("j")
-        assert final.status is JobStatus.COMPLETED and final.output_location == str(retaken.output_target)
+        assert final.status is JobStatus.COMPLETED and final.output == str(retaken.live.files.output)
         for closing in (store, lost, other):
             await closing.close()
 
@@ -163,7 +162,7 @@ def test_a_job_whose_worker_keeps_dying_fails_after_max_deliveries(redis, tmp_pa
         store = api_store(redis, tmp_path, clock)
         source = work_source(redis, tmp_path, "crashy", clock, max_deliveries=2)
         worker = source.for_worker(0)
-        await store.create(new_job(clock, "doomed", tmp_path))
+        await store.queue(new_job(clock, "doomed", tmp_path))
         for _ in range(2):
             job = await worker.next_job(timeout=10)
             job.start(clock.now())
@@ -185,8 +184,8 @@ def test_cancelling_fails_a_queued_job_and_flags_a_running_one(redis, tmp_path):
         source = work_source(redis, tmp_path, "host", clock)
         cancelled: list[str] = []
         source.cancel_running = lambda job: cancelled.append(job.id)
-        await store.create(new_job(clock, "running", tmp_path))
-        await store.create(new_job(clock, "waiting", tmp_path))
+        await store.queue(new_job(clock, "running", tmp_path))
+        await store.queue(new_job(clock, "waiting", tmp_path))
         job = await source.for_worker(0).next_job(timeout=5)
         job.start(clock.now())
         assert await store.request_cancel(await store.find("waiting")) == "FAILED"
@@ -230,7 +229,7 @@ def test_expired_jobs_are_swept_by_exactly_one_replica(redis, tmp_path):
     async def scenario():
         clock = ManualClock(time.time())
         one, two = api_store(redis, tmp_path, clock, ttl=5), api_store(redis, tmp_path, clock, ttl=5)
-        await one.create(new_job(clock, "old", tmp_path))
+        await one.queue(new_job(clock, "old", tmp_path))
         await one.request_cancel(await one.find("old"))
         assert await one.take_expired(clock.now()) == []
         clock.advance(6)
