@@ -233,21 +233,19 @@ class JobStore(Protocol):
 
     async def open(self) -> None: ...  # start what the store runs (its workers, its connection)
 
-    async def close(self) -> None: ...  # end open change streams, stop workers, close connections
+    async def close(self) -> None: ...  # stop its workers, close its connections
 
-    async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None:
-        """Store and queue the job with its input (QueueFull past --max-queue); ``webhook``: (URL, base
-        URL) to call once the job ends. Nothing is kept when it raises."""
-        ...
+    # Store and queue the job with its input (QueueFull past --max-queue); ``webhook``: (URL, base URL) to
+    # call once the job ends. Nothing is kept when it raises.
+    async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None: ...
 
     async def find(self, job_id: str) -> Job | None: ...
 
     async def wait_final(self, job: Job, timeout: float) -> Job: ...  # asyncio.TimeoutError past timeout
 
-    def changes(self, job: Job) -> AsyncIterator[Job | None]:
-        """The job each time what its status body shows changes, ending with its final state; None
-        when nothing happened for a while (a keep-alive)."""
-        ...
+    # The job each time what its status body shows changes, ending with its final state; None when
+    # nothing happened for a while (a keep-alive).
+    def changes(self, job: Job) -> AsyncIterator[Job | None]: ...
 
     async def cancel(self, job: Job) -> None: ...  # a queued job fails at once; a running one is stopped
 
@@ -261,19 +259,15 @@ class JobStore(Protocol):
 
     def gauges(self) -> Gauges: ...
 
-    async def take_expired(self, now: float) -> list[str]:
-        """Ids of final jobs past their retention, forgotten now; each returned once (its files go next)."""
-        ...
+    # Ids of final jobs past their retention, forgotten now; each returned once (its files go next).
+    async def take_expired(self, now: float) -> list[str]: ...
 
-    async def fail_overdue(self, now: float, error: str, input_deadline: float, margin: float) -> int:
-        """Fail jobs still QUEUED one TTL after submission (with ``error``), and jobs whose input is not
-        in place ``input_deadline`` (+ ``margin``) seconds after it; how many."""
-        ...
+    # Fail jobs still QUEUED one TTL after submission (with ``error``), and jobs whose input is not in
+    # place ``input_deadline`` (+ ``margin``) seconds after it; how many.
+    async def fail_overdue(self, now: float, error: str, input_deadline: float, margin: float) -> int: ...
 
     async def webhooks_due(self, consumer: str) -> list[WebhookDue]: ...  # waits a moment for some
 
     async def webhook_sent(self, entry_id: str) -> None: ...
 
-    async def drain(self, grace: float) -> None:
-        """Shutdown: end the jobs this process runs (queued ones fail; running ones get ``grace`` s)."""
-        ...
+    async def drain(self, grace: float) -> None: ...  # shutdown: end the jobs this process runs

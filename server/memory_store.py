@@ -27,7 +27,7 @@ from server.results import ResultStorage, SharedDirStorage
 if TYPE_CHECKING:
     from server.pool import WorkerPool
 
-log = logging.getLogger("ltx2.jobs")
+log = logging.getLogger("ltx2.service")
 
 SHUTDOWN_LINGER_SECONDS = 2.0
 SHUTTING_DOWN = "the server is shutting down"

@@ -1,5 +1,5 @@
 """What the routes ask for, as one facade over the parts that do the work: ``Intake`` (submission and
-its image, server/intake.py), ``WebhookOutbox`` (server/outbox.py), ``Retention`` (server/retention.py),
+its image, server/intake.py), ``WebhookOutbox`` (server/webhooks.py), ``Retention`` (server/retention.py),
 ``Outputs`` (server/outputs.py) and the ``JobStore`` (server/jobs.py) that holds the jobs.
 
 Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers.
@@ -19,12 +19,11 @@ from server.limits import LocalLimits, load_key_policies, owner_id
 from server.logs import log_job_change
 from server.messages import FAULT_CANCELLED
 from server.metrics import ServerMetrics
-from server.outbox import WebhookOutbox
 from server.outputs import Outputs
 from server.params import I2VParams
 from server.retention import Retention
 from server.settings import Settings
-from server.webhooks import WebhookSender
+from server.webhooks import WebhookOutbox, WebhookSender
 
 
 class JobService:
