@@ -71,7 +71,7 @@ def plan_generation_size(
     )
 
 
-# The formats a user would send, as the API accepts them (server/images.py; a test keeps the two equal).
+# The formats a user would send, as the API accepts them (server/jobs/images.py; a test keeps the two equal).
 ACCEPTED_IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
 
 

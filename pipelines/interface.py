@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping, Protocol
 class JobSpec:
     """What to generate: a request's parameters after validation, the one shape they take from there on.
 
-    The API builds it from the validated request (``server.params.job_spec``: ranges checked, a seed of
+    The API builds it from the validated request (``server.api.params.job_spec``: ranges checked, a seed of
     -1 already replaced by the one picked), the job keeps it (a store saves ``to_dict()`` and reads it
-    back with ``from_dict``), ``server.messages.SubmitJob`` carries it to the worker child, and the
+    back with ``from_dict``), ``server.workers.messages.SubmitJob`` carries it to the worker child, and the
     generator receives it. The input image and the video are files, named beside it, not in it.
     """
 

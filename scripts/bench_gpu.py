@@ -61,15 +61,15 @@ GIB = 1024**3
 
 
 def default_negative_prompt() -> str:
-    """The API's default, read from server/params.py without importing it (that needs pydantic, which the
+    """The API's default, read from server/api/params.py without importing it (that needs pydantic, which the
     GPU machine lacks, and scripts should not pull the API process's imports into a benchmark)."""
-    tree = ast.parse((REPO / "server" / "params.py").read_text())
+    tree = ast.parse((REPO / "server" / "api" / "params.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             getattr(t, "id", None) == "DEFAULT_NEGATIVE_PROMPT" for t in node.targets
         ):
             return ast.literal_eval(node.value)
-    raise RuntimeError("server/params.py no longer defines DEFAULT_NEGATIVE_PROMPT")
+    raise RuntimeError("server/api/params.py no longer defines DEFAULT_NEGATIVE_PROMPT")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,5 +1,7 @@
-"""API process of ltx2-server: FastAPI routes, the job table and the worker supervisor.
+"""ltx2-server: the API process (``api``, ``jobs``), worker hosts and the worker children (``workers``).
 
-Nothing here imports torch; only ``server.worker_child`` reaches ``pipelines``, and only inside the
-spawned worker process.
+Subpackages by where the code runs: ``api`` and ``jobs`` in the API process, ``workers`` in the API
+process or a worker host and (``workers.child`` only) the spawned worker child, the one module that
+reaches ``pipelines`` and torch. Shared by all: settings.py (the only reader of LTX2_* variables),
+errors.py, clock.py, ``storage``, ``observability``. See docs/architecture.md.
 """

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from server.redaction import redact_urls_in
+from server.observability.redaction import redact_urls_in
 
 
 class ServiceError(Exception):
     """Base: carries the client-facing message and optional extra headers.
 
-    URLs in the message lose their secrets here (user info, query values: ``server.redaction``), so
+    URLs in the message lose their secrets here (user info, query values: ``server.observability.redaction``), so
     no answer, job error or log line built from a domain error repeats a client's credentials."""
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:

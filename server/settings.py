@@ -20,7 +20,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from server.devices import gpus_problem
+from server.workers.devices import gpus_problem
 
 ENV_PREFIX = "LTX2_"
 KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
@@ -387,7 +387,7 @@ class Settings:
 
     def parsed_api_keys(self) -> frozenset[str]:
         """Keys from a comma list, or from a file (one per line, '#' comments, optional label and budgets)."""
-        from server.limits import load_key_policies  # (limits needs nothing from here: no cycle)
+        from server.jobs.limits import load_key_policies  # (limits needs nothing from here: no cycle)
 
         return frozenset(load_key_policies(self.api_keys))
 
@@ -485,7 +485,7 @@ class Settings:
         return tuple(name.strip().lower() for name in self.allowed_hosts.split(",") if name.strip())
 
     def _allowed_hosts_problems(self) -> list[str]:
-        from server.hosts import allowed_host_pattern_problem  # (hosts needs nothing from here)
+        from server.api.hosts import allowed_host_pattern_problem  # (hosts needs nothing from here)
 
         found = [allowed_host_pattern_problem(name) for name in self.parsed_allowed_hosts()]
         return [f"allowed-hosts: {problem}" for problem in found if problem]
@@ -498,7 +498,7 @@ class Settings:
         return []
 
     def _s3_problems(self) -> list[str]:
-        from server.results import check_endpoint_url, parse_s3_url  # (results needs nothing from here)
+        from server.storage.results import check_endpoint_url, parse_s3_url  # (results needs nothing from here)
 
         found = []
         for name, value, check in (

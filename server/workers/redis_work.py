@@ -1,8 +1,8 @@
 """The worker-host side of ``--store redis``: takes jobs from the Redis queue for idle workers,
 records what they report, and keeps the deliveries it holds alive, or lets them go to be delivered
-again (see server/redis_store.py for the layout and the guarded scripts).
+again (see server/jobs/redis_store.py for the layout and the guarded scripts).
 
-Runs in ``ltx2-server worker`` (server/worker_host.py); never imports torch.
+Runs in ``ltx2-server worker`` (server/workers/host.py); never imports torch.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from redis.exceptions import ResponseError
 
 from server.clock import Clock
-from server.jobs import Job, JobStatus, WorkFiles
-from server.redis_store import (
+from server.jobs.record import Job, JobStatus, WorkFiles
+from server.jobs.redis_store import (
     CONSUMER_GROUP,
     QUEUE_STREAM,
     STATS_KEY,
@@ -34,7 +34,7 @@ from server.redis_store import (
     transition_keys,
     worker_key,
 )
-from server.results import ResultStorage
+from server.storage.results import ResultStorage
 
 log = logging.getLogger("ltx2.redis")
 

@@ -1,7 +1,7 @@
 """``ltx2-server generate``: one video without a server, through the same service, supervisor and worker child.
 
 The API's parameters become flags with the API's defaults and are validated by the same model
-(server.params.I2VParams), so a value the API refuses is refused here with the same message.
+(server.api.params.I2VParams), so a value the API refuses is refused here with the same message.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from server.api.params import I2VParams, describe_validation_error
 from server.clock import SystemClock
 from server.errors import ServiceError
-from server.jobs import Job, JobStatus
-from server.memory_store import InMemoryJobStore
-from server.messages import FAULT_INPUT
-from server.params import I2VParams, describe_validation_error
-from server.pool import WorkerPool
-from server.results import SharedDirStorage
+from server.jobs.memory_store import InMemoryJobStore
+from server.jobs.record import Job, JobStatus
 from server.settings import Settings
-from server.supervisor import WorkerState, WorkerSupervisor
-from server.worker_child import weights_problems, worker_config_from
+from server.storage.results import SharedDirStorage
+from server.workers.child import weights_problems, worker_config_from
+from server.workers.messages import FAULT_INPUT
+from server.workers.pool import WorkerPool
+from server.workers.supervisor import WorkerState, WorkerSupervisor
 
 # Parameters that only make sense for a server (a callback URL) are not flags here.
 NOT_FLAGS = {"webhook"}
@@ -111,7 +111,7 @@ class ProgressView:
 async def generate_once(settings: Settings, params: I2VParams, out: Path, view: ProgressView) -> Job:
     """Start a worker, run one job on it, copy the video to `out`; the job tells how it went."""
     # Imported here: the service module pulls in HTTP clients that `serve --help` does not need.
-    from server.service import JobService
+    from server.jobs.service import JobService
 
     clock = SystemClock()
     with tempfile.TemporaryDirectory(prefix="ltx2-generate-") as results:

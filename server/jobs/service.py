@@ -1,6 +1,7 @@
 """What the routes ask for, as one facade over the parts that do the work: ``Intake`` (submission and
-its image, server/intake.py), ``WebhookOutbox`` (server/webhooks.py), ``Retention`` (server/retention.py),
-``Outputs`` (server/outputs.py) and the ``JobStore`` (server/jobs.py) that holds the jobs.
+its image, server/jobs/intake.py), ``WebhookOutbox`` (server/jobs/webhooks.py), ``Retention``
+(server/jobs/retention.py), ``Outputs`` (server/api/outputs.py) and the ``JobStore`` (server/jobs/store.py)
+that holds the jobs.
 
 Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers.
 """
@@ -10,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 
+from server.api.outputs import Outputs
+from server.api.params import I2VParams
 from server.clock import Clock
 from server.errors import JobNotFound, NotCancellable, ServiceUnavailable, Unauthorized, WaitTimedOut
-from server.events import JobEventHub
-from server.intake import Background, Intake
-from server.jobs import Job, JobStatus, JobStore
-from server.limits import LocalLimits, load_key_policies, owner_id
-from server.logs import log_job_change
-from server.messages import FAULT_CANCELLED
-from server.metrics import ServerMetrics
-from server.outputs import Outputs
-from server.params import I2VParams
-from server.retention import Retention
+from server.jobs.events import JobEventHub
+from server.jobs.intake import Background, Intake
+from server.jobs.limits import LocalLimits, load_key_policies, owner_id
+from server.jobs.record import Job, JobStatus
+from server.jobs.retention import Retention
+from server.jobs.store import JobStore
+from server.jobs.webhooks import WebhookOutbox, WebhookSender
+from server.observability.logs import log_job_change
+from server.observability.metrics import ServerMetrics
 from server.settings import Settings
-from server.webhooks import WebhookOutbox, WebhookSender
+from server.workers.messages import FAULT_CANCELLED
 
 
 class JobService:

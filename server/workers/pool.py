@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from server.clock import Clock
-from server.devices import WorkerDevice, worker_devices
-from server.jobs import Job, JobQueue
+from server.jobs.record import Job
+from server.jobs.store import JobQueue
 from server.settings import Settings
-from server.supervisor import WorkerState, WorkerSupervisor
-from server.worker_child import worker_config_from
+from server.workers.child import worker_config_from
+from server.workers.devices import WorkerDevice, worker_devices
+from server.workers.supervisor import WorkerState, WorkerSupervisor
 
 # The pool's one-word state is its best worker's: a pool is READY while any worker can take a job now.
 _STATE_RANK = (

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.interface import JobSpec
-from server.redaction import control_character_error, redact_urls_in
+from server.observability.redaction import control_character_error, redact_urls_in
 
 MODEL_SLUG = "ltx-2-19b-i2v"
 DEFAULT_NEGATIVE_PROMPT = (
@@ -77,7 +77,7 @@ class I2VParams(BaseModel):
     def _safe_webhook(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        from server.webhooks import check_webhook_url
+        from server.jobs.webhooks import check_webhook_url
 
         return check_webhook_url(value)
 

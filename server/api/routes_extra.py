@@ -1,6 +1,6 @@
 """Routes beyond Segmind's API: the events stream, /metrics and the browser playground.
 
-Installed by ``server.app`` with its own dependencies, so auth and job lookup work as on every route.
+Installed by ``server.api.app`` with its own dependencies, so auth and job lookup work as on every route.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.jobs import Job
-from server.logs import RequestLogMiddleware
-from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from server.openapi import JOB_ERRORS, OP_EVENTS, STATUS_EVENT_SCHEMA, error_responses
+from server.api.openapi import JOB_ERRORS, OP_EVENTS, STATUS_EVENT_SCHEMA, error_responses
+from server.jobs.record import Job
+from server.observability.logs import RequestLogMiddleware
+from server.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 

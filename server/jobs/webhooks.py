@@ -4,7 +4,7 @@ Signature: ``x-ltx2-signature: sha256=<hex>``, the HMAC-SHA256 of the exact body
 server's ``--webhook-secret``. Deliveries are tasks on the API process's event loop: the worker never
 waits for them, and a slow or failing receiver only delays its own retries.
 
-URL rules, the image URLs' own (server/netguard.py): http or https only; the host is resolved before
+URL rules, the image URLs' own (server/jobs/netguard.py): http or https only; the host is resolved before
 each attempt, any link-local, cloud-metadata, multicast or unspecified address is refused, and the
 connection goes to the very address that was checked (no DNS rebinding). Private and loopback addresses
 are allowed: on-prem receivers usually live there. Redirects are not followed.
@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from server.errors import InvalidRequest, ServiceUnavailable
-from server.jobs import Job, JobStore
-from server.netguard import check_url, pinned_client, pinned_request, refusal_reason
-from server.redaction import control_character_error, redact_urls_in
+from server.jobs.netguard import check_url, pinned_client, pinned_request, refusal_reason
+from server.jobs.record import Job
+from server.jobs.store import JobStore
+from server.observability.redaction import control_character_error, redact_urls_in
 
 log = logging.getLogger("ltx2.webhooks")
 outbox_log = logging.getLogger("ltx2.service")

@@ -10,7 +10,7 @@ import logging
 from typing import Callable
 
 from server.clock import Clock
-from server.jobs import JobStore
+from server.jobs.store import JobStore
 from server.settings import Settings
 
 log = logging.getLogger("ltx2.service")

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING
 
 from server.clock import Clock, SystemClock
 from server.errors import GenerationFailed, QueueFull
-from server.events import JobEventHub
-from server.jobs import NO_QUEUE_VIEW, InputIntake, Job, JobLive, JobStatus, QueueView, WebhookDue, WorkFiles
-from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
-from server.metrics import LocalGauges
-from server.progress import DurationEstimator, ProgressTracker, eta_seconds
-from server.results import ResultStorage, SharedDirStorage
+from server.jobs.events import JobEventHub
+from server.jobs.progress import DurationEstimator, ProgressTracker, eta_seconds
+from server.jobs.record import NO_QUEUE_VIEW, Job, JobLive, JobStatus, QueueView, WorkFiles
+from server.jobs.store import InputIntake, WebhookDue
+from server.observability.metrics import LocalGauges
+from server.storage.results import ResultStorage, SharedDirStorage
+from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 
 if TYPE_CHECKING:
-    from server.pool import WorkerPool
+    from server.workers.pool import WorkerPool
 
 log = logging.getLogger("ltx2.service")
 

@@ -5,7 +5,7 @@ fields a line carries (``request_id``, ``event``, ``status``, ``method``, ``path
 ``duration_ms`` ...), so log tools can filter by job without parsing messages.
 
 Every line, in either format, shows URLs without their secrets (user info and query values:
-``server.redaction``) and the download token of ``/outputs/...`` paths as ``***``. In text lines,
+``server.observability.redaction``) and the download token of ``/outputs/...`` paths as ``***``. In text lines,
 control characters from requests (a CR/LF in a path) are escaped, so one record is one line.
 """
 
@@ -17,8 +17,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from server.jobs import Job
-from server.redaction import escape_control_characters, redact_request_path, redact_urls_in
+from server.jobs.record import Job
+from server.observability.redaction import escape_control_characters, redact_request_path, redact_urls_in
 
 LOG_FORMATS = ("text", "json")
 # Fields passed with `extra=` that the JSON formatter writes out.

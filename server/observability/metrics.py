@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from server.clock import Clock
-from server.jobs import Gauges, Job, JobStatus
+from server.jobs.record import Job, JobStatus
+from server.jobs.store import Gauges
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a tiny job takes well under one, the real model up to half an hour.

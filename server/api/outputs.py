@@ -7,8 +7,9 @@ import hmac
 from pathlib import Path
 
 from server.errors import GenerationFailed, JobNotFound, OutputGone
-from server.jobs import Job, JobStore
-from server.results import OutputStream
+from server.jobs.record import Job
+from server.jobs.store import JobStore
+from server.storage.results import OutputStream
 
 
 class Outputs:

@@ -21,7 +21,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError, features
 
 from server.errors import FetchesBusy, InvalidRequest
-from server.netguard import Resolver, check_url, pinned_client, pinned_request
+from server.jobs.netguard import Resolver, check_url, pinned_client, pinned_request
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).

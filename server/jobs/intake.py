@@ -9,10 +9,11 @@ import asyncio
 import logging
 import time
 
+from server.api.params import I2VParams, job_spec
 from server.clock import Clock
 from server.errors import InvalidRequest, ServiceError
-from server.events import JobEventHub
-from server.images import (
+from server.jobs.events import JobEventHub
+from server.jobs.images import (
     DECODE_TIMEOUT_SECONDS,
     FetchSlot,
     FetchSlots,
@@ -21,13 +22,13 @@ from server.images import (
     decode_image,
     fetch_image_url,
 )
-from server.jobs import InputIntake, Job, JobStatus, JobStore, new_job_id
-from server.limits import owner_id
-from server.messages import FAULT_INPUT
-from server.netguard import Resolver, check_url
-from server.params import I2VParams, job_spec
+from server.jobs.limits import owner_id
+from server.jobs.netguard import Resolver, check_url
+from server.jobs.record import Job, JobStatus, new_job_id
+from server.jobs.store import InputIntake, JobStore
+from server.jobs.webhooks import WebhookSender
 from server.settings import Settings
-from server.webhooks import WebhookSender
+from server.workers.messages import FAULT_INPUT
 
 log = logging.getLogger("ltx2.service")
 

@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 
 from server.clock import SystemClock
-from server.pool import build_pool, devices_for
-from server.redis_store import UNREACHABLE_ERRORS, describe_url, ensure_consumer_group
-from server.redis_work import RedisWorkSource
-from server.results import results_storage
+from server.jobs.redis_store import UNREACHABLE_ERRORS, describe_url, ensure_consumer_group
 from server.settings import Settings
+from server.storage.results import results_storage
+from server.workers.pool import build_pool, devices_for
+from server.workers.redis_work import RedisWorkSource
 
 log = logging.getLogger("ltx2.worker_host")
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
-from server.jobs import Job
+from server.jobs.record import Job
 
 log = logging.getLogger("ltx2.events")
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from pipelines.interface import JobSpec
 from server.clock import Clock
-from server.jobs import Job, JobQueue, JobStatus
-from server.messages import (
+from server.jobs.record import Job, JobStatus
+from server.jobs.store import JobQueue
+from server.workers.child import WorkerConfig, run_worker
+from server.workers.messages import (
     FAULT_CANCELLED,
     FAULT_GENERATION,
     CancelJob,
@@ -30,7 +32,6 @@ from server.messages import (
     WorkerLoadFailed,
     WorkerReady,
 )
-from server.worker_child import WorkerConfig, run_worker
 
 log = logging.getLogger("ltx2.supervisor")
 

@@ -19,7 +19,7 @@ Every status change is a Lua script that checks the current status (and, for a w
 still holds the job's current delivery), so the state machine is guarded across processes: a
 worker presumed dead whose job was redelivered cannot complete it a second time.
 
-This module holds the layout, the scripts and the API replicas' side; server/redis_work.py is the
+This module holds the layout, the scripts and the API replicas' side; server/workers/redis_work.py is the
 worker hosts' side.
 """
 
@@ -41,12 +41,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.clock import Clock
 from server.errors import GenerationFailed, QueueFull, ServiceError, StoreUnavailable
-from server.jobs import NO_QUEUE_VIEW, InputIntake, Job, JobLive, JobStatus, QueueView, WebhookDue
-from server.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
-from server.messages import FAULT_EXPIRED
-from server.metrics import SharedStoreGauges
-from server.progress import DURATION_SMOOTHING, ProgressTracker
-from server.results import ResultStorage
+from server.jobs.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
+from server.jobs.progress import DURATION_SMOOTHING, ProgressTracker
+from server.jobs.record import NO_QUEUE_VIEW, Job, JobLive, JobStatus, QueueView
+from server.jobs.store import InputIntake, WebhookDue
+from server.observability.metrics import SharedStoreGauges
+from server.storage.results import ResultStorage
+from server.workers.messages import FAULT_EXPIRED
 
 log = logging.getLogger("ltx2.redis")
 

@@ -16,23 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server import openapi
-from server.clock import Clock, SystemClock
-from server.errors import (
-    GenerationFailed,
-    InvalidRequest,
-    JobCancelledError,
-    ModelNotFound,
-    ServiceError,
-    ServiceUnavailable,
-    http_status_for,
-)
-from server.hosts import AllowedHostsMiddleware, request_base_url, split_host
-from server.jobs import Job, JobStatus, JobStore
-from server.limits import BodySizeLimit, load_key_policies
-from server.memory_store import InMemoryJobStore
-from server.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
-from server.openapi import (
+from server.api import openapi
+from server.api.hosts import AllowedHostsMiddleware, request_base_url, split_host
+from server.api.openapi import (
     CANCEL_ERRORS,
     JOB_ERRORS,
     OUTPUT_ERRORS,
@@ -49,14 +35,30 @@ from server.openapi import (
     install_openapi,
     job_responses,
 )
-from server.params import MODEL_SLUG, I2VParams, describe_validation_error
-from server.pool import build_pool, devices_for
-from server.results import SharedDirStorage, results_storage
-from server.routes_extra import install_extra_routes
-from server.service import JobService
+from server.api.params import MODEL_SLUG, I2VParams, describe_validation_error
+from server.api.routes_extra import install_extra_routes
+from server.clock import Clock, SystemClock
+from server.errors import (
+    GenerationFailed,
+    InvalidRequest,
+    JobCancelledError,
+    ModelNotFound,
+    ServiceError,
+    ServiceUnavailable,
+    http_status_for,
+)
+from server.jobs.limits import BodySizeLimit, load_key_policies
+from server.jobs.memory_store import InMemoryJobStore
+from server.jobs.record import Job, JobStatus
+from server.jobs.service import JobService
+from server.jobs.store import JobStore
 from server.settings import Settings
+from server.storage.results import SharedDirStorage, results_storage
+from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.workers.pool import build_pool, devices_for
 
 log = logging.getLogger("ltx2.app")
+
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     """The app; raises NoGpus when ``--gpus all`` finds no GPU, before anything starts."""
@@ -103,7 +105,7 @@ def build_store(settings: Settings, clock: Clock, devices, results_dir: Path) ->
         store = InMemoryJobStore(settings.max_queue, SharedDirStorage(results_dir), clock, settings.ttl_seconds)
         store.attach_pool(build_pool(settings, store, clock, devices), settings.guidance)
         return store, None
-    from server.redis_store import RedisJobStore, RedisLimits
+    from server.jobs.redis_store import RedisJobStore, RedisLimits
 
     results = results_storage(results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds)
     stale_after = max(10.0, settings.visibility_timeout)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from server.devices import WorkerDevice
-from server.messages import (
+from server.settings import Settings
+from server.workers.devices import WorkerDevice
+from server.workers.messages import (
     FAULT_CANCELLED,
     FAULT_INPUT,
     CancelJob,
@@ -34,7 +35,6 @@ from server.messages import (
     WorkerLoadFailed,
     WorkerReady,
 )
-from server.settings import Settings
 
 
 @dataclass(frozen=True)

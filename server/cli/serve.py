@@ -1,0 +1,124 @@
+"""``ltx2-server serve``: the API process (uvicorn), which spawns its worker children itself; SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+
+from server.cli.main import configure_logging
+from server.settings import Settings
+
+log = logging.getLogger("ltx2.cli")
+
+
+def warn_if_open_without_auth(settings: Settings) -> None:
+    if settings.parsed_api_keys():
+        return
+    try:
+        public = not ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        public = settings.host not in ("localhost",)
+    if public:
+        log.warning(
+            "authentication is OFF and the server listens on %s: anyone who reaches it can submit jobs", settings.host
+        )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server.api.app import create_app
+    from server.api.http_timeouts import timed_protocol_class
+    from server.observability.logs import uvicorn_log_config
+    from server.storage.results import apply_results_umask
+    from server.workers.child import weights_problems, worker_config_from
+    from server.workers.devices import NoGpus
+
+    if settings.shared_store and settings.gpus:
+        # An API replica runs no workers: they run on worker hosts, which is where --gpus belongs.
+        raise SystemExit(
+            "ltx2-server: gpus: an API replica of a shared store (--store redis://...) runs no workers; "
+            f"start them with `ltx2-server worker --store ... --gpus {settings.gpus}`"
+        )
+    configure_logging(settings.log_level, settings.log_format)
+    apply_results_umask(settings.results_group_readable)  # (the worker child inherits it)
+    worker_config = worker_config_from(settings)
+    if settings.model == "auto" and not settings.shared_store:
+        where = (
+            f"weights found in {settings.weights}"
+            if worker_config.model != "tiny"
+            else f"no weights in {settings.weights}"
+        )
+        log.info("--model auto: serving %s (%s)", worker_config.model, where)
+    # An API replica of a shared store loads no model: its worker hosts check their own weights.
+    problems = [] if settings.shared_store else weights_problems(worker_config)
+    if problems:
+        # Fail at once with what is missing, rather than serve 503s while the worker cannot load.
+        raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
+    warn_if_open_without_auth(settings)
+    try:
+        app = create_app(settings)
+    except NoGpus as exc:
+        raise SystemExit(f"ltx2-server: {exc}") from None
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to whatever handler
+    # was there before; make that a clean exit so a requested stop reads as success (status 0).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+        log_config=uvicorn_log_config(settings.log_format),
+        # Slow clients (slowloris): a request's headers and body each have a deadline; 408 past it.
+        http=timed_protocol_class(settings.header_timeout, settings.body_timeout),
+        access_log=False,  # server.observability.logs writes one line per request, with the request id
+    )
+    _draining_server_class(uvicorn.Server)(config, app, settings.shutdown_grace).run()
+    return 0
+
+
+def _draining_server_class(base: type) -> type:
+    class DrainingServer(base):
+        """uvicorn, except that SIGTERM first drains: new jobs get 503 while the listener stays open
+        (so clients read why, and keep polling the running job), the running job gets the grace
+        period, then uvicorn's own shutdown runs. SIGINT, or a second SIGTERM, stops at once."""
+
+        def __init__(self, config, app, grace: float) -> None:
+            super().__init__(config)
+            self._app = app
+            self._grace = grace
+            self._draining = False
+
+        def handle_exit(self, sig, frame) -> None:
+            if sig == signal.SIGTERM and self.started and not self._draining and not self.should_exit:
+                self._draining = True
+                # A signal handler runs on the main thread, between steps of the running loop.
+                asyncio.get_event_loop().create_task(self._drain_then_exit())
+                return
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            # Open event streams (the playground's, SSE clients') would otherwise hold uvicorn's
+            # graceful wait for its full 30 s: end them first; clients reconnect or poll.
+            service = getattr(self._app.state, "service", None)
+            if service is not None:
+                service.events.close()
+            await super().shutdown(sockets)
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                await self._app.state.service.drain(self._grace)
+            except Exception:  # noqa: BLE001 - shutting down must not depend on the drain going well
+                log.exception("draining before shutdown failed")
+            finally:
+                self.should_exit = True
+
+    return DrainingServer
