@@ -270,10 +270,17 @@ def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
     """Every method some route serves at this request's path, for a 405's `Allow` (Starlette names
     only the first route that matched the path: `GET` where `DELETE` is served too)."""
     methods: set[str] = set()
-    for route in app.router.routes:
+    for route in _leaf_routes(app.router.routes):
         if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
             methods |= route.methods
     return sorted(methods)
+
+
+def _leaf_routes(routes):
+    # The routers' own routes (FastAPI keeps an included router whole; none has a prefix).
+    for route in routes:
+        router = getattr(route, "original_router", None)
+        yield from _leaf_routes(router.routes) if router is not None else (route,)
 
 
 # ---- operation ids and links ----------------------------------------------------------------------

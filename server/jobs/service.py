@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from functools import partial
 
+from server.api.bodies import result_body
 from server.api.outputs import Outputs
 from server.api.params import I2VParams
 from server.clock import Clock
@@ -18,7 +20,7 @@ from server.errors import JobNotFound, NotCancellable, ServiceUnavailable, Unaut
 from server.jobs.events import JobEventHub
 from server.jobs.intake import Background, Intake
 from server.jobs.limits import LocalLimits, load_key_policies, owner_id
-from server.jobs.record import Job, JobStatus
+from server.jobs.record import Job
 from server.jobs.retention import Retention
 from server.jobs.store import JobStore
 from server.jobs.webhooks import WebhookOutbox, WebhookSender
@@ -49,7 +51,7 @@ class JobService:
         self.intake = Intake(settings, store, clock, self.limits, self.events, self.webhooks, self.background)
         self.outputs = Outputs(store)
         self.retention = Retention(settings, store, clock, self.intake.input_deadline)
-        self.outbox = WebhookOutbox(store, self.webhooks, self.result_body, self.background.spawn)
+        self.outbox = WebhookOutbox(store, self.webhooks, partial(result_body, self), self.background.spawn)
         store.attach(self.events)
         for listener in (self.metrics.on_job_change, log_job_change, self.intake.on_job_change):
             self.events.add_listener(listener)
@@ -102,34 +104,6 @@ class JobService:
             return await self.store.wait_final(job, timeout)
         except asyncio.TimeoutError:
             raise WaitTimedOut(timed_out_message, headers={"x-request-id": job.id}) from None
-
-    # ---- bodies -----------------------------------------------------------------------------
-
-    def status_body(self, job: Job) -> dict:
-        body: dict = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(self.clock.now())}
-        if job.status is JobStatus.FAILED:
-            body["error"] = job.error
-        # Additive fields beyond Segmind's body (clients that do not know them ignore them).
-        body.update(job.progress_fields(self.store.queue_view(job), self.clock.now()))
-        return body
-
-    def result_body(self, job: Job, base: str) -> dict:
-        """The result body with absolute URLs under `base`; webhooks build it without a request."""
-        body = self.status_body(job)
-        body["seed"] = job.params["seed"]
-        body["prompt"] = job.params["prompt"]
-        if job.status is JobStatus.COMPLETED and job.output is not None:
-            url = self.outputs.url(job, base)
-            body["output"] = url
-            body["video"] = {
-                "url": url,
-                "content_type": "video/mp4",
-                "file_name": f"{job.id}.mp4",
-                "file_size": self.outputs.size(job),
-            }
-        else:
-            body["output"] = None
-        return body
 
     # ---- lifecycle --------------------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""Every response body the API builds: errors, the submit answer, a job's status and result bodies
+(the result body is also what webhooks POST), and server-sent events."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from fastapi.responses import JSONResponse
+
+from server.jobs.record import Job, JobStatus
+
+if TYPE_CHECKING:
+    from server.jobs.service import JobService
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def submit_body(job: Job, base: str) -> dict:
+    return {
+        "request_id": job.id,
+        "status": job.status.value,
+        "poll_url": f"{base}/v1/requests/{job.id}",
+        "status_url": f"{base}/v2/requests/{job.id}/status",
+        "response_url": f"{base}/v2/requests/{job.id}",
+    }
+
+
+def status_body(service: JobService, job: Job) -> dict:
+    body: dict = {"status": job.status.value, "request_id": job.id, "metrics": job.metrics(service.clock.now())}
+    if job.status is JobStatus.FAILED:
+        body["error"] = job.error
+    # Additive fields beyond Segmind's body (clients that do not know them ignore them).
+    body.update(job.progress_fields(service.store.queue_view(job), service.clock.now()))
+    return body
+
+
+def result_body(service: JobService, job: Job, base: str) -> dict:
+    """The result body with absolute URLs under `base`; webhooks build it without a request."""
+    body = status_body(service, job)
+    body["seed"] = job.params["seed"]
+    body["prompt"] = job.params["prompt"]
+    if job.status is JobStatus.COMPLETED and job.output is not None:
+        url = service.outputs.url(job, base)
+        body["output"] = url
+        body["video"] = {
+            "url": url,
+            "content_type": "video/mp4",
+            "file_name": f"{job.id}.mp4",
+            "file_size": service.outputs.size(job),
+        }
+    else:
+        body["output"] = None
+    return body
+
+
+def job_json(job: Job, body: dict) -> JSONResponse:
+    # Segmind serves a FAILED job's body under 422; the SDK relies on it.
+    return JSONResponse(body, status_code=422 if job.status is JobStatus.FAILED else 200)
+
+
+def sse_message(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

@@ -1,0 +1,92 @@
+"""Segmind's submit routes: the blocking /v1 call (answers the mp4) and the /v2 queue submission."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from server.api import openapi
+from server.api.bodies import submit_body
+from server.api.deps import base_url, caller, service_of
+from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
+from server.api.params import MODEL_SLUG, I2VParams
+from server.errors import GenerationFailed, InvalidRequest, JobCancelledError, ModelNotFound, ServiceUnavailable
+from server.jobs.record import JobStatus
+from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
+
+router = APIRouter()
+
+
+@router.post(
+    f"/v1/{MODEL_SLUG}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The mp4 with audio.",
+            "headers": {
+                "x-request-id": {"description": "The job's id.", "required": True, "schema": {"type": "string"}},
+                "x-generation-time": {
+                    "description": "Seconds spent generating.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "x-seed-value": {"description": "The seed used.", "required": True, "schema": {"type": "string"}},
+            },
+        },
+        **error_responses(*V1_ERRORS),
+    },
+    summary="Generate a video and wait for it (blocking)",
+    operation_id=openapi.OP_RUN,
+    tags=["v1"],
+)
+async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
+    service = service_of(request)
+    job = await service.submit(params, owner, base_url=base_url(request))
+    request.state.request_id = job.id  # for the request log line
+    job = await service.wait_until_final(job, service.settings.sync_timeout)
+    if job.status is JobStatus.FAILED:
+        if job.fault == FAULT_INPUT:
+            raise InvalidRequest(job.error or "invalid input")
+        if job.fault == FAULT_CANCELLED:
+            raise JobCancelledError(f"request {job.id} was cancelled", headers={"x-request-id": job.id})
+        if job.fault in (FAULT_SHUTDOWN, FAULT_EXPIRED):
+            raise ServiceUnavailable(job.error or "the server is shutting down")
+        raise GenerationFailed(job.error or "generation failed")
+    metrics = job.metrics(service.clock.now())
+    headers = {
+        "x-request-id": job.id,
+        "x-generation-time": f"{metrics['inference_time']:.3f}",
+        "x-seed-value": str(job.params["seed"]),
+    }
+    video = await service.outputs.finished_video(job)
+    if isinstance(video, Path):
+        return FileResponse(video, media_type="video/mp4", filename=f"{job.id}.mp4", headers=headers)
+    # In a bucket: streamed through, since /v1 callers expect the bytes themselves.
+    headers.update({"content-length": str(video.size), "content-disposition": f'attachment; filename="{job.id}.mp4"'})
+    return StreamingResponse(video, media_type="video/mp4", headers=headers)
+
+
+@router.post(
+    f"/v2/{MODEL_SLUG}",
+    response_model=None,
+    responses={
+        200: {"model": SubmitBody, "description": "Accepted and queued.", "links": openapi.SUBMIT_LINKS},
+        **error_responses(*SUBMIT_ERRORS),
+    },
+    summary="Submit a generation job",
+    operation_id=openapi.OP_SUBMIT,
+    tags=["v2"],
+)
+async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
+    job = await service_of(request).submit(params, owner, base_url=base_url(request))
+    request.state.request_id = job.id  # for the request log line
+    return submit_body(job, base_url(request))
+
+
+@router.post("/v1/{slug}", include_in_schema=False)
+@router.post("/v2/{slug}", include_in_schema=False)
+async def unknown_model(slug: str):
+    raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG}")
