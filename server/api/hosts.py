@@ -45,7 +45,8 @@ def split_host(value: str) -> tuple[str, int | None] | None:
 def allowed_host_pattern_problem(pattern: str) -> str | None:
     """Why an ``--allowed-hosts`` entry is unusable, or None."""
     name = pattern[2:] if pattern.startswith("*.") else pattern
-    if pattern == "*" or (split_host(name) is not None and split_host(name)[1] is None):
+    parts = split_host(name)
+    if pattern == "*" or (parts is not None and parts[1] is None):
         return None
     return f"{pattern!r} is not a host name (example.com, *.example.com, an IP address; no port)"
 

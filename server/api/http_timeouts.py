@@ -18,6 +18,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the mixins run on top of these, put together by timed_protocol_class
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _H11Base
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _HttpToolsBase
+
+    _ProtocolBase = asyncio.Protocol
+else:
+    _H11Base = _HttpToolsBase = _ProtocolBase = object
 
 log = logging.getLogger("ltx2.http")
 
@@ -43,9 +52,14 @@ def timed_protocol_class(header_timeout: float, body_timeout: float, implementat
     )
 
 
-class _Deadlines:
+class _Deadlines(_ProtocolBase):
     """The timers; subclasses say when a request's headers begin, end, and when its body ends."""
 
+    # Set by uvicorn's protocol classes, which these mixins are combined with.
+    loop: Any
+    transport: Any
+    client: Any
+    cycle: Any
     header_timeout: float
     body_timeout: float
     _deadline: asyncio.TimerHandle | None = None
@@ -89,7 +103,7 @@ class _Deadlines:
         self.transport.close()
 
 
-class _HttpToolsDeadlines(_Deadlines):
+class _HttpToolsDeadlines(_Deadlines, _HttpToolsBase):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._expect("headers")
@@ -109,7 +123,7 @@ class _HttpToolsDeadlines(_Deadlines):
         # Idle now: uvicorn's keep-alive timeout closes the connection unless a next request begins.
 
 
-class _H11Deadlines(_Deadlines):
+class _H11Deadlines(_Deadlines, _H11Base):
     def handle_events(self) -> None:
         super().handle_events()
         import h11

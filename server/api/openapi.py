@@ -7,6 +7,7 @@ statuses and descriptions come from the errors table (``server.errors``).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -232,6 +233,7 @@ def install_openapi(app: FastAPI, settings) -> None:
                 auth_on=bool(settings.parsed_api_keys()),
                 hosts_checked=bool(settings.parsed_allowed_hosts()),
             )
+        assert app.openapi_schema is not None  # set by _tell_the_truth
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -266,7 +268,7 @@ def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool
 # ---- Allow --------------------------------------------------------------------------------------
 
 
-def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+def allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method some route serves at this request's path, for a 405's `Allow` (Starlette names
     only the first route that matched the path: `GET` where `DELETE` is served too)."""
     methods: set[str] = set()

@@ -46,7 +46,7 @@ class JobSnapshot:
 class JobEventHub:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
-        self._streams: dict[str, set[asyncio.Queue[JobSnapshot]]] = {}
+        self._streams: dict[str, set[asyncio.Queue[JobSnapshot | object]]] = {}
         self.closed = False
 
     def add_listener(self, listener: Listener) -> None:
@@ -67,7 +67,7 @@ class JobEventHub:
 
     async def stream(self, job: Job, keepalive: float = STREAM_KEEPALIVE_SECONDS) -> AsyncIterator[JobSnapshot | None]:
         """The job's snapshots from now until it ends (None when idle for `keepalive` seconds)."""
-        queue: asyncio.Queue[JobSnapshot] = asyncio.Queue()
+        queue: asyncio.Queue[JobSnapshot | object] = asyncio.Queue()
         self._streams.setdefault(job.id, set()).add(queue)
         try:
             current = JobSnapshot.of(job, "current")
@@ -80,8 +80,8 @@ class JobEventHub:
                 except asyncio.TimeoutError:
                     yield None
                     continue
-                if snapshot is _CLOSED:
-                    return
+                if not isinstance(snapshot, JobSnapshot):
+                    return  # _CLOSED: the server is stopping
                 yield snapshot
                 if snapshot.is_final:
                     return

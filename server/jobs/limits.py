@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import overload
 
 from server.clock import Clock
 from server.errors import BodyTooLarge, InsufficientCredits, RateLimited, http_status_for_class
@@ -82,6 +83,10 @@ def utc_text(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@overload
+def owner_id(key: str) -> str: ...
+@overload
+def owner_id(key: None) -> None: ...
 def owner_id(key: str | None) -> str | None:
     """Who owns a job: a digest of its API key, so the key itself is never stored with the job
     (a shared store holds records that every replica and worker host can read)."""
@@ -139,7 +144,7 @@ class CreditLedger:
     def admit(self, key: str | None) -> None:
         """Charge one job to ``key``, or raise InsufficientCredits when its budget is spent."""
         policy = self._policies.get(key) if key is not None else None
-        if policy is None:
+        if key is None or policy is None:
             return
         jobs = self._jobs.get(key, 0)
         if policy.jobs is not None and jobs >= policy.jobs:
@@ -164,7 +169,7 @@ class CreditLedger:
 
     def remaining(self, key: str | None) -> dict[str, float]:
         policy = self._policies.get(key) if key is not None else None
-        if policy is None:
+        if key is None or policy is None:
             return {}
         left: dict[str, float] = {}
         if policy.jobs is not None:

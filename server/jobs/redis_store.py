@@ -30,7 +30,7 @@ import json
 import logging
 import time
 import uuid
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -88,7 +88,9 @@ def worker_key(name: str) -> str:
     return f"ltx2:worker:{name}"
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str) -> Any:
+    """A client for ``url``. Typed Any: redis-py's annotations cannot express decode_responses=True
+    (every reply here is str, never bytes), so they would demand a cast at each call."""
     # Short timeouts: an unreachable Redis must turn into a prompt 503, not a hung request. A pooled
     # connection that Redis dropped (it restarted) is retried on a fresh one; the scripts that change
     # state are idempotent, so a retry after a lost answer does not apply them twice.
@@ -643,7 +645,7 @@ class RedisLimits:
 
     async def refund(self, key: str | None) -> None:
         policy = self._policies.get(key) if key is not None else None
-        if policy is not None and policy.jobs is not None:
+        if key is not None and policy is not None and policy.jobs is not None:
             await self._store.client.hincrby(credits_key(owner_id(key)), "jobs", -1)
 
     def charges_seconds_here(self, key: str | None) -> bool:

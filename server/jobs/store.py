@@ -15,7 +15,7 @@ class JobQueue(Protocol):
     """What a worker's supervisor needs: the next job to run (its ``live.files`` set), and a way to
     hand back the job of a worker that died (True when the queue will deliver it again; False: the job fails)."""
 
-    async def next_job(self) -> Job: ...
+    async def next_job(self) -> Job | None: ...  # None: nothing to run after all (a reader's timeout)
 
     def release_job(self, job: Job) -> bool: ...
 

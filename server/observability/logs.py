@@ -115,7 +115,7 @@ def log_job_change(job: Job, change: str) -> None:
             )
         return
     metrics = job.metrics(job.finished_at or job.started_at or job.created_at)
-    fields = {"request_id": job.id, "event": change, "status": job.status.value}
+    fields: dict[str, object] = {"request_id": job.id, "event": change, "status": job.status.value}
     if change == "started":
         fields["queue_seconds"] = metrics["queue_time"]
     if job.status.is_final:

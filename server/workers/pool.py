@@ -136,10 +136,17 @@ def build_pool(
 ) -> WorkerPool:
     """One supervisor per device, all on ``store`` (or each on ``queue_for(index)``: a shared
     store's workers read its queue under names of their own), each with the settings' time limits."""
+    def queue_of(index: int) -> JobQueue:
+        if queue_for is not None:
+            return queue_for(index)
+        if store is None:
+            raise ValueError("build_pool needs a store or queue_for")
+        return store
+
     supervisors = [
         WorkerSupervisor(
             worker_config_from(settings, device),
-            queue_for(index) if queue_for is not None else store,
+            queue_of(index),
             clock,
             start_timeout=settings.worker_start_timeout,
             job_timeout=settings.job_timeout,

@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Callable
 
 from redis.exceptions import ResponseError
 
@@ -80,7 +82,7 @@ class RedisWorkSource:
         self._held: dict[str, Delivery] = {}
         self._closed = False
         # Set by the host: how to stop a job whose cancel flag appears (routes to its supervisor).
-        self.cancel_running = None
+        self.cancel_running: Callable[[Job], None] | None = None
         self.taking_jobs = True
 
     @property
@@ -249,18 +251,18 @@ class RedisWorkSource:
         else:
             await self._finish(delivery, "FAILED", {"error": job.error or "generation failed", "fault": job.fault})
 
-    async def _finish(self, delivery: Delivery, status: str, fields: dict[str, str | None]) -> bool:
+    async def _finish(self, delivery: Delivery, status: str, fields: Mapping[str, str | None]) -> bool:
         """Record the end of the delivery and let its entry go; False when the job was no longer
         this delivery's to finish (redelivered after this worker was presumed dead, or expired)."""
         job = delivery.job
-        fields = {"worker": delivery.consumer, **{name: value for name, value in fields.items() if value}}
+        written = {"worker": delivery.consumer, **{name: value for name, value in fields.items() if value}}
         if status == "FAILED":
-            fields.setdefault("fault", "generation")
+            written.setdefault("fault", "generation")
         started = job.started_at if job.started_at is not None else self._clock.now()
         gpu_seconds = max(0.0, self._clock.now() - started)
-        pairs = [item for pair in fields.items() for item in pair]
+        pairs = [item for pair in written.items() for item in pair]
         keys = [*transition_keys(job.id), credits_key(job.owner) if job.owner else "", STATS_KEY]
-        args = [job.id, delivery.attempt, repr(self._clock.now()), status, gpu_seconds, *pairs]
+        args: list[str | int | float] = [job.id, delivery.attempt, repr(self._clock.now()), status, gpu_seconds, *pairs]
         answer = await self._retrying(lambda: self.scripts.finish(keys=keys, args=args))
         if answer != "ok":
             log.warning("job %s: its end was not recorded (the job is %s now: redelivered or expired)", job.id, answer)

@@ -233,6 +233,8 @@ class WorkerSupervisor:
         self._call_on_loop(self._handle_child_exit, child.generation, child.process.exitcode)
 
     def _call_on_loop(self, func, *args) -> None:
+        if self._loop is None:
+            return  # never started: nothing listens
         try:
             self._loop.call_soon_threadsafe(func, *args)
         except RuntimeError:
@@ -345,7 +347,7 @@ class WorkerSupervisor:
         while True:
             await self._idle.wait()
             job = await self._store.next_job()
-            if job.status is not JobStatus.QUEUED:
+            if job is None or job.status is not JobStatus.QUEUED:
                 continue
             if self._state is not WorkerState.READY:
                 # The child died while we waited for a job: the job keeps its place for another worker.
