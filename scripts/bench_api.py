@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import cli_server, image_host, make_png  # noqa: E402
+from tests.support.servers import cli_server, image_host, make_png  # noqa: E402
 
 SLUG = "ltx-2-19b-i2v"
 PAYLOADS = {

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_load import FAST_MODEL, server_under_test  # noqa: E402
 
-from tests.load import RssSampler, rss_bytes  # noqa: E402
-from tests.servers import image_host  # noqa: E402
+from tests.support.load import RssSampler, rss_bytes  # noqa: E402
+from tests.support.servers import image_host  # noqa: E402
 
 MIB = 1024 * 1024
 

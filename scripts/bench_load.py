@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.load import RssSampler, rss_bytes, run_load, wait_until_all_expired  # noqa: E402
-from tests.scale_out import Cluster  # noqa: E402
-from tests.servers import cli_server  # noqa: E402
-from tests.test_fuzz import send_fuzzed_request  # noqa: E402
+from tests.e2e.test_fuzz import send_fuzzed_request  # noqa: E402
+from tests.support.load import RssSampler, rss_bytes, run_load, wait_until_all_expired  # noqa: E402
+from tests.support.scale_out import Cluster  # noqa: E402
+from tests.support.servers import cli_server  # noqa: E402
 
-FAST_MODEL = "tests.fixture_generators:fast"
+FAST_MODEL = "tests.support.fixture_generators:fast"
 
 
 def count_fuzz_5xx(base_url: str, examples: int) -> tuple[int, int]:

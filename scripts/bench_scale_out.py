@@ -24,11 +24,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.scale_out import Cluster, host_pid  # noqa: E402
-from tests.servers import cli_server, png_data_uri  # noqa: E402
+from tests.support.scale_out import Cluster, host_pid  # noqa: E402
+from tests.support.servers import cli_server, png_data_uri  # noqa: E402
 
 SLUG = "ltx-2-19b-i2v"
-FAST = "tests.fixture_generators:fast"
+FAST = "tests.support.fixture_generators:fast"
 SMALL = {"width": 256, "height": 256, "num_frames": 9}
 
 
@@ -138,7 +138,7 @@ def main() -> None:
             print(f"{hosts} worker host(s): {jobs_per_minute(api, args.jobs):7.1f} jobs/min")
 
     print("\n3. redelivery after SIGKILL of the worker host running a 5 s job (visibility timeout 5 s)")
-    with Cluster(root / "redelivery", model="tests.fixture_generators:scripted") as cluster:
+    with Cluster(root / "redelivery", model="tests.support.fixture_generators:scripted") as cluster:
         for _ in range(2):
             cluster.start_worker("--visibility-timeout", "5")
         api = cluster.start_api()

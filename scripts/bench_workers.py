@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import cli_server, png_data_uri  # noqa: E402
+from tests.support.servers import cli_server, png_data_uri  # noqa: E402
 
 SLUG = "ltx-2-19b-i2v"
 

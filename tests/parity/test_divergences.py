@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tests.parity.reference  # noqa: F401
 from pipelines.guidance import POLICIES
-from server.params import I2VParams
+from server.api.params import I2VParams
 
 
 def test_the_request_guidance_scale_is_the_video_cfg_scale_so_segmind_s_default_4_is_not_the_reference_3():

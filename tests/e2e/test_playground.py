@@ -1,0 +1,131 @@
+"""The browser playground at / in headless Chromium (Debian's build, driven by Playwright), against a real server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.api.app import create_app
+from server.settings import Settings
+from tests.support.api import SCRIPTED_MODEL
+from tests.support.servers import REPO_ROOT, make_png, thread_server
+
+CHROMIUM = os.environ.get("LTX2_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+API_KEY = "playground-key"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path_factory.mktemp("results")), api_keys=API_KEY)
+    with thread_server(create_app(settings)) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="ltx2-chromium-") as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+# Records every value the progress bar takes, so a fast job's movement is still seen.
+RECORD_PROGRESS = """() => {
+  window.__seen = [];
+  const bar = document.getElementById('progress');
+  new MutationObserver(() => window.__seen.push(Number(bar.value))).observe(bar, {attributes: true});
+}"""
+
+
+def open_playground(browser, base_url: str, image: Path):
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    page.wait_for_selector("#param-prompt")
+    page.fill("#api-key", API_KEY)
+    page.dispatch_event("#api-key", "change")
+    page.set_input_files("#image-file", str(image))
+    return page
+
+
+def test_no_asset_comes_from_another_origin(server):
+    html = httpx.get(server + "/").text
+    assert "http://" not in html.replace("https://example.com", "") and "//cdn" not in html
+    for asset in ("static/playground.js", "static/playground.css"):
+        assert asset in html and httpx.get(f"{server}/{asset}").status_code == 200
+
+
+def test_upload_generate_watch_progress_and_play_the_video(server, browser, tmp_path):
+    image = tmp_path / "picture.png"
+    image.write_bytes(make_png(320, 240))
+    page = open_playground(browser, server, image)
+    # Every parameter of the API is on the form, with the API's defaults.
+    for name, default in [("width", "720"), ("height", "1280"), ("num_frames", "181"), ("fps", "24"), ("seed", "42")]:
+        assert page.input_value(f"#param-{name}") == default
+    assert page.input_value("#param-negative_prompt").startswith("blurry")
+    for name, value in [("prompt", "slow waves"), ("width", "256"), ("height", "256"), ("num_frames", "16")]:
+        page.fill(f"#param-{name}", value)
+    page.fill("#param-fps", "8")
+    page.evaluate(RECORD_PROGRESS)
+    page.click("#submit")
+
+    page.wait_for_function("document.getElementById('video').readyState >= 2", timeout=60_000)
+    seen = page.evaluate("window.__seen")
+    assert any(0 < value < 1 for value in seen) and seen[-1] == 1, seen
+    assert seen == sorted(seen)
+    video = page.evaluate(
+        "(() => { const v = document.getElementById('video');"
+        " return {w: v.videoWidth, h: v.videoHeight, muted: v.muted, duration: v.duration, src: v.currentSrc}; })()"
+    )
+    assert (video["w"], video["h"]) == (256, 256) and not video["muted"] and video["duration"] == pytest.approx(2, 0.1)
+    assert page.get_attribute("#download", "href") == video["src"] and "/outputs/" in video["src"]
+    assert page.is_hidden("#error")
+    assert "COMPLETED" in page.text_content("#progress-text")
+    assert page.evaluate("localStorage.getItem('ltx2-api-key')") == API_KEY
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+    page.close()
+
+
+def test_a_failed_job_and_a_wrong_key_show_their_error_text(server, browser, tmp_path):
+    image = tmp_path / "picture.png"
+    image.write_bytes(make_png())
+    page = open_playground(browser, server, image)
+    for name, value in [("prompt", "please fail"), ("width", "256"), ("height", "256"), ("num_frames", "9")]:
+        page.fill(f"#param-{name}", value)
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert "scripted failure" in page.text_content("#error") and page.is_hidden("#video")
+
+    page.fill("#api-key", "wrong")
+    page.click("#submit")
+    page.wait_for_function("document.getElementById('error').textContent.includes('invalid API key')")
+    page.close()
