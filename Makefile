@@ -24,4 +24,5 @@ serve: setup
 	$(VENV)/bin/ltx2-server serve $(ARGS)
 
 test: setup
+	$(VENV)/bin/python -m mypy server pipelines
 	$(VENV)/bin/python -m pytest -q

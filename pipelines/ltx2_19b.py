@@ -5,7 +5,7 @@ Every config value below is read off diffusers' ``scripts/convert_ltx2_to_diffus
 checked against the constructor signatures of diffusers 0.42.1. The text encoder is Gemma-3-12B's
 published architecture (google/gemma-3-12b-it, config.json: text_config + siglip vision_config), which is
 what the converter's ``--text_encoder_model_id google/gemma-3-12b-it-qat-q4_0-unquantized`` loads.
-Parameter counts match the published sizes (tests/test_ltx2_19b_config.py checks them on the meta device).
+Parameter counts match the published sizes (tests/unit/test_ltx2_19b_config.py checks them on the meta device).
 
 Weights are random but tame: each component is built directly on the target device in the target dtype
 with its library's own initialisation (PyTorch's kaiming-uniform for linears and convolutions, transformers'
