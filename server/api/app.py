@@ -22,7 +22,7 @@ from server.api.bodies import error_response
 from server.api.hosts import AllowedHostsMiddleware
 from server.api.openapi import allowed_methods, install_openapi
 from server.api.params import describe_validation_error
-from server.api.routes import events, jobs, ops, outputs, playground, segmind
+from server.api.routes import apidocs, events, jobs, ops, outputs, playground, segmind
 from server.clock import Clock, SystemClock
 from server.errors import ServiceError, http_status_for
 from server.jobs.limits import BodySizeLimit, load_key_policies
@@ -66,6 +66,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         ),
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc come from server/api/routes/apidocs.py, with files installed with the server
+        docs_url=None,
+        redoc_url=None,
     )
     _install_error_handlers(app)
     for router in (segmind.router, jobs.router, outputs.router, ops.router):
@@ -73,6 +76,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=playground.STATIC_DIR), name="static")
     app.include_router(playground.router)
     app.include_router(events.router)
+    app.include_router(apidocs.router)
     install_openapi(app, settings)
     # Outermost last: the Host check, then the body size cap, then the request log line.
     app.add_middleware(RequestLogMiddleware)
