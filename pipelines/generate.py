@@ -17,6 +17,9 @@ stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1"
 (each stage encodes the conditioning image at its own size), then decode_audio, decode_video and mux.
 The video decode runs lazily while ffmpeg encodes the previous chunk (separate process); its time is
 moved from "mux" into "decode_video".
+
+Progress stages (on_progress): encoding_prompt, denoising, decoding_audio, decoding_video (per decoded
+chunk: frames decoded / total) and muxing (ffmpeg's finish once the last chunk is in).
 """
 
 from __future__ import annotations
@@ -218,18 +221,21 @@ class LTX2Generator:
             output = self.runner.run(job)
             video_latents, audio_latents = output.video, output.audio
 
-            on_progress("decoding", 0, 1)
+            on_progress("decoding_audio", 0, 1)
             with clock.stage("decode_audio"):
                 audio = self._decode_audio(audio_latents)
+            on_progress("decoding_audio", 1, 1)
             frames = self._frame_chunks(video_latents, size)
 
             # The video decode runs lazily inside the mux loop (chunks are decoded as ffmpeg asks for
-            # them): its time is measured per chunk and moved from "mux" to "decode_video".
-            on_progress("muxing", 0, 1)
+            # them, and streamed into it): its time is measured per chunk and moved from "mux" to
+            # "decode_video". Progress reports "decoding_video" per chunk (frames decoded / total),
+            # then "muxing" once the last chunk is in and only ffmpeg's finish is left.
+            on_progress("decoding_video", 0, size.out_num_frames)
             with clock.stage("mux"):
                 decode_clock = _StageClock()
                 mux_video(
-                    _timed(frames, decode_clock),
+                    _reported(_timed(frames, decode_clock), size.out_num_frames, on_progress),
                     audio,
                     self.pipe.vocoder.config.output_sampling_rate,
                     params.fps,
@@ -305,3 +311,17 @@ def _timed(chunks: Iterator[np.ndarray], clock: _StageClock) -> Iterator[np.ndar
         if chunk is None:
             return
         yield chunk
+
+
+def _reported(chunks: Iterator[np.ndarray], total_frames: int, on_progress: ProgressCallback) -> Iterator[np.ndarray]:
+    """Reports ("decoding_video", frames decoded, total) after each chunk, then ("muxing", 0, 1) once
+    the last frame is decoded (ffmpeg then only finishes encoding)."""
+    decoded = 0
+    for chunk in chunks:
+        decoded = min(total_frames, decoded + int(chunk.shape[0]))
+        on_progress("decoding_video", decoded, total_frames)
+        if decoded >= total_frames:
+            on_progress("muxing", 0, 1)
+        yield chunk
+    if decoded < total_frames:
+        on_progress("muxing", 0, 1)

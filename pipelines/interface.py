@@ -47,8 +47,8 @@ class GenerationResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-# on_progress(stage, step, total_steps); stage is one of "encoding_prompt", "denoising", "decoding",
-# "muxing". It may raise (e.g. to cancel): generators must let the exception propagate.
+# on_progress(stage, step, total_steps); stage is one of "encoding_prompt", "denoising",
+# "decoding_audio", "decoding_video" (step = frames decoded), "muxing". It may raise (e.g. to cancel): generators must let the exception propagate.
 ProgressCallback = Callable[[str, int, int], None]
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 STANDARD_STAGES: tuple[tuple[str, float], ...] = (
     ("encoding_prompt", 0.05),
     ("denoising", 0.70),
-    ("decoding", 0.15),
-    ("muxing", 0.10),
+    ("decoding_audio", 0.02),
+    ("decoding_video", 0.18),
+    ("muxing", 0.05),
 )
 UNKNOWN_STAGE_WEIGHT = 0.05
 
@@ -28,7 +29,8 @@ def _category(stage: str) -> str | None:
     for key, standard in (
         ("encod", "encoding_prompt"),
         ("denois", "denoising"),
-        ("decod", "decoding"),
+        ("decoding_audio", "decoding_audio"),
+        ("decod", "decoding_video"),
         ("mux", "muxing"),
     ):
         if key in name:

@@ -68,6 +68,28 @@ def test_tiny_model_progress_advances_monotonically_to_one_over_sse(tiny_server)
     ]
 
 
+def test_tiny_model_progress_advances_through_the_video_decode(tiny_server):
+    # 105 frames decode in three chunks of up to 48: the bar moves between them, then muxing finishes it.
+    body = {"image": png_data_uri(), "prompt": "waves", "width": 256, "height": 256, "num_frames": 105, "fps": 8}
+    request_id = httpx.post(f"{tiny_server}/v2/{SLUG}", json=body, timeout=30).json()["request_id"]
+    events = read_events(f"{tiny_server}/v2/requests/{request_id}/events")
+    assert events[-1][1]["status"] == "COMPLETED", events[-1]
+
+    progress = [data["progress"] for _, data in events]
+    assert is_monotonic(progress), progress
+    decode = [
+        (data["step"], data["total_steps"], data["progress"]) for _, data in events if data["stage"] == "decoding_video"
+    ]
+    assert [step for step, _, _ in decode] == [0, 48, 96, 105], decode
+    assert all(total == 105 for _, total, _ in decode)
+    values = [value for _, _, value in decode]
+    assert values == sorted(values) and len(set(values)) == len(values), values
+    stages = [data["stage"] for _, data in events]
+    assert stages.index("decoding_audio") < stages.index("decoding_video") < stages.index("muxing")
+    muxing = [data["progress"] for _, data in events if data["stage"] == "muxing"]
+    assert muxing and all(values[-1] <= value <= 1.0 for value in muxing)
+
+
 def test_queued_job_shows_its_place_and_a_failed_stream_ends_with_the_error(scripted_server):
     def submit(prompt: str) -> str:
         body = {"image": png_data_uri(), "prompt": prompt, "width": 256, "height": 256, "num_frames": 9, "fps": 8}

@@ -134,7 +134,7 @@ def test_progress_arrives_in_stage_order(generator, image_path, tmp_path):
     events = []
     generator.generate(make_params(), image_path, tmp_path / "out.mp4", lambda *e: events.append(e))
     stages = [stage for stage, _, _ in events]
-    order = ["encoding_prompt", "denoising", "decoding", "muxing"]
+    order = ["encoding_prompt", "denoising", "decoding_audio", "decoding_video", "muxing"]
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == order
     denoising = [(step, total) for stage, step, total in events if stage == "denoising"]
     # two-stage: 2 steps at half size, then the 3 distilled steps at full size
@@ -143,6 +143,9 @@ def test_progress_arrives_in_stage_order(generator, image_path, tmp_path):
         steps = [step for s, step, _ in events if s == stage]
         assert steps == sorted(steps)
     assert events[-1] == ("muxing", 1, 1)
+    # The video decode reports frames decoded out of the output's frame count, ending at all of them.
+    video = [(step, total) for stage, step, total in events if stage == "decoding_video"]
+    assert video[0][0] == 0 and video[-1][0] == video[-1][1] == make_params().num_frames
 
 
 def test_exception_from_progress_propagates_and_leaves_no_output(generator, image_path, tmp_path):

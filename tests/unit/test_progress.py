@@ -21,11 +21,21 @@ def test_the_usual_stages_rise_to_one_at_the_end_of_muxing():
     values = feed(
         [("encoding_prompt", 0, 1), ("encoding_prompt", 1, 1)]
         + [("denoising", step, 4) for step in range(5)]
-        + [("decoding", 0, 1), ("muxing", 0, 1), ("muxing", 1, 1)]
+        + [("decoding_audio", 0, 1), ("decoding_audio", 1, 1)]
+        + [("decoding_video", frames, 97) for frames in (0, 48, 96, 97)]
+        + [("muxing", 0, 1), ("muxing", 1, 1)]
     )
     assert is_monotonic(values) and values[-1] == pytest.approx(1.0)
     assert values[1] == pytest.approx(0.05) and values[6] == pytest.approx(0.75)
     assert all(value < 1.0 for value in values[:-1])
+    # The video decode has its own share, and moves the bar chunk by chunk.
+    video = values[9:13]
+    assert video[0] < video[1] < video[2] < video[3] and video[3] - video[0] == pytest.approx(0.18)
+
+
+def test_a_generator_reporting_plain_decoding_still_rises_to_one():
+    values = feed([("denoising", 4, 4), ("decoding", 0, 1), ("decoding", 1, 1), ("muxing", 0, 1), ("muxing", 1, 1)])
+    assert is_monotonic(values) and values[-1] == pytest.approx(1.0) and values[1] < values[2] < values[4]
 
 
 def test_unknown_stages_and_a_second_denoising_with_another_total_keep_room_and_never_go_back():
