@@ -24,7 +24,7 @@ from server.jobs.record import Job
 from server.jobs.retention import Retention
 from server.jobs.store import JobStore
 from server.jobs.webhooks import WebhookOutbox, WebhookSender
-from server.observability.logs import log_job_change
+from server.observability.logs import job_log, log_job_change
 from server.observability.metrics import ServerMetrics
 from server.settings import Settings
 from server.workers.messages import FAULT_CANCELLED
@@ -94,6 +94,17 @@ class JobService:
         # A running job stops at its next step, or its worker is killed after the grace period.
         stalled = f"request {job.id} was asked to stop but has not stopped yet; poll it through /v2"
         return await self._final_within(job, self.settings.cancel_grace + 30, stalled)
+
+    async def abandon(self, job: Job, reason: str) -> None:
+        """Its caller went away: cancel the job through the normal path (a queued job never runs, a
+        running one stops at its next step) without waiting for it to stop. A final job is left as is."""
+        current = await self.store.find(job.id) or job
+        if current.status.is_final:
+            return
+        job_log.warning(
+            "job %s cancelled: %s", job.id, reason, extra={"request_id": job.id, "event": "abandoned", "error": reason}
+        )
+        await self.store.cancel(current)
 
     async def wait_until_final(self, job: Job, timeout: float) -> Job:
         going_on = f"request {job.id} did not finish within {timeout:g} s; it goes on, poll it through /v2"

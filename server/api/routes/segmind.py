@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from server.api import openapi
 from server.api.bodies import submit_body
@@ -13,10 +14,35 @@ from server.api.deps import base_url, caller, service_of
 from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
 from server.api.params import MODEL_SLUG, I2VParams
 from server.errors import GenerationFailed, InvalidRequest, JobCancelledError, ModelNotFound, ServiceUnavailable
-from server.jobs.record import JobStatus
+from server.jobs.record import Job, JobStatus
 from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 
 router = APIRouter()
+
+# How often a waiting /v1 handler checks that its caller is still connected.
+DISCONNECT_POLL_SECONDS = 0.5
+# Logged (and sent nowhere: the caller is gone) when a /v1 caller closed its connection, as nginx's 499.
+CLIENT_CLOSED_REQUEST = 499
+CALLER_GONE = "the /v1 caller closed its connection before the video was ready"
+
+
+async def _wait_while_connected(request: Request, service, job) -> Job | None:
+    """The job once final, or None when the caller went away first: then its job is cancelled
+    (also when the handler itself is cancelled)."""
+    waiter = asyncio.ensure_future(service.wait_until_final(job, service.settings.sync_timeout))
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return waiter.result()
+            if await request.is_disconnected():
+                waiter.cancel()
+                await service.abandon(job, CALLER_GONE)
+                return None
+    except asyncio.CancelledError:
+        waiter.cancel()
+        await asyncio.shield(service.abandon(job, CALLER_GONE))
+        raise
 
 
 @router.post(
@@ -46,7 +72,10 @@ async def run_v1(request: Request, params: I2VParams, owner: str | None = Depend
     service = service_of(request)
     job = await service.submit(params, owner, base_url=base_url(request))
     request.state.request_id = job.id  # for the request log line
-    job = await service.wait_until_final(job, service.settings.sync_timeout)
+    final = await _wait_while_connected(request, service, job)
+    if final is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    job = final
     if job.status is JobStatus.FAILED:
         if job.fault == FAULT_INPUT:
             raise InvalidRequest(job.error or "invalid input")
