@@ -401,6 +401,17 @@ class Settings:
             return self.model
         return "ltx-2-19b" if (Path(self.weights) / "model_index.json").is_file() else "tiny"
 
+    def serves_test_model(self) -> bool:
+        """This process's workers run the random-weight tiny model (``tiny``, or ``auto`` without weights);
+        an API replica of a shared store runs no model."""
+        return self.resolved_model() == "tiny"
+
+    def test_model_warning(self) -> str:
+        return (
+            f"serving the tiny test model: its videos are random noise; put LTX-2 weights in {self.weights} "
+            "or pass --weights DIR"
+        )
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, one readable line each."""
         checks = [

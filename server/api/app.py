@@ -47,6 +47,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         results_dir, owns_dir = _prepare_results_dir(settings)
         store, limits = build_store(settings, clock, devices, results_dir)
         service = app.state.service = JobService(settings, store, clock, limits)
+        if not settings.shared_store and settings.serves_test_model():
+            log.warning(settings.test_model_warning())
         if not service.api_keys:
             log.warning("no API keys configured: authentication is OFF, any client may submit jobs")
         await service.open()

@@ -115,6 +115,11 @@ class ReadyBody(_Open):
     queued: int | None = Field(None, description="Jobs waiting.")
     workers: list[dict[str, Any]] | None = Field(None, description="Each worker (or, with Redis, each worker host).")
     model: str | None = None
+    test_model: bool | None = Field(
+        None,
+        description="true when this server runs the tiny test model (random weights: its videos are noise), "
+        "as `--model tiny`, or `auto` without weights, does; absent on an API replica of a shared store.",
+    )
     guidance: str | None = None
     store: str | None = Field(None, description="`redis` on an API replica of a shared store.")
     store_reachable: bool | None = None

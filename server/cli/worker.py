@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from server.cli.main import configure_logging
 from server.settings import Settings
 
@@ -18,6 +20,8 @@ def run_worker(settings: Settings) -> int:
     problems = weights_problems(worker_config_from(settings))
     if problems:
         raise SystemExit("ltx2-server: the model's weights are incomplete:\n  " + "\n  ".join(problems))
+    if settings.serves_test_model():
+        logging.getLogger("ltx2.worker").warning(settings.test_model_warning())
     from server.workers.devices import NoGpus
 
     try:

@@ -33,6 +33,8 @@ async def health() -> dict:
 async def ready(request: Request):
     service = service_of(request)
     body = await service.store.readiness()
+    if not service.settings.shared_store:
+        body["test_model"] = service.settings.serves_test_model()
     if not service.accepting:
         # Draining after SIGTERM: a load balancer should send new work elsewhere.
         body.update(ready=False, draining=True)
