@@ -34,6 +34,7 @@ from server.workers.supervisor import WorkerState, WorkerSupervisor
 NOT_FLAGS = {"webhook"}
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def add_parameter_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -88,6 +89,10 @@ class ProgressView:
         self._width = width
         self._last_line: tuple[str, int] | None = None
         self._started = time.monotonic()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self._is_terminal
 
     def __call__(self, job: Job, change: str) -> None:
         progress = job.progress
@@ -160,6 +165,9 @@ def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = 
     view = ProgressView(stderr, stderr.isatty())
     try:
         job = asyncio.run(generate_once(settings, params, out, view))
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the job and stopped the worker on the way out (a second Ctrl-C stops at once).
+        return _interrupted(view, stderr)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=stderr)
         return EXIT_BAD_INPUT
@@ -173,3 +181,11 @@ def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = 
     print(f"wrote {out} ({out.stat().st_size} bytes, seed {job.seed}, {metrics['inference_time']:.1f} s)", file=stderr)
     print(str(out))
     return 0
+
+
+def _interrupted(view: ProgressView, stderr: TextIO) -> int:
+    # On a terminal the bar's line is still open: end it first.
+    print(
+        ("\n" if view.is_terminal else "") + "interrupted (Ctrl-C): the job was stopped, no video written", file=stderr
+    )
+    return EXIT_INTERRUPTED

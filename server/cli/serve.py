@@ -1,4 +1,5 @@
-"""``ltx2-server serve``: the API process (uvicorn), which spawns its worker children itself; SIGTERM drains."""
+"""``ltx2-server serve``: the API process (uvicorn), which spawns its worker children itself; SIGTERM drains,
+SIGINT (Ctrl-C) drains fast, a second signal stops at once."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import logging
 import signal
 
 from server.cli.main import configure_logging
+from server.jobs.store import SHUTTING_DOWN
 from server.settings import Settings
 
 log = logging.getLogger("ltx2.cli")
+
+# The start of the error of every job a Ctrl-C ended (their /v1 callers get it with a 503).
+INTERRUPTED = "the server was interrupted (SIGINT)"
+# After a second signal, how long callers get to read how their jobs ended before the server stops.
+STOP_NOW_LINGER_SECONDS = 0.5
 
 
 def warn_if_open_without_auth(settings: Settings) -> None:
@@ -89,19 +96,36 @@ def _draining_server_class(base: type) -> type:
     class DrainingServer(base):
         """uvicorn, except that SIGTERM first drains: new jobs get 503 while the listener stays open
         (so clients read why, and keep polling the running job), the running job gets the grace
-        period, then uvicorn's own shutdown runs. SIGINT, or a second SIGTERM, stops at once."""
+        period, then uvicorn's own shutdown runs. SIGINT drains the same way with no grace: queued and
+        running jobs fail at once with INTERRUPTED, so waiting /v1 callers get a 503 and event streams
+        their final status, then the process exits. A second signal stops at once."""
 
         def __init__(self, config, app, grace: float) -> None:
             super().__init__(config)
             self._app = app
             self._grace = grace
             self._draining = False
+            self._drain_task: asyncio.Task | None = None
 
         def handle_exit(self, sig, frame) -> None:
-            if sig == signal.SIGTERM and self.started and not self._draining and not self.should_exit:
+            if sig in (signal.SIGTERM, signal.SIGINT) and self.started and not self._draining and not self.should_exit:
                 self._draining = True
+                if sig == signal.SIGINT:
+                    log.warning("interrupted (SIGINT): failing the running and queued jobs; Ctrl-C again stops at once")
+                    grace, reason = 0.0, INTERRUPTED
+                else:
+                    grace, reason = self._grace, SHUTTING_DOWN
                 # A signal handler runs on the main thread, between steps of the running loop.
-                asyncio.get_event_loop().create_task(self._drain_then_exit())
+                self._drain_task = asyncio.get_event_loop().create_task(self._drain_then_exit(grace, reason))
+                return
+            if self._draining and not self.should_exit:
+                # A second signal while draining: fail what is left now and stop (waiting /v1 callers
+                # still get their 503); a third one is uvicorn's own immediate exit.
+                log.warning("second signal: stopping now")
+                if self._drain_task is not None:
+                    self._drain_task.cancel()
+                reason = INTERRUPTED if sig == signal.SIGINT else SHUTTING_DOWN
+                self._drain_task = asyncio.get_event_loop().create_task(self._stop_now(reason))
                 return
             super().handle_exit(sig, frame)
 
@@ -113,12 +137,24 @@ def _draining_server_class(base: type) -> type:
                 service.events.close()
             await super().shutdown(sockets)
 
-        async def _drain_then_exit(self) -> None:
+        async def _stop_now(self, reason: str) -> None:
             try:
-                await self._app.state.service.drain(self._grace)
-            except Exception:  # noqa: BLE001 - shutting down must not depend on the drain going well
-                log.exception("draining before shutdown failed")
+                # Jobs fail at once; the drain's wait for pollers is cut short.
+                await asyncio.wait_for(self._app.state.service.drain(0.0, reason), STOP_NOW_LINGER_SECONDS)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:  # noqa: BLE001 - stopping must not depend on the drain going well
+                log.exception("failing the jobs before stopping failed")
             finally:
                 self.should_exit = True
+
+        async def _drain_then_exit(self, grace: float, reason: str) -> None:
+            try:
+                await self._app.state.service.drain(grace, reason)
+            except asyncio.CancelledError:
+                return  # a second signal: _stop_now takes over
+            except Exception:  # noqa: BLE001 - shutting down must not depend on the drain going well
+                log.exception("draining before shutdown failed")
+            self.should_exit = True
 
     return DrainingServer

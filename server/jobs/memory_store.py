@@ -20,7 +20,7 @@ from server.errors import GenerationFailed, QueueFull
 from server.jobs.events import JobEventHub
 from server.jobs.progress import DurationEstimator, ProgressTracker, eta_seconds
 from server.jobs.record import NO_QUEUE_VIEW, Job, JobLive, JobStatus, QueueView, WorkFiles
-from server.jobs.store import InputIntake, WebhookDue
+from server.jobs.store import SHUTTING_DOWN, InputIntake, WebhookDue
 from server.observability.metrics import LocalGauges
 from server.storage.results import ResultStorage, SharedDirStorage
 from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ltx2.service")
 
 SHUTDOWN_LINGER_SECONDS = 2.0
-SHUTTING_DOWN = "the server is shutting down"
 
 
 class InMemoryJobStore:
@@ -250,10 +249,10 @@ class InMemoryJobStore:
     async def webhook_sent(self, entry_id: str) -> None:
         return None
 
-    async def drain(self, grace: float) -> None:
+    async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None:
         for job in self.all_jobs():
             if job.status is JobStatus.QUEUED:
-                error = f"{SHUTTING_DOWN}: this job never started; submit it again later"
+                error = f"{reason}: this job never started; submit it again later"
                 job.fail(self._clock.now(), error, FAULT_SHUTDOWN)
         running = [job for job in self.all_jobs() if job.status is JobStatus.PROCESSING]
         log.info("shutting down: refusing new jobs, waiting up to %g s for %d running", grace, len(running))
@@ -264,8 +263,14 @@ class InMemoryJobStore:
                 waiter.cancel()
         for job in running:
             if not job.status.is_final:
-                log.warning("job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace)
-                error = f"{SHUTTING_DOWN}: this job did not finish within the {grace:g} s grace period"
+                if grace > 0:
+                    log.warning(
+                        "job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace
+                    )
+                    error = f"{reason}: this job did not finish within the {grace:g} s grace period"
+                else:
+                    log.warning("job %s stopped unfinished: %s", job.id, reason)
+                    error = f"{reason}: this job was stopped before it finished; submit it again later"
                 job.fail(self._clock.now(), error, FAULT_SHUTDOWN)
         if running:
             # Pollers of those jobs get a moment to read how they ended before the listener closes.

@@ -44,7 +44,7 @@ from server.errors import GenerationFailed, QueueFull, ServiceError, StoreUnavai
 from server.jobs.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
 from server.jobs.progress import DURATION_SMOOTHING, ProgressTracker
 from server.jobs.record import NO_QUEUE_VIEW, Job, JobLive, JobStatus, QueueView
-from server.jobs.store import InputIntake, WebhookDue
+from server.jobs.store import SHUTTING_DOWN, InputIntake, WebhookDue
 from server.observability.metrics import SharedStoreGauges
 from server.storage.results import ResultStorage
 from server.workers.messages import FAULT_EXPIRED
@@ -481,7 +481,7 @@ class RedisJobStore:
     def attach(self, events) -> None:
         return None  # changes are written by the worker hosts' scripts and read back by ``changes``
 
-    async def drain(self, grace: float) -> None:
+    async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None:
         return None  # queued jobs stay queued for the other replicas' workers; nothing runs here
 
     async def depth(self) -> int:

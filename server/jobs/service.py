@@ -22,7 +22,7 @@ from server.jobs.intake import Background, Intake
 from server.jobs.limits import LocalLimits, load_key_policies, owner_id
 from server.jobs.record import Job
 from server.jobs.retention import Retention
-from server.jobs.store import JobStore
+from server.jobs.store import SHUTTING_DOWN, JobStore
 from server.jobs.webhooks import WebhookOutbox, WebhookSender
 from server.observability.logs import job_log, log_job_change
 from server.observability.metrics import ServerMetrics
@@ -123,10 +123,10 @@ class JobService:
         self.background.spawn(self.retention.sweep_forever())
         self.background.spawn(self.outbox.send_forever())
 
-    async def drain(self, grace: float) -> None:
+    async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None:
         """Graceful shutdown: refuse new jobs; the store ends the jobs this process runs."""
         self.accepting = False
-        await self.store.drain(grace)
+        await self.store.drain(grace, reason)
 
     async def close(self) -> None:
         self.accepting = False

@@ -10,6 +10,9 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 from server.jobs.record import Job, QueueView
 from server.storage.results import ResultStorage
 
+# The start of the error of a job a shutdown ended (the SIGINT drain gives its own reason).
+SHUTTING_DOWN = "the server is shutting down"
+
 
 class JobQueue(Protocol):
     """What a worker's supervisor needs: the next job to run (its ``live.files`` set), and a way to
@@ -89,4 +92,5 @@ class JobStore(Protocol):
 
     async def webhook_sent(self, entry_id: str) -> None: ...
 
-    async def drain(self, grace: float) -> None: ...  # shutdown: end the jobs this process runs
+    # Shutdown: end the jobs this process runs; their errors start with reason.
+    async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None: ...

@@ -88,3 +88,85 @@ def test_an_open_event_stream_does_not_hold_up_an_interrupt(tmp_path):
         assert time.monotonic() - started < 15
         listener.join(10)
         assert any(line.startswith("event: status") for line in lines)
+
+
+def test_sigint_fails_the_running_and_queued_jobs_answers_their_callers_and_exits_fast(tmp_path, monkeypatch):
+    # Ctrl-C is a drain with no grace: however long --shutdown-grace is, the jobs fail at once with the
+    # reason, a waiting /v1 caller gets a 503 saying so, an event stream its final status, and the process
+    # exits within seconds without a traceback.
+    import json
+    import time
+
+    monkeypatch.setenv("LTX2_TEST_LOG_DIR", str(tmp_path))
+    env = {"TMPDIR": str(tmp_path)}
+    with cli_server("--model", SCRIPTED_MODEL, "--shutdown-grace", "60", env=env) as (base_url, process):
+        running = submit(base_url, payload("hang")).json()
+        wait_processing(running["status_url"])
+        queued = submit(base_url, payload()).json()
+        answers: list[httpx.Response] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{base_url}/v1/{SLUG}", json=payload(), timeout=60))
+        )
+        caller.start()
+        events: list[dict] = []
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{base_url}/v2/requests/{running['request_id']}/events", timeout=60) as stream:
+                events.extend(json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: "))
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        dropped = wait_final(queued["status_url"], timeout=10)
+        assert dropped.status_code == 422
+        assert (
+            dropped.json()["error"]
+            == "the server was interrupted (SIGINT): this job never started; submit it again later"
+        )
+        assert process.wait(15) == 0
+        elapsed = time.monotonic() - started
+        caller.join(10)
+        listener.join(10)
+    assert elapsed < 10, elapsed
+    # The /v1 caller's job was queued behind the running one: it never started.
+    assert answers[0].status_code == 503
+    assert answers[0].json()["error"].startswith("the server was interrupted (SIGINT): this job never started")
+    final = events[-1]
+    assert final["status"] == "FAILED"
+    assert (
+        final["error"]
+        == "the server was interrupted (SIGINT): this job was stopped before it finished; submit it again later"
+    )
+    log = (tmp_path / f"ltx2-server-{base_url.rsplit(':', 1)[1]}.log").read_text()
+    assert "interrupted (SIGINT)" in log and "Traceback" not in log
+    assert list(tmp_path.glob("ltx2-results-*")) == []
+
+
+def test_a_second_signal_while_draining_exits_at_once(tmp_path, monkeypatch):
+    # SIGTERM would wait up to 60 s for the running job; Ctrl-C then stops at once, a waiting /v1 caller
+    # notwithstanding.
+    import time
+
+    monkeypatch.setenv("LTX2_TEST_LOG_DIR", str(tmp_path))
+    env = {"TMPDIR": str(tmp_path)}
+    with cli_server("--model", SCRIPTED_MODEL, "--shutdown-grace", "60", env=env) as (base_url, process):
+        answers: list[httpx.Response] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{base_url}/v1/{SLUG}", json=payload("hang"), timeout=60)),
+            daemon=True,
+        )
+        caller.start()
+        wait_for_status(base_url, 200, path="/ready", check=lambda r: r.json()["worker"] == "busy")
+        process.send_signal(signal.SIGTERM)
+        wait_for_status(base_url, 503, path="/ready")
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+        assert time.monotonic() - started < 8
+        caller.join(10)
+    assert answers[0].status_code == 503
+    assert answers[0].json()["error"].startswith("the server was interrupted (SIGINT)")
+    log = (tmp_path / f"ltx2-server-{base_url.rsplit(':', 1)[1]}.log").read_text()
+    assert "Traceback" not in log, log

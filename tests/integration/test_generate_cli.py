@@ -91,3 +91,39 @@ def test_help_lists_the_api_parameters_with_their_defaults_and_the_worker_option
         assert flag in out
     assert "--webhook" not in out.replace("--webhook-", "")
     assert "[181]" in out and "[42]" in out
+
+
+def test_ctrl_c_stops_the_job_prints_one_line_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    image = tmp_path / "in.png"
+    image.write_bytes(make_png())
+    out = tmp_path / "video.mp4"
+    log_path = tmp_path / "stderr.txt"
+    with open(log_path, "w") as stderr:
+        # Its own process group, which a terminal's Ctrl-C signals as a whole (the worker child too).
+        process = subprocess.Popen(
+            [*COMMAND, "--model", SCRIPTED_MODEL, "--image", str(image), "--prompt", "hang",
+             "--width", "256", "--height", "256", "--num-frames", "9", "--out", str(out)],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "denoising" not in log_path.read_text() and time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()
+                time.sleep(0.1)
+            started = time.monotonic()
+            os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(20) == 130
+            assert time.monotonic() - started < 10
+        finally:
+            if process.poll() is None:
+                process.kill()
+    text = log_path.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert [line for line in text.splitlines() if "interrupted" in line] == [
+        "interrupted (Ctrl-C): the job was stopped, no video written"
+    ]
+    assert text.rstrip().endswith("no video written") and not out.exists()
