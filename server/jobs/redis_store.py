@@ -246,7 +246,8 @@ return status
 """
 )
 
-# The sweep fails a job still queued past its retention. ARGV: id, now, error.
+# The sweep fails a job still queued past its retention: its own, set by the replica that accepted it
+# (replicas may run with different --ttl-seconds). ARGV: id, now, error.
 _EXPIRE_QUEUED = (
     _FINALIZE
     + """
@@ -254,6 +255,8 @@ if redis.call('HGET', KEYS[1], 'status') ~= 'QUEUED' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   return 0
 end
+local expire_at = tonumber(redis.call('HGET', KEYS[1], 'expire_at'))
+if expire_at and expire_at > tonumber(ARGV[2]) then return 0 end
 fail(ARGV[1], ARGV[2], ARGV[3], '%(fault)s')
 return 1
 """

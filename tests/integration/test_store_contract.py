@@ -144,3 +144,34 @@ def test_drain_ends_what_this_process_runs_and_never_raises(make_store):
             assert (await store.find(job.id)).status in (JobStatus.QUEUED, JobStatus.FAILED)
 
     asyncio.run(scenario())
+
+
+def test_a_replica_with_a_shorter_ttl_leaves_other_replicas_queued_jobs_alone(redis_url, tmp_path):
+    """Each job keeps the retention of the replica that accepted it: a replica started with a short
+    --ttl-seconds must not fail, in the shared queue, jobs another replica accepted for longer."""
+    from server.jobs.redis_store import RedisJobStore
+
+    async def scenario():
+        redis_url.client().flushdb()
+        clock = ManualClock(time.time())
+        results = SharedDirStorage(tmp_path / "results")
+        patient = RedisJobStore(redis_url.url, results, clock, 10, TTL)
+        hasty = RedisJobStore(redis_url.url, results, clock, 10, 2.0)
+        clock.hub = JobEventHub()
+        for store in (patient, hasty):
+            store.attach(clock.hub)
+            await store.open()
+        try:
+            kept, short = await create(patient, clock), await create(hasty, clock)
+            clock.advance(5)
+            assert await hasty.fail_overdue(clock.now(), "expired", 30.0, 0.0) == 1
+            assert (await hasty.find(short.id)).status is JobStatus.FAILED
+            assert (await hasty.find(kept.id)).status is JobStatus.QUEUED
+            clock.advance(TTL)
+            assert await hasty.fail_overdue(clock.now(), "expired", 30.0, 0.0) == 1
+            assert (await patient.find(kept.id)).status is JobStatus.FAILED
+        finally:
+            for store in (patient, hasty):
+                await store.close()
+
+    asyncio.run(scenario())
