@@ -74,7 +74,10 @@ class StatusBody(_Open):
     metrics: Metrics
     error: str | None = Field(None, description="Why the job failed (FAILED only); `cancelled` after a DELETE.")
     progress: float = Field(description="0 to 1: the job's share done, beyond Segmind's body.")
-    stage: str | None = Field(description="queued, starting, encoding_prompt, denoising, decoding_audio, decoding_video, muxing, then completed or failed.")
+    stage: str | None = Field(
+        description="queued, starting, encoding_prompt, denoising, decoding_audio, decoding_video, muxing, "
+        "then completed or failed."
+    )
     step: int | None = Field(description="Denoising step reached.")
     total_steps: int | None
     queue_position: int | None = Field(description="1 for the next job to run; null once the job left the queue.")
