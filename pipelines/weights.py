@@ -110,7 +110,8 @@ def download_command(path: str | os.PathLike) -> str:
 
 
 def check_weights(path: str | os.PathLike) -> list[str]:
-    """Every problem that would stop the LTX-2 loader, one message per file; empty when complete.
+    """Every problem that would stop the LTX-2 loader, one message per file, then one ``fix: ...`` line
+    with the download command; empty when complete.
 
     Works offline on any folder in this layout, the tiny model's included. Of the weight files it reads
     only the headers, so its cost does not grow with the ~75 GB of tensor data.
@@ -120,8 +121,8 @@ def check_weights(path: str | os.PathLike) -> list[str]:
         findings = [f"{root}: no such folder"]
     else:
         findings = _layout_findings(root) + _file_findings(root) + _manifest_findings(root)
-    hint = download_command(root)
-    return [f"{finding} (fix: {hint})" for finding in _unique(findings)]
+    unique = _unique(findings)
+    return [*unique, f"fix: {download_command(root)}"] if unique else []
 
 
 def require_complete_weights(path: str | os.PathLike) -> None:

@@ -20,11 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api.bodies import error_response
 from server.api.hosts import AllowedHostsMiddleware
+from server.api.ignored_fields import IgnoredFieldsMiddleware
 from server.api.openapi import allowed_methods, install_openapi
 from server.api.params import describe_validation_error
 from server.api.routes import apidocs, events, jobs, ops, outputs, playground, segmind
 from server.clock import Clock, SystemClock
-from server.errors import ServiceError, http_status_for
+from server.errors import JobNotFound, ServiceError, http_status_for
 from server.jobs.limits import BodySizeLimit, load_key_policies
 from server.jobs.memory_store import InMemoryJobStore
 from server.jobs.service import JobService
@@ -72,7 +73,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    _install_error_handlers(app)
+    _install_error_handlers(app, settings)
     for router in (segmind.router, jobs.router, outputs.router, ops.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=playground.STATIC_DIR), name="static")
@@ -80,7 +81,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(events.router)
     app.include_router(apidocs.router)
     install_openapi(app, settings)
-    # Outermost last: the Host check, then the body size cap, then the request log line.
+    # Outermost last: the Host check, then the body size cap, then the request log line, then x-ignored-fields.
+    app.add_middleware(IgnoredFieldsMiddleware)
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AllowedHostsMiddleware, patterns=settings.parsed_allowed_hosts())
@@ -113,14 +115,19 @@ def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
 # ---- errors ---------------------------------------------------------------------------------
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    # An unknown id is often an expired one: the contract's text, then how long results are kept.
+    kept_for = f" (results are kept for {settings.ttl_seconds:g} s after submission: --ttl-seconds)"
+
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(http_status_for(exc), exc.message, exc.headers)
+        message = exc.message + kept_for if isinstance(exc, JobNotFound) else exc.message
+        return error_response(http_status_for(exc), message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        messages = list(dict.fromkeys(describe_validation_error(error) for error in exc.errors()))
+        body = exc.body
+        messages = list(dict.fromkeys(describe_validation_error(error, body) for error in exc.errors()))
         return error_response(400, "; ".join(messages) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -247,6 +247,15 @@ def install_openapi(app: FastAPI, settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+IGNORED_FIELDS_HEADER = {
+    "x-ignored-fields": {
+        "description": "The body fields this request carried that the model does not know, comma-separated "
+        "(accepted and ignored, as Segmind does); absent when there were none.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool) -> None:
     error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     before_routes = [("408", SLOW_CLIENT)] + ([("400", HOST_REFUSED)] if hosts_checked else [])
@@ -263,6 +272,9 @@ def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool
             if "security" in operation and not auth_on:
                 operation["security"] = [{SECURITY_SCHEME: []}, {}]
                 responses.pop("401", None)
+            if "I2VParams" in str(operation.get("requestBody", "")):
+                for status, answer in list(responses.items()):
+                    responses[status] = {**answer, "headers": {**answer.get("headers", {}), **IGNORED_FIELDS_HEADER}}
             operation["responses"] = dict(sorted(responses.items()))
     schemas = document.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):

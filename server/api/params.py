@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.interface import JobSpec
 from server.observability.redaction import control_character_error, redact_urls_in
@@ -20,11 +23,35 @@ SEED_MAX = 2**32 - 1
 MAX_IMAGE_CHARS = 28_000_000
 
 
+# The unknown body fields of the request being validated (answered in x-ignored-fields): a list the
+# middleware of server/api/ignored_fields.py sets per request; None elsewhere (the CLI), where none are noted.
+_ignored_fields: ContextVar[list[str] | None] = ContextVar("ltx2_ignored_fields", default=None)
+
+
+@contextmanager
+def collect_ignored_fields() -> Iterator[list[str]]:
+    """Within this block, validating an I2VParams body adds its unknown keys to the yielded list."""
+    names: list[str] = []
+    token = _ignored_fields.set(names)
+    try:
+        yield names
+    finally:
+        _ignored_fields.reset(token)
+
+
 class I2VParams(BaseModel):
     """Request body of ``POST /v1/ltx-2-19b-i2v`` and ``POST /v2/ltx-2-19b-i2v``."""
 
     # Unknown keys are ignored, as Segmind does; clients often send extras such as base64 flags.
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_ignored_fields(cls, data: Any) -> Any:
+        sink = _ignored_fields.get()
+        if sink is not None and isinstance(data, dict):
+            sink.extend(str(key) for key in data if key not in cls.model_fields)
+        return data
 
     image: str = Field(
         ...,
@@ -126,6 +153,8 @@ def allowed_range_text(name: str) -> str:
             "an http(s) URL of at most 2048 characters without control characters, "
             "not at a link-local or cloud-metadata address"
         )
+    if low == -1 and high is not None:  # -1 is a special value (seed: pick one at random)
+        return f"{kind}: -1, or 0 to {_plain(high)}"
     if low is not None and high is not None:
         return f"{kind} from {_plain(low)} to {_plain(high)}"
     if max_len is not None:
@@ -137,11 +166,15 @@ def _plain(number: Any) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def describe_validation_error(error: Mapping[str, Any]) -> str:
-    """One readable sentence for one pydantic error, naming the field and its allowed range."""
+def describe_validation_error(error: Mapping[str, Any], document: object = None) -> str:
+    """One readable sentence for one pydantic error, naming the field and its allowed range.
+
+    ``document``: the request body as sent, so that invalid JSON is answered with where it breaks."""
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
     kind = error.get("type", "")
-    if kind in ("json_invalid", "json_type"):
+    if kind == "json_invalid":
+        return _json_error_text(error, document)
+    if kind == "json_type":
         return f"request body is not valid JSON: {error.get('msg', '')}".rstrip(": ")
     if not loc:
         if kind == "missing":
@@ -161,3 +194,19 @@ def describe_validation_error(error: Mapping[str, Any]) -> str:
     if expected:
         return f"{name}: must be {expected}{reason_text}{got_text}"
     return f"{name}: {error.get('msg', 'invalid')}"
+
+
+def _json_error_text(error: Mapping[str, Any], document: object) -> str:
+    """'request body is not valid JSON: Expecting ',' delimiter at line 3, column 5 (character 27)'."""
+    reason = str((error.get("ctx") or {}).get("error") or error.get("msg") or "JSON decode error")
+    positions = [part for part in error.get("loc", ()) if isinstance(part, int)]
+    if not positions:
+        return f"request body is not valid JSON: {reason}"
+    pos = positions[-1]
+    if isinstance(document, (bytes, bytearray)):
+        document = bytes(document).decode("utf-8", "replace")
+    if isinstance(document, str) and 0 <= pos <= len(document):
+        line = document.count("\n", 0, pos) + 1
+        column = pos - (document.rfind("\n", 0, pos) + 1) + 1
+        return f"request body is not valid JSON: {reason} at line {line}, column {column} (character {pos + 1})"
+    return f"request body is not valid JSON: {reason} at character {pos + 1}"

@@ -223,6 +223,11 @@ async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> by
     return b"".join(chunks)
 
 
+# A reader's message may name its buffer ("cannot identify image file <_io.BytesIO object at 0x7f...>"):
+# an address says nothing to a client.
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "..."

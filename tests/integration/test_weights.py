@@ -127,8 +127,7 @@ def test_a_missing_config_is_named_with_the_download_command(weights):
     problems = check_weights(weights)
     problem = _problem_about(problems, "vae/config.json")
     assert "missing" in problem
-    assert problem.endswith(f"python scripts/download_weights.py --dest {weights})")
-    assert len(problems) == 1
+    assert problems == [problem, f"fix: python scripts/download_weights.py --dest {weights}"]
 
 
 def test_a_truncated_shard_is_named(weights):
@@ -227,7 +226,7 @@ def test_an_empty_folder_names_everything_the_layout_needs(tmp_path):
 
 def test_an_absent_folder_is_one_problem(tmp_path):
     problems = check_weights(tmp_path / "nowhere")
-    assert len(problems) == 1 and "no such folder" in problems[0]
+    assert len(problems) == 2 and "no such folder" in problems[0] and problems[1].startswith("fix: ")
 
 
 def test_weights_incomplete_carries_the_problems(weights):
@@ -265,8 +264,9 @@ def test_a_distilled_checkpoint_is_optional_and_checked_like_every_weight_file(w
     assert distilled_checkpoint(weights) == weights / name
     assert check_weights(weights) == []
     (weights / name).write_bytes((weights / name).read_bytes()[:-3])
-    problem = _problem_about(check_weights(weights), name)
-    assert "truncated" in problem and "python scripts/download_weights.py --dest" in problem
+    problems = check_weights(weights)
+    assert "truncated" in _problem_about(problems, name)
+    assert problems[-1] == f"fix: python scripts/download_weights.py --dest {weights}"
 
 
 def test_the_bf16_distilled_checkpoint_is_preferred_to_the_fp8_one(weights):

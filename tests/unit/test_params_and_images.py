@@ -22,7 +22,7 @@ OUT_OF_RANGE = [
     ("fps", 0, "1 to 30"),
     ("guidance_scale", 0.5, "1 to 20"),
     ("guidance_scale", 21, "1 to 20"),
-    ("seed", -2, "-1 to 4294967295"),
+    ("seed", -2, "an integer: -1, or 0 to 4294967295"),
     ("width", "wide", "256 to 1280"),
     ("fps", True, "1 to 30"),
 ]

@@ -39,11 +39,17 @@ async function buildParameterFields() {
     input.dataset.kind = spec.type || "string";
     const hint = document.createElement("span");
     hint.className = "hint";
-    const range = spec.minimum !== undefined ? ` (${spec.minimum}-${spec.maximum})` : "";
-    hint.textContent = (spec.description || "") + range;
+    hint.textContent = (spec.description || "") + rangeText(spec);
     label.append(hint, input);
     box.append(label);
   }
+}
+
+// " (256 to 1280)"; a minimum of -1 is a special value (seed: -1 picks one at random): " (-1, or 0 to N)".
+function rangeText(spec) {
+  if (spec.minimum === undefined || spec.maximum === undefined) return "";
+  if (spec.minimum === -1) return ` (-1, or 0 to ${spec.maximum})`;
+  return ` (${spec.minimum} to ${spec.maximum})`;
 }
 
 function readFileAsDataUri(file) {
