@@ -123,6 +123,12 @@ class ReadyBody(_Open):
         description="true when this server runs the tiny test model (random weights: its videos are noise), "
         "as `--model tiny`, or `auto` without weights, does; absent on an API replica of a shared store.",
     )
+    auth_required: bool | None = Field(
+        None, description="true when requests need an `x-api-key` header (the server has keys)."
+    )
+    webhooks: bool | None = Field(
+        None, description="true when the server can sign webhooks (it has a webhook secret); else a `webhook` gets 400."
+    )
     guidance: str | None = None
     store: str | None = Field(None, description="`redis` on an API replica of a shared store.")
     store_reachable: bool | None = None

@@ -3,7 +3,26 @@
 
 const SLUG = "ltx-2-19b-i2v";
 const KEY_STORAGE = "ltx2-api-key";
+const RECENT_STORAGE = "ltx2-recent-jobs";
+const RECENT_MAX = 10;
 const $ = (id) => document.getElementById(id);
+const SIZE_FIELDS = ["width", "height", "num_frames", "fps"];
+const STAGES = {
+  queued: "Waiting in the queue",
+  starting: "Starting",
+  encoding_prompt: "Writing the prompt",
+  denoising: "Denoising",
+  decoding: "Decoding",
+  decoding_audio: "Decoding audio",
+  decoding_video: "Decoding video",
+  muxing: "Saving",
+  completed: "Done",
+  failed: "Failed",
+};
+
+const capabilities = { auth_required: false, webhooks: false };
+let current = null; // { id, responseUrl, cancelled }
+let lastRequest = null; // the body of the last request sent
 
 function headers(json) {
   const result = json ? { "content-type": "application/json" } : {};
@@ -12,15 +31,29 @@ function headers(json) {
   return result;
 }
 
+// What the server offers: the key field and the webhook only where they mean something; a banner for the test model.
+async function readCapabilities() {
+  try {
+    const body = await (await fetch("ready")).json();
+    Object.assign(capabilities, body);
+  } catch (_) {
+    capabilities.auth_required = true; // unknown: show the key field rather than hide a needed one
+  }
+  $("key-box").hidden = !capabilities.auth_required;
+  $("test-model-banner").hidden = !capabilities.test_model;
+  const webhook = $("field-webhook");
+  if (webhook) webhook.hidden = !capabilities.webhooks;
+}
+
 // The form is built from the API's own schema, so every parameter, default and range is the server's.
 async function buildParameterFields() {
   const response = await fetch("openapi.json");
   const schema = (await response.json()).components.schemas.I2VParams;
-  const box = $("parameters");
   $("parameters-loading").remove();
   for (const [name, spec] of Object.entries(schema.properties)) {
     if (name === "image") continue;
     const label = document.createElement("label");
+    label.id = "field-" + name;
     label.textContent = spec.title || name;
     const long = spec.type === "string" && (spec.maxLength || 0) > 200;
     const input = document.createElement(long ? "textarea" : "input");
@@ -37,12 +70,33 @@ async function buildParameterFields() {
     if (spec.default !== undefined && spec.default !== null) input.value = spec.default;
     if ((schema.required || []).includes(name)) input.required = true;
     input.dataset.kind = spec.type || "string";
+    input.classList.add("param");
     const hint = document.createElement("span");
     hint.className = "hint";
     hint.textContent = (spec.description || "") + rangeText(spec);
-    label.append(hint, input);
-    box.append(label);
+    if (name === "seed") {
+      const row = document.createElement("span");
+      row.className = "seed-row";
+      const dice = document.createElement("button");
+      dice.type = "button";
+      dice.id = "seed-dice";
+      dice.title = "A random seed";
+      dice.setAttribute("aria-label", "A random seed");
+      dice.textContent = "Random";
+      dice.addEventListener("click", () => {
+        input.value = Math.floor(Math.random() * Math.min(Number(spec.maximum) || 4294967295, 4294967295));
+      });
+      row.append(input, dice);
+      label.append(hint, row);
+    } else {
+      label.append(hint, input);
+    }
+    if (name === "prompt") $("prompt-box").append(label);
+    else if (SIZE_FIELDS.includes(name)) $("size-fields").append(label);
+    else $("advanced-box").append(label);
+    if (SIZE_FIELDS.includes(name)) input.addEventListener("input", showSizeState);
   }
+  showSizeState();
 }
 
 // " (256 to 1280)"; a minimum of -1 is a special value (seed: -1 picks one at random): " (-1, or 0 to N)".
@@ -50,6 +104,19 @@ function rangeText(spec) {
   if (spec.minimum === undefined || spec.maximum === undefined) return "";
   if (spec.minimum === -1) return ` (-1, or 0 to ${spec.maximum})`;
   return ` (${spec.minimum} to ${spec.maximum})`;
+}
+
+// The duration in seconds beside frames and fps, and which preset the size matches.
+function showSizeState() {
+  const frames = Number($("param-num_frames")?.value);
+  const fps = Number($("param-fps")?.value);
+  $("duration-text").textContent =
+    frames > 0 && fps > 0 ? `${frames} frames at ${fps} fps: ${(frames / fps).toFixed(1)} s of video` : "";
+  for (const button of document.querySelectorAll(".preset")) {
+    const active = $("param-width")?.value === button.dataset.width && $("param-height")?.value === button.dataset.height;
+    button.classList.toggle("active", active);
+    button.setAttribute("aria-pressed", String(active));
+  }
 }
 
 function readFileAsDataUri(file) {
@@ -66,7 +133,8 @@ async function requestBody() {
   const url = $("image-url").value.trim();
   if (!file && !url) throw new Error("image: upload a picture or give its URL");
   const body = { image: file ? await readFileAsDataUri(file) : url };
-  for (const input of $("parameters").querySelectorAll("input, textarea")) {
+  for (const input of document.querySelectorAll("#job-form .param")) {
+    if (input.closest("label")?.hidden) continue;
     const value = input.value.trim();
     if (value === "") continue;
     body[input.name] = input.dataset.kind === "integer" || input.dataset.kind === "number" ? Number(value) : value;
@@ -74,29 +142,64 @@ async function requestBody() {
   return body;
 }
 
+// The results panel: one state at a time, so nothing stale stays on screen.
+function resetPanel(stage) {
+  $("stage").textContent = stage;
+  $("progress-text").textContent = "";
+  $("progress").value = 0;
+  $("error").hidden = true;
+  $("error").textContent = "";
+  $("video").hidden = true;
+  $("video").removeAttribute("src");
+  $("download").hidden = true;
+  $("cancel").hidden = true;
+  $("job-id").textContent = "";
+}
+
 function showError(message) {
+  $("stage").textContent = "Failed";
+  $("progress-text").textContent = "";
+  $("cancel").hidden = true;
   $("error").textContent = message;
   $("error").hidden = false;
+}
+
+function stageName(state) {
+  if (state.status === "COMPLETED") return STAGES.completed;
+  if (state.status === "FAILED") return state.error === "cancelled" ? "Cancelled" : STAGES.failed;
+  if (state.status === "QUEUED" || state.stage === "queued") return STAGES.queued;
+  const stage = state.stage || "";
+  return STAGES[stage] || (stage ? stage.charAt(0).toUpperCase() + stage.slice(1).replace(/_/g, " ") : "Working");
 }
 
 function showProgress(state) {
   const progress = typeof state.progress === "number" ? state.progress : 0;
   $("progress").value = progress;
-  const parts = [state.status, state.stage];
-  if (state.total_steps > 1) parts.push(`step ${state.step}/${state.total_steps}`);
+  $("stage").textContent = stageName(state);
+  if (state.status === "COMPLETED" || state.status === "FAILED") {
+    $("progress-text").textContent = "";
+    return;
+  }
+  const parts = [];
+  if (state.queue_position) parts.push(`position ${state.queue_position} in the queue`);
+  if (state.total_steps > 1) parts.push(`step ${state.step} of ${state.total_steps}`);
   parts.push(`${Math.round(progress * 100)}%`);
-  if (state.queue_position) parts.push(`queue position ${state.queue_position}`);
-  if (typeof state.eta_seconds === "number" && state.status !== "COMPLETED") parts.push(`about ${Math.ceil(state.eta_seconds)} s left`);
-  $("progress-text").textContent = parts.filter(Boolean).join(" · ");
+  if (typeof state.eta_seconds === "number" && state.eta_seconds > 0) parts.push(`about ${Math.ceil(state.eta_seconds)} s left`);
+  $("progress-text").textContent = parts.join(" · ");
 }
 
 function showResult(result) {
   showProgress(result);
+  $("cancel").hidden = true;
   if (result.status === "COMPLETED") {
     $("video").src = result.output;
     $("video").hidden = false;
     $("download").href = result.output;
     $("download").hidden = false;
+  } else if (result.error === "cancelled") {
+    $("stage").textContent = "Cancelled";
+    $("error").textContent = "You cancelled this job.";
+    $("error").hidden = false;
   } else {
     showError(result.error || "the job failed");
   }
@@ -129,7 +232,7 @@ async function followEvents(requestId) {
       const data = block.split("\n").filter((line) => line.startsWith("data: ")).map((line) => line.slice(6)).join("\n");
       if (!data) continue;
       last = JSON.parse(data);
-      showProgress(last);
+      if (current && current.id === requestId) showProgress(last);
     }
   }
   return last;
@@ -146,29 +249,45 @@ async function pollUntilFinal(responseUrl) {
   }
 }
 
+// On a narrow screen the results are below the form: bring them into view.
+function bringPanelIntoView() {
+  const box = $("job").getBoundingClientRect();
+  if (box.top < 0 || box.top > window.innerHeight - 80) $("job").scrollIntoView({ block: "start" });
+}
+
+async function watch(job) {
+  current = { id: job.request_id, responseUrl: job.response_url };
+  $("job-id").textContent = `request ${job.request_id}`;
+  $("cancel").hidden = false;
+  let final = null;
+  try {
+    final = await followEvents(job.request_id);
+  } catch (_) {
+    final = null; // the stream broke (a proxy, a dropped connection): fall back to polling
+  }
+  if (current?.id !== job.request_id) return; // another job took the panel
+  if (!final || (final.status !== "COMPLETED" && final.status !== "FAILED")) final = await pollUntilFinal(job.response_url);
+  if (current?.id !== job.request_id) return;
+  showResult(final);
+  updateRecent(job.request_id, final.status === "FAILED" && final.error === "cancelled" ? "cancelled" : final.status);
+}
+
 async function generate(event) {
   event.preventDefault();
-  $("error").hidden = true;
-  $("video").hidden = true;
-  $("video").removeAttribute("src");
-  $("download").hidden = true;
-  $("progress").value = 0;
+  resetPanel("Submitting…");
+  current = null;
+  bringPanelIntoView();
   $("submit").disabled = true;
   try {
     const body = await requestBody();
-    $("progress-text").textContent = "Submitting…";
+    lastRequest = body;
+    showCode();
     const submitted = await fetch(`v2/${SLUG}`, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
     if (!submitted.ok) throw new Error(await errorText(submitted));
     const job = await submitted.json();
-    $("job-id").textContent = `request ${job.request_id}`;
-    let final = null;
-    try {
-      final = await followEvents(job.request_id);
-    } catch (_) {
-      final = null; // the stream broke (a proxy, a dropped connection): fall back to polling
-    }
-    if (!final || (final.status !== "COMPLETED" && final.status !== "FAILED")) final = await pollUntilFinal(job.response_url);
-    showResult(final);
+    $("stage").textContent = STAGES.queued;
+    addRecent({ id: job.request_id, response_url: job.response_url, prompt: body.prompt || "", at: Date.now(), status: "QUEUED" });
+    await watch(job);
   } catch (error) {
     showError(error.message || String(error));
   } finally {
@@ -176,21 +295,179 @@ async function generate(event) {
   }
 }
 
+async function cancel() {
+  if (!current) return;
+  $("cancel").disabled = true;
+  try {
+    const response = await fetch(`v2/requests/${encodeURIComponent(current.id)}`, { method: "DELETE", headers: headers(false) });
+    if (!response.ok && response.status !== 409) showError(await errorText(response));
+  } finally {
+    $("cancel").disabled = false;
+  }
+}
+
+// "Copy as curl / Python": the exact request (an uploaded picture is sent as its data URI).
+function curlText(body) {
+  const key = capabilities.auth_required ? ` \\\n  -H 'x-api-key: YOUR_KEY'` : "";
+  const json = JSON.stringify(body).replace(/'/g, "'\\''");
+  return `curl -sS -X POST '${location.origin}/v2/${SLUG}' \\\n  -H 'content-type: application/json'${key} \\\n  -d '${json}'`;
+}
+
+function pythonText(body) {
+  const key = capabilities.auth_required ? `api_key="YOUR_KEY", ` : "";
+  const args = Object.entries(body).map(([name, value]) => `    ${name}=${JSON.stringify(value)},`).join("\n");
+  return (
+    `from segmind import SegmindClient\n\n` +
+    `client = SegmindClient(${key}base_url="${location.origin}/v1", timeout=900)\n` +
+    `job = client.submit_async(\n    "${SLUG}",\n${args}\n)\n` +
+    `result = job.wait(timeout=900, interval=2.0)\nprint(result["status"], result.get("output"))\n`
+  );
+}
+
+function abbreviated(body) {
+  const copy = { ...body };
+  if (typeof copy.image === "string" && copy.image.length > 120) copy.image = copy.image.slice(0, 60) + "…(the picture)";
+  return copy;
+}
+
+function showCode() {
+  if (!lastRequest) return;
+  $("code").hidden = false;
+  $("snippet").textContent = curlText(abbreviated(lastRequest));
+}
+
+async function copy(text, button) {
+  const label = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch (_) {
+    button.textContent = "Copy failed: select the text below";
+  }
+  setTimeout(() => (button.textContent = label), 1500);
+}
+
+// Recent jobs, kept in this browser; a job the server no longer keeps is marked expired.
+function loadRecent() {
+  try {
+    return JSON.parse(localStorage.getItem(RECENT_STORAGE) || "[]");
+  } catch (_) {
+    return [];
+  }
+}
+
+function saveRecent(list) {
+  localStorage.setItem(RECENT_STORAGE, JSON.stringify(list.slice(0, RECENT_MAX)));
+  renderRecent();
+}
+
+function addRecent(entry) {
+  saveRecent([entry, ...loadRecent().filter((item) => item.id !== entry.id)]);
+}
+
+function updateRecent(id, status) {
+  saveRecent(loadRecent().map((item) => (item.id === id ? { ...item, status } : item)));
+}
+
+function renderRecent() {
+  const list = loadRecent();
+  $("recent").replaceChildren();
+  $("recent-empty").hidden = list.length > 0;
+  for (const item of list) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "recent-job" + (item.status === "expired" ? " expired" : "");
+    button.dataset.id = item.id;
+    const when = new Date(item.at).toLocaleTimeString();
+    const status = item.status === "expired" ? "expired" : (item.status || "").toLowerCase();
+    button.textContent = `${when} · ${status} · ${item.prompt ? item.prompt.slice(0, 40) : item.id}`;
+    button.addEventListener("click", () => reopen(item));
+    li.append(button);
+    $("recent").append(li);
+  }
+}
+
+async function reopen(item) {
+  resetPanel("Opening…");
+  current = { id: item.id, responseUrl: item.response_url };
+  bringPanelIntoView();
+  try {
+    const response = await fetch(`v2/requests/${encodeURIComponent(item.id)}`, { headers: headers(false) });
+    if (response.status === 404) {
+      updateRecent(item.id, "expired");
+      showError(await errorText(response));
+      return;
+    }
+    const body = await response.json();
+    if (body.status === "COMPLETED" || body.status === "FAILED") {
+      $("job-id").textContent = `request ${item.id}`;
+      showResult(body);
+      updateRecent(item.id, body.status === "FAILED" && body.error === "cancelled" ? "cancelled" : body.status);
+    } else if (!response.ok) {
+      showError(body.error || `HTTP ${response.status}`);
+    } else {
+      await watch({ request_id: item.id, response_url: item.response_url || `v2/requests/${item.id}` });
+    }
+  } catch (error) {
+    showError(error.message || String(error));
+  }
+}
+
+// The picture: a drop zone (or click to choose), or a URL; either way a preview.
 function previewImage() {
   const file = $("image-file").files[0];
+  const url = $("image-url").value.trim();
   const preview = $("image-preview");
-  if (file) {
-    preview.src = URL.createObjectURL(file);
-    preview.hidden = false;
-  } else {
-    preview.hidden = true;
-  }
+  if (file) preview.src = URL.createObjectURL(file);
+  else if (url) preview.src = url;
+  preview.hidden = !file && !url;
+  $("drop-text").textContent = file ? `${file.name} (drop or click to change)` : "Drop a picture here, or click to choose one";
+}
+
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer.files.length) {
+      $("image-file").files = event.dataTransfer.files;
+      $("image-url").value = "";
+      previewImage();
+    }
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
   $("api-key").addEventListener("change", () => localStorage.setItem(KEY_STORAGE, $("api-key").value.trim()));
-  $("image-file").addEventListener("change", previewImage);
+  $("image-file").addEventListener("change", () => {
+    if ($("image-file").files[0]) $("image-url").value = "";
+    previewImage();
+  });
+  $("image-url").addEventListener("change", () => {
+    if ($("image-url").value.trim()) $("image-file").value = "";
+    previewImage();
+  });
+  setUpDropZone();
+  for (const button of document.querySelectorAll(".preset")) {
+    button.addEventListener("click", () => {
+      $("param-width").value = button.dataset.width;
+      $("param-height").value = button.dataset.height;
+      showSizeState();
+    });
+  }
   $("job-form").addEventListener("submit", generate);
-  buildParameterFields().catch((error) => showError("could not load the parameters: " + error.message));
+  $("cancel").addEventListener("click", cancel);
+  $("copy-curl").addEventListener("click", (event) => lastRequest && copy(curlText(lastRequest), event.target));
+  $("copy-python").addEventListener("click", (event) => lastRequest && copy(pythonText(lastRequest), event.target));
+  renderRecent();
+  buildParameterFields()
+    .then(readCapabilities)
+    .catch((error) => showError("could not load the parameters: " + error.message));
 });
