@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -13,27 +10,15 @@ import pytest
 from server.api.app import create_app
 from server.settings import Settings
 from tests.support.api import SCRIPTED_MODEL
+from tests.support.browser import CHROMIUM, chromium_context, have_chromium
 from tests.support.servers import REPO_ROOT, make_png, thread_server
 
-CHROMIUM = os.environ.get("LTX2_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 API_KEY = "playground-key"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
-    ),
+    pytest.mark.skipif(not have_chromium(), reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"),
 ]
 
 
@@ -46,16 +31,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="ltx2-chromium-") as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context() as context:
+        yield context
 
 
 # Records every value the progress bar takes, so a fast job's movement is still seen.
