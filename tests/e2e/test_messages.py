@@ -105,10 +105,10 @@ def test_the_playground_shows_the_seed_range_as_minus_one_or_zero_to_the_maximum
     with chromium_context() as browser:
         page = browser.new_page()
         page.goto(scripted_server + "/")
-        page.wait_for_selector("#param-seed")
+        page.wait_for_selector("#param-seed", state="attached")  # inside the closed Advanced fold
         hints = page.evaluate(
             "(() => Object.fromEntries(['seed', 'width'].map(n => "
-            "[n, document.getElementById('param-' + n).previousElementSibling.textContent])))()"
+            "[n, document.getElementById('param-' + n).closest('label').querySelector('.hint').textContent])))()"
         )
         page.close()
     assert hints["seed"].endswith("(-1, or 0 to 4294967295)"), hints
