@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.api.bodies import error_response
+from server.api.bodies import error_response, result_body
 from server.api.hosts import AllowedHostsMiddleware
 from server.api.ignored_fields import IgnoredFieldsMiddleware
 from server.api.openapi import allowed_methods, install_openapi
@@ -46,8 +46,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         results_dir, owns_dir = _prepare_results_dir(settings)
+        app.state.temporary_results = results_dir if owns_dir else None  # (serve removes it on a forced exit)
         store, limits = build_store(settings, clock, devices, results_dir)
-        service = app.state.service = JobService(settings, store, clock, limits)
+        service = app.state.service = JobService(settings, store, clock, limits, result_body)
         if not settings.shared_store and settings.serves_test_model():
             log.warning(settings.test_model_warning())
         if not service.api_keys:

@@ -40,8 +40,8 @@ def status_body(service: JobService, job: Job) -> dict:
 def result_body(service: JobService, job: Job, base: str) -> dict:
     """The result body with absolute URLs under `base`; webhooks build it without a request."""
     body = status_body(service, job)
-    body["seed"] = job.params["seed"]
-    body["prompt"] = job.params["prompt"]
+    body["seed"] = job.params.seed
+    body["prompt"] = job.params.prompt
     if job.status is JobStatus.COMPLETED and job.output is not None:
         url = service.outputs.url(job, base)
         body["output"] = url

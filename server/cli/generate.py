@@ -18,7 +18,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from server.api.params import I2VParams, describe_validation_error
+from server.api.params import I2VParams, describe_validation_error, job_spec
 from server.clock import SystemClock
 from server.errors import ServiceError
 from server.jobs.memory_store import InMemoryJobStore
@@ -131,7 +131,7 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
         service.events.add_listener(view)
         await service.open()
         try:
-            job = await service.submit(params, None)
+            job = await service.submit(job_spec(params), params.image, None, None)
             while not job.status.is_final:
                 if supervisor.state is WorkerState.LOAD_FAILED:
                     raise RuntimeError(f"the model could not be loaded: {supervisor.last_load_error}")

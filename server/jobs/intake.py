@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from server.api.params import I2VParams, job_spec
+from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.errors import InvalidRequest, ServiceError
 from server.jobs.events import JobEventHub
@@ -68,15 +68,15 @@ class Intake:
         self.fetches: dict[str, asyncio.Task] = {}
         self.fetch_slots = FetchSlots(settings.max_image_fetches)
 
-    async def submit(self, params: I2VParams, key: str | None, base_url: str) -> Job:
+    async def submit(self, spec: JobSpec, image: str, webhook: str | None, key: str | None, base_url: str) -> Job:
         """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook)."""
         # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
         limit = self.settings.max_prompt_chars
-        if len(params.prompt) > limit:
-            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(params.prompt)}")
-        if params.webhook:
+        if len(spec.prompt) > limit:
+            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
+        if webhook:
             self.webhooks.require_secret()
-        source = classify_image_source(params.image, self.settings.max_image_bytes)
+        source = classify_image_source(image, self.settings.max_image_bytes)
         if source.inline is not None:
             await decode_image(source.inline, self.settings.max_image_pixels)
         else:
@@ -91,16 +91,17 @@ class Intake:
         # Held until the download ends (by a background fetch, when the store has one).
         slot = self.fetch_slots.take() if source.url is not None else None
         try:
-            return await self._accept(params, key, base_url, source, slot)
+            return await self._accept(spec, (webhook, base_url) if webhook else None, key, source, slot)
         finally:
             if slot is not None and slot.task is None:
                 slot.release()
 
-    async def _accept(self, params: I2VParams, key, base_url: str, source: ImageSource, slot: FetchSlot | None) -> Job:
+    async def _accept(
+        self, spec: JobSpec, webhook: tuple[str, str] | None, key, source: ImageSource, slot: FetchSlot | None
+    ) -> Job:
         await self.limits.admit(key)
         # The image itself goes to the results storage; keeping a base64 string in the table would hold megabytes.
-        spec = job_spec(params)  # the one shape of the job's parameters from here to the generator
-        job = Job(id=new_job_id(), params=spec.to_dict(), created_at=self.clock.now(), owner=owner_id(key))
+        job = Job(id=new_job_id(), params=spec, created_at=self.clock.now(), owner=owner_id(key))
         job.live.observer = self.events.publish
         url = source.url or ""
         intake = InputIntake(
@@ -109,7 +110,7 @@ class Intake:
             fetch_later=lambda job, store_it: self._fetch_later(job, url, slot, store_it),
         )
         try:
-            await self.store.create(job, (params.webhook, base_url) if params.webhook else None, intake)
+            await self.store.create(job, webhook, intake)
         except ServiceError:
             await self.limits.refund(key)
             raise

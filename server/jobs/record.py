@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pipelines.interface import JobSpec
 from server.jobs.progress import ProgressTracker, eta_seconds
 from server.workers.messages import FAULT_GENERATION
 
@@ -84,7 +85,7 @@ class Job:
     """The stored record; its status changes only through start/succeed/fail."""
 
     id: str
-    params: dict
+    params: JobSpec
     created_at: float
     owner: str | None = None
     status: JobStatus = JobStatus.QUEUED

@@ -39,6 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.errors import GenerationFailed, QueueFull, ServiceError, StoreUnavailable
 from server.jobs.limits import RATE_WINDOW_SECONDS, KeyPolicy, credits_spent, owner_id, rate_limited
@@ -271,7 +272,7 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
     """The hash fields of a new job."""
     return {
         "id": job.id,
-        "params": json.dumps(job.params),
+        "params": json.dumps(job.params.to_dict()),
         "owner": job.owner or "",
         "status": job.status.value,
         "created_at": repr(job.created_at),
@@ -295,7 +296,7 @@ def job_from_record(record: dict[str, str], delivered: bool = False) -> Job:
     a worker's own view of a job it was handed, QUEUED until its supervisor starts it."""
     job = Job(
         id=record["id"],
-        params=json.loads(record["params"]),
+        params=JobSpec.from_dict(json.loads(record["params"])),
         created_at=float(record["created_at"]),
         owner=record.get("owner") or None,
         status=JobStatus.QUEUED if delivered else JobStatus(record["status"]),

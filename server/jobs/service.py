@@ -1,9 +1,10 @@
 """What the routes ask for, as one facade over the parts that do the work: ``Intake`` (submission and
 its image, server/jobs/intake.py), ``WebhookOutbox`` (server/jobs/webhooks.py), ``Retention``
-(server/jobs/retention.py), ``Outputs`` (server/api/outputs.py) and the ``JobStore`` (server/jobs/store.py)
+(server/jobs/retention.py), ``Outputs`` (server/jobs/outputs.py) and the ``JobStore`` (server/jobs/store.py)
 that holds the jobs.
 
-Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers.
+Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers: the
+webhook's body is the API's result body, handed in by ``create_app``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 from functools import partial
+from typing import Callable
 
-from server.api.bodies import result_body
-from server.api.outputs import Outputs
-from server.api.params import I2VParams
+from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.errors import JobNotFound, NotCancellable, ServiceUnavailable, Unauthorized, WaitTimedOut
 from server.jobs.events import JobEventHub
 from server.jobs.intake import Background, Intake
 from server.jobs.limits import LocalLimits, load_key_policies, owner_id
+from server.jobs.outputs import Outputs
 from server.jobs.record import Job
 from server.jobs.retention import Retention
 from server.jobs.store import SHUTTING_DOWN, JobStore
@@ -29,9 +30,14 @@ from server.observability.metrics import ServerMetrics
 from server.settings import Settings
 from server.workers.messages import FAULT_CANCELLED
 
+# (service, final job, the base URL its submitter used) -> the body its webhook POSTs
+ResultBody = Callable[["JobService", Job, str], dict]
+
 
 class JobService:
-    def __init__(self, settings: Settings, store: JobStore, clock: Clock, limits=None) -> None:
+    def __init__(
+        self, settings: Settings, store: JobStore, clock: Clock, limits=None, result_body: ResultBody | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
@@ -51,7 +57,10 @@ class JobService:
         self.intake = Intake(settings, store, clock, self.limits, self.events, self.webhooks, self.background)
         self.outputs = Outputs(store)
         self.retention = Retention(settings, store, clock, self.intake.input_deadline)
-        self.outbox = WebhookOutbox(store, self.webhooks, partial(result_body, self), self.background.spawn)
+        # Without a result body (``generate``, which takes no webhooks) no outbox runs.
+        self.outbox: WebhookOutbox | None = None
+        if result_body is not None:
+            self.outbox = WebhookOutbox(store, self.webhooks, partial(result_body, self), self.background.spawn)
         store.attach(self.events)
         for listener in (self.metrics.on_job_change, log_job_change, self.intake.on_job_change):
             self.events.add_listener(listener)
@@ -72,10 +81,12 @@ class JobService:
 
     # ---- jobs -------------------------------------------------------------------------------
 
-    async def submit(self, params: I2VParams, owner: str | None, base_url: str = "") -> Job:
+    async def submit(
+        self, spec: JobSpec, image: str, webhook: str | None, owner: str | None, base_url: str = ""
+    ) -> Job:
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
-        return await self.intake.submit(params, owner, base_url)
+        return await self.intake.submit(spec, image, webhook, owner, base_url)
 
     async def get(self, job_id: str, key: str | None) -> Job:
         job = await self.store.find(job_id)
@@ -121,7 +132,8 @@ class JobService:
     async def open(self) -> None:
         await self.store.open()
         self.background.spawn(self.retention.sweep_forever())
-        self.background.spawn(self.outbox.send_forever())
+        if self.outbox is not None:
+            self.background.spawn(self.outbox.send_forever())
 
     async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None:
         """Graceful shutdown: refuse new jobs; the store ends the jobs this process runs."""

@@ -14,7 +14,6 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.jobs.record import Job, JobStatus
 from server.jobs.store import JobQueue
@@ -367,7 +366,7 @@ class WorkerSupervisor:
             job_id=job.id,
             image_path=str(files.input),
             output_path=str(files.output),
-            spec=JobSpec.from_dict(job.params),
+            spec=job.params,
         )
         self._kill_reason = None
         if self._job_timeout > 0:

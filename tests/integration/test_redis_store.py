@@ -1,4 +1,5 @@
-"""The Redis store's guarded state machine, queue and limits, against a real redis-server.
+"""What only the Redis store does, against a real redis-server: delivery attempts and redelivery, replicas
+sharing one queue, limits and sweeps, and its own keys. What both stores do: test_store_contract.py.
 
 In-process (two stores stand for two API replicas, two work sources for two worker hosts), with a
 manual clock for the API's timestamps; redelivery waits for real, on a one-second visibility timeout.
@@ -14,11 +15,13 @@ import pytest
 
 from server.clock import ManualClock
 from server.errors import InsufficientCredits, QueueFull, RateLimited
+from server.jobs.events import JobEventHub
 from server.jobs.limits import KeyPolicy, owner_id
 from server.jobs.record import Job, JobStatus
 from server.jobs.redis_store import RedisJobStore, RedisLimits
 from server.storage.results import SharedDirStorage
 from server.workers.redis_work import RedisWorkSource
+from tests.support.job_stores import OpenStore, queued_job
 from tests.support.redis_server import redis_server, require_redis_server
 
 
@@ -41,13 +44,7 @@ def new_job(clock: ManualClock, job_id: str, tmp_path: Path, owner: str | None =
     image = tmp_path / job_id / "input.img"
     image.parent.mkdir(parents=True, exist_ok=True)
     image.write_bytes(b"png")
-    return Job(
-        id=job_id,
-        params={"prompt": "p", "seed": 1},
-        created_at=clock.now(),
-        owner=owner,
-        input=str(image),
-    )
+    return queued_job(clock, job_id, owner, str(image))
 
 
 def run(coro):
@@ -72,7 +69,9 @@ def work_source(
     )
 
 
-def test_creating_is_idempotent_and_the_queue_is_capped(redis, tmp_path):
+def test_a_create_retried_after_a_lost_answer_queues_the_job_once(redis, tmp_path):
+    """Redis only: its create script may run twice when Redis's answer is lost and the client retries."""
+
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock, max_queue=2)
@@ -91,32 +90,20 @@ def test_creating_is_idempotent_and_the_queue_is_capped(redis, tmp_path):
     assert redis.client().xlen("ltx2:queue") == 2
 
 
-def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_path):
+def test_a_finished_job_counts_its_delivery_charges_its_owner_and_expires_through_redis(redis, tmp_path):
+    """Redis only: delivery attempts, GPU seconds charged by the worker host, and Redis's own expiry of the record."""
+
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
         source = work_source(redis, tmp_path, "host", clock)
-        for name in ("first", "second"):
-            await store.queue(new_job(clock, name, tmp_path, owner=owner_id("k")))
-        worker = source.for_worker(0)
-        job = await worker.next_job(timeout=5)
-        assert job.id == "first" and job.attempt == 1
+        await store.queue(new_job(clock, "first", tmp_path, owner=owner_id("k")))
+        job = await source.for_worker(0).next_job(timeout=5)
+        assert job.attempt == 1
         job.start(clock.now())
-        job.report_progress("denoising", 1, 2)
-        await source.settle_writes()
-        running = await store.find("first")
-        assert running.status is JobStatus.PROCESSING and running.stage == "denoising" and running.progress > 0
-        output = job.live.files.output
-        output.write_bytes(b"mp4")
         clock.advance(2.5)
-        job.succeed(clock.now(), output, 7, {"stage1": 1.0})
-        await source.settle_writes()
-        done = await store.find("first")
-        assert done.status is JobStatus.COMPLETED and done.output == str(output) and done.seed == 7
-        assert done.metrics(clock.now())["inference_time"] == pytest.approx(2.5)
-        queued_view = (await store.find("second")).live.queue_view
-        assert queued_view.position == 1 and queued_view.average_seconds == pytest.approx(2.5)
-        assert (await worker.next_job(timeout=5)).id == "second"
+        await OpenStore(store, source.for_worker(0), clock, JobEventHub(), source.settle_writes).complete(job)
+        assert (await store.find("first")).status is JobStatus.COMPLETED
         await store.close()
         await source.close()
 
@@ -128,6 +115,8 @@ def test_workers_take_jobs_in_order_and_report_progress_and_results(redis, tmp_p
 
 
 def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_path):
+    """Redis only: a job is redelivered when its worker host stops touching it (the in-memory store never redelivers)."""
+
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
@@ -157,6 +146,8 @@ def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_pat
 
 
 def test_a_job_whose_worker_keeps_dying_fails_after_max_deliveries(redis, tmp_path):
+    """Redis only: --max-deliveries bounds redelivery (in memory a job whose worker died fails at once)."""
+
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
@@ -177,7 +168,10 @@ def test_a_job_whose_worker_keeps_dying_fails_after_max_deliveries(redis, tmp_pa
     run(scenario())
 
 
-def test_cancelling_fails_a_queued_job_and_flags_a_running_one(redis, tmp_path):
+def test_a_cancel_flag_reaches_the_worker_host_with_the_running_jobs_next_report(redis, tmp_path):
+    """Redis only: the API replica flags the record and the worker host reads the flag (in memory the store
+    tells its own pool); that a queued job fails at once is in the contract."""
+
     async def scenario():
         clock = ManualClock(time.time())
         store = api_store(redis, tmp_path, clock)
@@ -189,12 +183,10 @@ def test_cancelling_fails_a_queued_job_and_flags_a_running_one(redis, tmp_path):
         job = await source.for_worker(0).next_job(timeout=5)
         job.start(clock.now())
         assert await store.request_cancel(await store.find("waiting")) == "FAILED"
-        assert (await store.find("waiting")).error == "cancelled"
         assert await store.request_cancel(await store.find("running")) == "PROCESSING"
         job.report_progress("denoising", 1, 10)
         await source.settle_writes()
         assert cancelled == ["running"], "the worker hears of it with its next report"
-        assert await source.for_worker(1).next_job(timeout=1.5) is None  # the cancelled one is never handed out
         await store.close()
         await source.close()
 
@@ -202,6 +194,8 @@ def test_cancelling_fails_a_queued_job_and_flags_a_running_one(redis, tmp_path):
 
 
 def test_rate_limits_and_budgets_hold_across_replicas(redis, tmp_path):
+    """Redis only: two API replicas share one key's limits (the in-memory limits are one process's)."""
+
     async def scenario():
         clock = ManualClock(time.time())
         policies = {"r": KeyPolicy("r", rate=2), "b": KeyPolicy("b", jobs=1)}
@@ -226,6 +220,8 @@ def test_rate_limits_and_budgets_hold_across_replicas(redis, tmp_path):
 
 
 def test_expired_jobs_are_swept_by_exactly_one_replica(redis, tmp_path):
+    """Redis only: several replicas sweep one store; each expired job's files are deleted by one of them."""
+
     async def scenario():
         clock = ManualClock(time.time())
         one, two = api_store(redis, tmp_path, clock, ttl=5), api_store(redis, tmp_path, clock, ttl=5)
@@ -237,5 +233,28 @@ def test_expired_jobs_are_swept_by_exactly_one_replica(redis, tmp_path):
         assert taken == ["old"]
         await one.close()
         await two.close()
+
+    run(scenario())
+
+
+def test_a_replica_with_a_shorter_ttl_leaves_other_replicas_queued_jobs_alone(redis, tmp_path):
+    """Redis only: replicas with different --ttl-seconds share one queue; each job keeps the retention of the
+    replica that accepted it, so a short-TTL replica must not fail jobs another accepted for longer."""
+
+    async def scenario():
+        clock = ManualClock(time.time())
+        patient, hasty = api_store(redis, tmp_path, clock, ttl=100), api_store(redis, tmp_path, clock, ttl=2)
+        kept, short = new_job(clock, "kept", tmp_path), new_job(clock, "short", tmp_path)
+        await patient.queue(kept)
+        await hasty.queue(short)
+        clock.advance(5)
+        assert await hasty.fail_overdue(clock.now(), "expired", 30.0, 0.0) == 1
+        assert (await hasty.find("short")).status is JobStatus.FAILED
+        assert (await hasty.find("kept")).status is JobStatus.QUEUED
+        clock.advance(100)
+        assert await hasty.fail_overdue(clock.now(), "expired", 30.0, 0.0) == 1
+        assert (await patient.find("kept")).status is JobStatus.FAILED
+        await patient.close()
+        await hasty.close()
 
     run(scenario())

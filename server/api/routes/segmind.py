@@ -12,7 +12,7 @@ from server.api import openapi
 from server.api.bodies import submit_body
 from server.api.deps import base_url, caller, service_of
 from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
-from server.api.params import MODEL_SLUG, I2VParams
+from server.api.params import MODEL_SLUG, I2VParams, job_spec
 from server.errors import GenerationFailed, InvalidRequest, JobCancelledError, ModelNotFound, ServiceUnavailable
 from server.jobs.record import Job, JobStatus
 from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
@@ -70,7 +70,7 @@ async def _wait_while_connected(request: Request, service, job) -> Job | None:
 )
 async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
     service = service_of(request)
-    job = await service.submit(params, owner, base_url=base_url(request))
+    job = await service.submit(job_spec(params), params.image, params.webhook, owner, base_url(request))
     request.state.request_id = job.id  # for the request log line
     final = await _wait_while_connected(request, service, job)
     if final is None:
@@ -88,7 +88,7 @@ async def run_v1(request: Request, params: I2VParams, owner: str | None = Depend
     headers = {
         "x-request-id": job.id,
         "x-generation-time": f"{metrics['inference_time']:.3f}",
-        "x-seed-value": str(job.params["seed"]),
+        "x-seed-value": str(job.params.seed),
     }
     video = await service.outputs.finished_video(job)
     if isinstance(video, Path):
@@ -110,7 +110,7 @@ async def run_v1(request: Request, params: I2VParams, owner: str | None = Depend
     tags=["v2"],
 )
 async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
-    job = await service_of(request).submit(params, owner, base_url=base_url(request))
+    job = await service_of(request).submit(job_spec(params), params.image, params.webhook, owner, base_url(request))
     request.state.request_id = job.id  # for the request log line
     return submit_body(job, base_url(request))
 
