@@ -5,34 +5,17 @@ Imports torch and diffusers; never imports fastapi or ``server``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .generations import GENERATIONS, generation
 
 if TYPE_CHECKING:
     from .generate import LTX2Generator
 
 __all__ = ["build_generator", "load_generator", "MODELS"]
 
-# Per-model defaults, each overridable from the command line.
-# The tiny model's frames are noise: x264 at its usual CRF 23 spends seconds writing ~70 MB of it per
-# default request, CRF 36 writes well under 1 MB, which is all a test model's video needs.
-# LTX-2 19B: 40 steps is Lightricks' stage-1 default; CRF 19 keeps its detail; veryfast keeps the mux of
-# 181 frames at 720x1280 to about a second on a server CPU.
-@dataclass(frozen=True)
-class ModelDefaults:
-    num_inference_steps: int
-    x264_preset: str
-    x264_crf: int
-    max_sequence_length: int
-
-
-MODEL_DEFAULTS = {
-    "tiny": ModelDefaults(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, max_sequence_length=128),
-    "ltx-2-19b": ModelDefaults(
-        num_inference_steps=40, x264_preset="veryfast", x264_crf=19, max_sequence_length=1024
-    ),
-}
-MODELS = tuple(MODEL_DEFAULTS)
+# Per-generation defaults (steps, guidance, x264, prompt length...) live in one table, pipelines/generations.py.
+MODELS = tuple(GENERATIONS)
 
 
 def load_generator(
@@ -55,16 +38,18 @@ def load_generator(
     ``num_threads`` caps torch's CPU threads (None: every core this process may run on); several
     workers on one host's CPU each take their share, or their thread pools fight over the cores.
 
-    ``tiny`` is built in code; ``ltx-2-19b`` loads from ``weights`` (offline: the hub is never asked), for
-    ``recipe``: the distilled recipe uses Lightricks' distilled checkpoint when ``weights`` holds it.
+    ``model`` is a row of pipelines/generations.py. The tiny test models (``tiny``, ``tiny-2.3``) are built
+    in code; the others load from ``weights`` (offline: the hub is never asked), for ``recipe``: the
+    distilled recipe uses Lightricks' distilled checkpoint when ``weights`` holds it.
     The returned generator's ``description`` says what was loaded and which offload mode was chosen, why
     (and, for the distilled recipe, which distilled model).
     """
-    if model not in MODEL_DEFAULTS:
-        raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+    chosen = generation(model)
+    if recipe not in chosen.recipes:
+        raise ValueError(f"recipe: {model} offers {', '.join(chosen.recipes)}; got {recipe!r}")
     import os
 
-    if model != "tiny":
+    if not chosen.is_tiny:
         # Set before diffusers/huggingface_hub are imported: they read it once, at import.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -72,7 +57,7 @@ def load_generator(
     from .loader import (
         build_tiny_bundle,
         describe_distilled_source,
-        load_bundle_from_weights,
+        load_bundle_for,
         place_bundle,
         resolve_device,
         resolve_dtype,
@@ -83,13 +68,13 @@ def load_generator(
     torch.set_num_threads(num_threads or max(1, len(os.sched_getaffinity(0))))
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    if model == "tiny":
-        bundle = build_tiny_bundle()
+    if chosen.is_tiny:
+        bundle = build_tiny_bundle(model)
         if torch_dtype != torch.float32:  # built in float32
             bundle.pipe.to(torch_dtype)
             bundle.latent_upsampler.to(torch_dtype)
     else:
-        bundle = load_bundle_from_weights(weights, torch_dtype, recipe=recipe)
+        bundle = load_bundle_for(model, weights, torch_dtype, recipe=recipe)
     # A transformer read from the fp8 checkpoint stays in fp8: that is what its download was chosen for.
     fp8 = fp8 or getattr(bundle, "fp8_checkpoint", False)
     if fp8:
@@ -107,7 +92,7 @@ def load_generator(
     )
     distilled = ""
     if recipe == "distilled":
-        distilled = f"; {describe_distilled_source(bundle, None if model == 'tiny' else weights)}"
+        distilled = f"; {describe_distilled_source(bundle, None if chosen.is_tiny else weights)}"
     generator.description = (
         f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
         f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
@@ -134,11 +119,11 @@ def build_generator(
     """
     from .generate import LTX2Generator
 
-    defaults = MODEL_DEFAULTS[model]
+    defaults = generation(model)
     return LTX2Generator(
         bundle,
         recipe=recipe,
-        guidance=guidance,
+        guidance=defaults.guidance_policy(guidance),
         num_inference_steps=num_inference_steps or defaults.num_inference_steps,
         x264_preset=x264_preset or defaults.x264_preset,
         x264_crf=x264_crf if x264_crf is not None else defaults.x264_crf,

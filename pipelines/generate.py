@@ -37,7 +37,7 @@ from PIL import Image
 from .conditioning import compressed_like_training
 from .decode import decode_video_chunks
 from .denoise import Contexts
-from .guidance import DEFAULT_GUIDANCE_POLICY, guidance_policy
+from .guidance import DEFAULT_GUIDANCE_POLICY, GuidancePolicy, guidance_policy
 from .interface import GenerationResult, GpuOutOfMemory, InvalidInputError, JobSpec, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
 from .recipes import DenoiseJob, RecipeRunner, image_crf_for, recipe_spec
@@ -133,7 +133,7 @@ class LTX2Generator:
         image_crf: int | None = None,
         decode_chunk_frames: int = 48,
         use_vae_decode: bool = False,
-        guidance: str = DEFAULT_GUIDANCE_POLICY,
+        guidance: str | GuidancePolicy = DEFAULT_GUIDANCE_POLICY,
     ) -> None:
         if num_inference_steps < 2:
             # The LTX-2 schedule's terminal stretch needs two steps (pipelines/schedule.py).
@@ -141,7 +141,8 @@ class LTX2Generator:
         self.pipe = bundle.pipe
         self.after_prompt = bundle.after_prompt
         self.spec = recipe_spec(recipe, num_inference_steps)
-        self.policy = guidance_policy(guidance)
+        # A name picks one of LTX-2.0's policies; a generation's own policy comes as the object itself.
+        self.policy = guidance if isinstance(guidance, GuidancePolicy) else guidance_policy(guidance)
         self.runner = RecipeRunner(bundle, self.spec)
         self.image_crf = image_crf_for(image_crf)
         self.x264_preset = x264_preset

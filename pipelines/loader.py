@@ -214,12 +214,37 @@ def _read_dequantized(checkpoint, names: list[str], dtype: torch.dtype) -> tuple
     return state, stored_in_fp8
 
 
-def build_tiny_bundle() -> LTX2Bundle:
+def build_tiny_bundle(model: str = "tiny") -> LTX2Bundle:
+    """A tiny test model built in code: ``tiny`` (LTX-2.0's architecture) or ``tiny-2.3`` (LTX-2.3's)."""
+    if model == "tiny-2.3":
+        from .tiny23 import build_tiny23_distilled_lora, build_tiny23_latent_upsampler, build_tiny23_pipeline
+
+        pipe = build_tiny23_pipeline()
+        pipe.load_lora_weights(build_tiny23_distilled_lora(pipe.transformer), adapter_name=DISTILLED_ADAPTER)
+        return _finish_bundle(pipe, build_tiny23_latent_upsampler())
+    if model != "tiny":
+        raise ValueError(f"no tiny model {model!r} (tiny, tiny-2.3)")
     from .tiny import build_tiny_distilled_lora, build_tiny_latent_upsampler, build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.load_lora_weights(build_tiny_distilled_lora(pipe.transformer), adapter_name=DISTILLED_ADAPTER)
     return _finish_bundle(pipe, build_tiny_latent_upsampler())
+
+
+def load_bundle_for(
+    model: str, weights_dir: str | Path, dtype: torch.dtype, *, recipe: str = "two-stage"
+) -> LTX2Bundle:
+    """The bundle of a served generation (a row of pipelines/generations.py) from its weights folder."""
+    from .generations import generation
+
+    layout = generation(model).weights_layout
+    if layout == "diffusers-folder":
+        return load_bundle_from_weights(weights_dir, dtype, recipe=recipe)
+    if layout == "single-file":
+        from .single_file import load_single_file_bundle
+
+        return load_single_file_bundle(weights_dir, dtype, recipe=recipe)
+    raise ValueError(f"{model}: no weights layout to load from (built in code?)")
 
 
 def _finish_bundle(pipe, upsampler, *, adapter: str | None = DISTILLED_ADAPTER) -> LTX2Bundle:
