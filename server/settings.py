@@ -157,20 +157,12 @@ class Settings:
         0,
         "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; with cpu:N, the cores split among N)",
     )
-    worker_nice: int = option(
-        WORKERS,
-        10,
-        "CPU niceness of the worker, so the API answers promptly while it computes",
-    )
+    worker_nice: int = option(WORKERS, 10, "CPU niceness of the worker, so the API answers promptly while it computes")
     worker_start_timeout: float = option(
-        WORKERS,
-        600.0,
-        "seconds the worker may take to load; one not ready by then is killed and restarted",
+        WORKERS, 600.0, "seconds the worker may take to load; one not ready by then is killed and restarted"
     )
     job_timeout: float = option(
-        WORKERS,
-        1800.0,
-        "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)",
+        WORKERS, 1800.0, "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)"
     )
     cancel_grace: float = option(
         WORKERS,
@@ -178,9 +170,7 @@ class Settings:
         "seconds a cancelled running job has to stop at a step boundary before its worker is killed and restarted",
     )
     shutdown_grace: float = option(
-        WORKERS,
-        60.0,
-        "on SIGTERM, seconds the running job may take to finish before it is failed",
+        WORKERS, 60.0, "on SIGTERM, seconds the running job may take to finish before it is failed"
     )
 
     # ---- job store and results: serve, worker
@@ -198,9 +188,7 @@ class Settings:
         "delivered to another",
     )
     max_deliveries: int = option(
-        STORE,
-        3,
-        "with --store redis: deliveries of a job whose worker keeps dying before it FAILS",
+        STORE, 3, "with --store redis: deliveries of a job whose worker keeps dying before it FAILS"
     )
     results_dir: str = option(
         STORE,
@@ -209,20 +197,12 @@ class Settings:
         " at exit); files 0600, folders 0700",
     )
     results_group_readable: bool = option(
-        STORE,
-        False,
-        "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)",
+        STORE, False, "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"
     )
     results_s3: str = option(
-        STORE,
-        "",
-        "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)",
+        STORE, "", "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)"
     )
-    s3_endpoint_url: str = option(
-        STORE,
-        "",
-        "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS",
-    )
+    s3_endpoint_url: str = option(STORE, "", "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS")
     ttl_seconds: float = option(
         STORE,
         3600.0,
@@ -230,24 +210,11 @@ class Settings:
         " FAILED (expired)",
     )
     # The expiry sweep runs in the API process only.
-    sweep_interval: float = option(
-        STORE,
-        30.0,
-        "seconds between expiry sweeps",
-        commands=(SERVE,),
-    )
+    sweep_interval: float = option(STORE, 30.0, "seconds between expiry sweeps", commands=(SERVE,))
 
     # ---- HTTP API: serve
-    host: str = option(
-        HTTP,
-        "127.0.0.1",
-        "address to bind",
-    )
-    port: int = option(
-        HTTP,
-        8000,
-        "port to bind",
-    )
+    host: str = option(HTTP, "127.0.0.1", "address to bind")
+    port: int = option(HTTP, 8000, "port to bind")
     api_keys: str = option(
         HTTP,
         "",
@@ -262,9 +229,7 @@ class Settings:
         "request)",
     )
     trust_forwarded_headers: bool = option(
-        HTTP,
-        False,
-        "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)",
+        HTTP, False, "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)"
     )
     allowed_hosts: str = option(
         HTTP,
@@ -273,16 +238,8 @@ class Settings:
         "example.com itself; IP addresses, IPv6 in brackets; no ports); other Host headers get 400 (empty: any "
         "well-formed Host; a malformed one is ignored for absolute URLs)",
     )
-    sync_timeout: float = option(
-        HTTP,
-        1800.0,
-        "seconds a /v1 call waits before 504",
-    )
-    max_body_bytes: int = option(
-        HTTP,
-        32 * 1024 * 1024,
-        "largest request body, in bytes; more gets 413",
-    )
+    sync_timeout: float = option(HTTP, 1800.0, "seconds a /v1 call waits before 504")
+    max_body_bytes: int = option(HTTP, 32 * 1024 * 1024, "largest request body, in bytes; more gets 413")
     header_timeout: float = option(
         HTTP,
         10.0,
@@ -296,11 +253,7 @@ class Settings:
     )
 
     # ---- limits: serve
-    max_queue: int = option(
-        LIMITS,
-        100,
-        "most jobs waiting; beyond it submissions get 429",
-    )
+    max_queue: int = option(LIMITS, 100, "most jobs waiting; beyond it submissions get 429")
     rate_limit: int = option(
         LIMITS,
         0,
@@ -308,32 +261,16 @@ class Settings:
         "more get 429",
     )
     max_prompt_chars: int = option(
-        LIMITS,
-        10_000,
-        "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)",
+        LIMITS, 10_000, "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)"
     )
 
     # ---- input images: serve
-    max_image_bytes: int = option(
-        IMAGES,
-        20 * 1024 * 1024,
-        "largest input image, in bytes",
-    )
-    image_timeout: float = option(
-        IMAGES,
-        30.0,
-        "seconds to fetch an image URL, in all (redirects included)",
-    )
+    max_image_bytes: int = option(IMAGES, 20 * 1024 * 1024, "largest input image, in bytes")
+    image_timeout: float = option(IMAGES, 30.0, "seconds to fetch an image URL, in all (redirects included)")
     image_connect_timeout: float = option(
-        IMAGES,
-        10.0,
-        "seconds to resolve and connect to an image URL's host (each address tried gets its own)",
+        IMAGES, 10.0, "seconds to resolve and connect to an image URL's host (each address tried gets its own)"
     )
-    image_max_redirects: int = option(
-        IMAGES,
-        5,
-        "redirects followed per image URL, each re-checked",
-    )
+    image_max_redirects: int = option(IMAGES, 5, "redirects followed per image URL, each re-checked")
     max_image_fetches: int = option(
         IMAGES,
         8,
@@ -346,44 +283,22 @@ class Settings:
         "most pixels (width x height) of an input image, read from its header before decoding (decompression bombs)",
     )
     block_private_image_urls: bool = option(
-        IMAGES,
-        False,
-        "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)",
+        IMAGES, False, "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"
     )
 
     # ---- webhooks: serve
     webhook_secret: str = option(
-        WEBHOOKS,
-        "",
-        "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400",
+        WEBHOOKS, "", "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400"
     )
-    webhook_timeout: float = option(
-        WEBHOOKS,
-        10.0,
-        "seconds one webhook attempt may take",
-    )
-    webhook_retries: int = option(
-        WEBHOOKS,
-        5,
-        "further webhook attempts after a failed one",
-    )
+    webhook_timeout: float = option(WEBHOOKS, 10.0, "seconds one webhook attempt may take")
+    webhook_retries: int = option(WEBHOOKS, 5, "further webhook attempts after a failed one")
     webhook_backoff: float = option(
-        WEBHOOKS,
-        1.0,
-        "seconds before the first webhook retry, doubling each time (at most 300)",
+        WEBHOOKS, 1.0, "seconds before the first webhook retry, doubling each time (at most 300)"
     )
 
     # ---- logging: serve, worker
-    log_level: str = option(
-        LOGGING,
-        "info",
-        "debug, info, warning or error",
-    )
-    log_format: str = option(
-        LOGGING,
-        "text",
-        "text, or json: one JSON object per line, with the request id",
-    )
+    log_level: str = option(LOGGING, "info", "debug, info, warning or error")
+    log_format: str = option(LOGGING, "text", "text, or json: one JSON object per line, with the request id")
 
     def parsed_api_keys(self) -> frozenset[str]:
         """Keys from a comma list, or from a file (one per line, '#' comments, optional label and budgets)."""

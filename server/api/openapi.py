@@ -243,9 +243,7 @@ def install_openapi(app: FastAPI, settings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             _tell_the_truth(
-                build(),
-                auth_on=bool(settings.parsed_api_keys()),
-                hosts_checked=bool(settings.parsed_allowed_hosts()),
+                build(), auth_on=bool(settings.parsed_api_keys()), hosts_checked=bool(settings.parsed_allowed_hosts())
             )
         assert app.openapi_schema is not None  # set by _tell_the_truth
         return app.openapi_schema

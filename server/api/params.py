@@ -68,9 +68,7 @@ class I2VParams(BaseModel):
         examples=["A woman walks toward the camera and waves, soft daylight"],
     )
     negative_prompt: str = Field(
-        DEFAULT_NEGATIVE_PROMPT,
-        max_length=MAX_PROMPT_CHARS,
-        description="Negative prompt to avoid certain elements.",
+        DEFAULT_NEGATIVE_PROMPT, max_length=MAX_PROMPT_CHARS, description="Negative prompt to avoid certain elements."
     )
     width: int = Field(720, ge=256, le=1280, description="Width of the output video, in pixels.")
     height: int = Field(1280, ge=256, le=1280, description="Height of the output video, in pixels.")

@@ -85,7 +85,7 @@ def _redact_roughly(text: str) -> str:
     scheme, sep, rest = text.partition("://")
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if "@" in netloc:
-        rest = f"{REDACTED}@{rest[len(netloc.rsplit('@', 1)[0]) + 1:]}"
+        rest = f"{REDACTED}@{rest[len(netloc.rsplit('@', 1)[0]) + 1 :]}"
     cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=-1)
     if cut >= 0:
         rest = rest[:cut] + "?" + REDACTED

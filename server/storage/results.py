@@ -295,11 +295,7 @@ class S3Storage:
     async def publish_output(self, job_id: str, local_path: Path) -> str:
         key = self.key(job_id, Path(local_path).name)
         await asyncio.to_thread(
-            self.client.upload_file,
-            str(local_path),
-            self.place.bucket,
-            key,
-            ExtraArgs={"ContentType": "video/mp4"},
+            self.client.upload_file, str(local_path), self.place.bucket, key, ExtraArgs={"ContentType": "video/mp4"}
         )
         await asyncio.to_thread(Path(local_path).unlink, True)
         return self.location(key)
@@ -397,10 +393,7 @@ def make_s3_client(endpoint_url: str = "") -> Any:
 
 
 def results_storage(
-    results_dir: str | Path,
-    s3_url: str = "",
-    s3_endpoint_url: str = "",
-    ttl_seconds: float = 3600.0,
+    results_dir: str | Path, s3_url: str = "", s3_endpoint_url: str = "", ttl_seconds: float = 3600.0
 ) -> ResultStorage:
     """The bucket when ``s3_url`` is set (``s3://bucket/prefix``), else the shared directory.
 

@@ -136,6 +136,7 @@ def build_pool(
 ) -> WorkerPool:
     """One supervisor per device, all on ``store`` (or each on ``queue_for(index)``: a shared
     store's workers read its queue under names of their own), each with the settings' time limits."""
+
     def queue_of(index: int) -> JobQueue:
         if queue_for is not None:
             return queue_for(index)

@@ -186,10 +186,7 @@ class WorkerSupervisor:
         self._generation += 1
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=run_worker,
-            args=(child_conn, self._config),
-            name=f"ltx2-{self.name}-{self._generation}",
-            daemon=True,
+            target=run_worker, args=(child_conn, self._config), name=f"ltx2-{self.name}-{self._generation}", daemon=True
         )
         self._set_state(WorkerState.STARTING)
         process.start()
@@ -362,12 +359,7 @@ class WorkerSupervisor:
         self._current = job
         self._current_done.clear()
         self._set_state(WorkerState.BUSY)
-        message = SubmitJob(
-            job_id=job.id,
-            image_path=str(files.input),
-            output_path=str(files.output),
-            spec=job.params,
-        )
+        message = SubmitJob(job_id=job.id, image_path=str(files.input), output_path=str(files.output), spec=job.params)
         self._kill_reason = None
         if self._job_timeout > 0:
             self._job_watchdog = asyncio.get_running_loop().create_task(self._enforce_time_limit(job))
