@@ -15,13 +15,12 @@ import pytest
 
 from server.clock import ManualClock
 from server.errors import InsufficientCredits, QueueFull, RateLimited
-from server.jobs.events import JobEventHub
 from server.jobs.limits import KeyPolicy, owner_id
 from server.jobs.record import Job, JobStatus
 from server.jobs.redis_store import RedisJobStore, RedisLimits
 from server.storage.results import SharedDirStorage
 from server.workers.redis_work import RedisWorkSource
-from tests.support.job_stores import OpenStore, queued_job
+from tests.support.job_stores import queued_job
 from tests.support.redis_server import redis_server, require_redis_server
 
 
@@ -102,7 +101,9 @@ def test_a_finished_job_counts_its_delivery_charges_its_owner_and_expires_throug
         assert job.attempt == 1
         job.start(clock.now())
         clock.advance(2.5)
-        await OpenStore(store, source.for_worker(0), clock, JobEventHub(), source.settle_writes).complete(job)
+        job.live.files.output.write_bytes(b"mp4")
+        job.succeed(clock.now(), job.live.files.output, 7, {})
+        await source.settle_writes()
         assert (await store.find("first")).status is JobStatus.COMPLETED
         await store.close()
         await source.close()
@@ -115,7 +116,7 @@ def test_a_finished_job_counts_its_delivery_charges_its_owner_and_expires_throug
 
 
 def test_a_delivery_presumed_dead_cannot_complete_the_job_it_lost(redis, tmp_path):
-    """Redis only: a job is redelivered when its worker host stops touching it (the in-memory store never redelivers)."""
+    """Redis only: a job is redelivered when its worker host stops touching it (memory never redelivers)."""
 
     async def scenario():
         clock = ManualClock(time.time())

@@ -139,7 +139,9 @@ def test_a_cancelled_queued_job_fails_its_webhook_falls_due_and_its_changes_end(
             seen = [current async for current in store.changes(final) if current is not None]
             assert seen[-1].status is JobStatus.FAILED
             due = await store.webhooks_due("tester")
-            assert [(entry[1].id, entry[2], entry[3]) for entry in due] == [(job.id, "http://hook.example/x", "http://api")]
+            assert [(entry[1].id, entry[2], entry[3]) for entry in due] == [
+                (job.id, "http://hook.example/x", "http://api")
+            ]
             await store.webhook_sent(due[0][0])
 
     asyncio.run(scenario())

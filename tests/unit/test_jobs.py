@@ -1,24 +1,24 @@
-"""Unit tests of the job table: the status machine, FIFO order, metrics and retention."""
+"""The Job record's status machine and metrics, and the worker's state machine: no store involved.
+Where jobs live (both stores, one contract): tests/integration/test_store_contract.py."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from server.clock import ManualClock
-from server.errors import QueueFull
-from server.jobs.memory_store import InMemoryJobStore
 from server.jobs.record import IllegalTransition, Job, JobStatus
 from server.workers.messages import FAULT_INPUT
+from tests.support.job_stores import queued_job
 
 
 def make_job(clock: ManualClock, job_id: str = "j1") -> Job:
-    return Job(id=job_id, params={}, created_at=clock.now())
+    return queued_job(clock, job_id)
 
 
 def test_job_moves_queued_processing_completed_and_no_further():
+    """The record alone: the guarded transitions every store relies on."""
     clock = ManualClock()
     job = make_job(clock)
     job.start(clock.now())
@@ -31,6 +31,7 @@ def test_job_moves_queued_processing_completed_and_no_further():
 
 
 def test_queued_job_can_fail_but_cannot_complete_without_running():
+    """The record alone: a queued job's only ways out."""
     clock = ManualClock()
     job = make_job(clock)
     with pytest.raises(IllegalTransition):
@@ -40,6 +41,7 @@ def test_queued_job_can_fail_but_cannot_complete_without_running():
 
 
 def test_metrics_split_queue_and_inference_time():
+    """The record alone: Segmind's metrics from its timestamps."""
     clock = ManualClock()
     job = make_job(clock)
     clock.advance(2.0)
@@ -51,64 +53,8 @@ def test_metrics_split_queue_and_inference_time():
     assert job.metrics(clock.now())["total_time"] == 7.0
 
 
-def test_store_hands_out_ready_jobs_in_submission_order():
-    async def scenario() -> list[str]:
-        clock = ManualClock()
-        store = InMemoryJobStore(max_queue=10)
-        jobs = [make_job(clock, f"j{i}") for i in range(3)]
-        for job in jobs:
-            store.add(job)
-        for job in jobs:
-            store.mark_input_ready(job)
-        taken = []
-        for _ in jobs:
-            job = await asyncio.wait_for(store.next_job(), 1)
-            job.start(clock.now())
-            taken.append(job.id)
-        return taken
-
-    assert asyncio.run(scenario()) == ["j0", "j1", "j2"]
-
-
-def test_store_skips_jobs_that_failed_while_waiting():
-    async def scenario() -> str:
-        clock = ManualClock()
-        store = InMemoryJobStore(max_queue=10)
-        first, second = make_job(clock, "a"), make_job(clock, "b")
-        for job in (first, second):
-            store.add(job)
-            store.mark_input_ready(job)
-        first.fail(clock.now(), "cancelled")
-        return (await asyncio.wait_for(store.next_job(), 1)).id
-
-    assert asyncio.run(scenario()) == "b"
-
-
-def test_full_queue_refuses_with_retry_after():
-    clock = ManualClock()
-    store = InMemoryJobStore(max_queue=1)
-    store.add(make_job(clock, "a"))
-    with pytest.raises(QueueFull) as caught:
-        store.add(make_job(clock, "b"))
-    assert caught.value.headers["Retry-After"]
-
-
-def test_retention_expires_finished_jobs_after_ttl_but_never_unfinished_ones():
-    clock = ManualClock()
-    store = InMemoryJobStore(max_queue=10, ttl=3600)
-    done, waiting = make_job(clock, "done"), make_job(clock, "waiting")
-    store.add(done)
-    store.add(waiting)
-    done.start(clock.now())
-    done.succeed(clock.now(), Path("x"), 1, {})
-    clock.advance(3599)
-    assert asyncio.run(store.take_expired(clock.now())) == []
-    clock.advance(1)
-    assert asyncio.run(store.take_expired(clock.now())) == ["done"]
-    assert store.get("done") is None and store.get("waiting") is waiting
-
-
 def test_worker_state_machine_has_one_way_out_of_stopped():
+    """The worker supervisor's table alone, no store."""
     from server.workers.supervisor import WORKER_TRANSITIONS, WorkerState
 
     assert WORKER_TRANSITIONS[WorkerState.STOPPED] == frozenset()
@@ -121,18 +67,3 @@ def test_worker_state_machine_has_one_way_out_of_stopped():
     assert WorkerState.BUSY in WORKER_TRANSITIONS[WorkerState.READY]
     assert WorkerState.BUSY not in WORKER_TRANSITIONS[WorkerState.STARTING]
     assert WorkerState.READY not in WORKER_TRANSITIONS[WorkerState.LOAD_FAILED]
-
-
-def test_a_job_put_back_keeps_its_place_at_the_front():
-    """A worker that died while waiting for a job gives it back; the next taker gets it first."""
-
-    async def scenario() -> list[str]:
-        store = InMemoryJobStore(max_queue=10)
-        for name in ("a", "b"):
-            job = Job(id=name, params={}, created_at=0.0)
-            store.add(job)
-            store.mark_input_ready(job)
-        store.put_back(await store.next_job())
-        return [(await store.next_job()).id, (await store.next_job()).id]
-
-    assert asyncio.run(scenario()) == ["a", "b"]
