@@ -113,9 +113,6 @@ def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="ltx2-results-")), True
 
 
-# ---- errors ---------------------------------------------------------------------------------
-
-
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     # An unknown id is often an expired one: the contract's text, then how long results are kept.
     kept_for = f" (results are kept for {settings.ttl_seconds:g} s after submission: --ttl-seconds)"

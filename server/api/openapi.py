@@ -50,9 +50,6 @@ api_key_header = APIKeyHeader(
 Status = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 
 
-# ---- bodies -------------------------------------------------------------------------------------
-
-
 class _Open(BaseModel):
     # Bodies may gain fields; clients ignore the ones they do not know.
     model_config = ConfigDict(extra="allow")
@@ -154,8 +151,6 @@ STATUS_EVENT_SCHEMA = {
 }
 
 
-# ---- statuses -----------------------------------------------------------------------------------
-
 # Response headers some errors carry (declared required only when every error of a status has them).
 _ERROR_HEADERS: dict[type[ServiceError], dict[str, str]] = {
     QueueFull: {"Retry-After": "Seconds to wait before retrying."},
@@ -222,9 +217,6 @@ def job_responses(body: type[BaseModel], *errors: type[ServiceError]) -> dict[in
     }
 
 
-# ---- the document -------------------------------------------------------------------------------
-
-
 # Answered before any route runs, so every operation can get them.
 SLOW_CLIENT = "The request's headers or body arrived too slowly (--header-timeout, --body-timeout)."
 HOST_REFUSED = "The Host header is missing, malformed, or not one of --allowed-hosts."
@@ -289,9 +281,6 @@ def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool
             scheme["description"] = "This server has no API keys configured: authentication is off."
 
 
-# ---- Allow --------------------------------------------------------------------------------------
-
-
 def allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method some route serves at this request's path, for a 405's `Allow` (Starlette names
     only the first route that matched the path: `GET` where `DELETE` is served too)."""
@@ -308,8 +297,6 @@ def _leaf_routes(routes):
         router = getattr(route, "original_router", None)
         yield from _leaf_routes(router.routes) if router is not None else (route,)
 
-
-# ---- operation ids and links ----------------------------------------------------------------------
 
 OP_RUN = "run_v1"
 OP_SUBMIT = "submit"

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError, features
 
 from server.errors import FetchesBusy, InvalidRequest
 from server.jobs.netguard import Resolver, check_url, pinned_client, pinned_request
+from server.settings import Settings
 
 DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
 # Decoded pixels beyond this are refused before decoding the whole picture (decompression bombs).
@@ -41,11 +42,8 @@ def _readable_formats() -> tuple[str, ...]:
     (AVIF with Pillow's AVIF support, HEIF/HEIC with the pillow-heif plugin registered)."""
     Image.init()
     needs = {"WEBP": "webp", "AVIF": "avif"}
-    return tuple(
-        name
-        for name in WANTED_FORMATS
-        if name in Image.OPEN and (name not in needs or features.check_module(needs[name]))
-    )
+    readable = [name for name in WANTED_FORMATS if name in Image.OPEN]
+    return tuple(name for name in readable if name not in needs or features.check_module(needs[name]))
 
 
 ACCEPTED_FORMATS = _readable_formats()
@@ -112,9 +110,8 @@ def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[i
     except UnidentifiedImageError:
         raise InvalidRequest(f"image: cannot be decoded as an image in an accepted format ({ACCEPTED_TEXT})") from None
     except Exception as exc:  # noqa: BLE001 - every reader failure is the input's fault
-        raise InvalidRequest(
-            f"image: cannot be decoded as an image ({_short(exc)}); accepted formats: {ACCEPTED_TEXT}"
-        ) from None
+        reason = f"image: cannot be decoded as an image ({_short(exc)}); accepted formats: {ACCEPTED_TEXT}"
+        raise InvalidRequest(reason) from None
     if width < 1 or height < 1:
         raise InvalidRequest("image: has no pixels")
     return width, height
@@ -140,10 +137,8 @@ class FetchSlots:
 
     def take(self) -> FetchSlot:
         if self.in_use >= self.limit:
-            raise FetchesBusy(
-                f"image: {self.limit} image URLs are being downloaded already; retry shortly",
-                headers={"Retry-After": "2"},
-            )
+            message = f"image: {self.limit} image URLs are being downloaded already; retry shortly"
+            raise FetchesBusy(message, headers={"Retry-After": "2"})
         self.in_use += 1
         return FetchSlot(self)
 
@@ -161,43 +156,33 @@ class FetchSlot:
             self._slots = None
 
 
-async def fetch_image_url(
-    url: str,
-    *,
-    max_bytes: int,
-    timeout: float,
-    connect_timeout: float = 10.0,
-    max_redirects: int = 5,
-    block_private: bool = False,
-    resolver: Resolver | None = None,
-) -> bytes:
+async def fetch_image_url(url: str, settings: Settings, resolver: Resolver | None = None) -> bytes:
     """GET an image URL safely; every refusal or failure is an InvalidRequest naming the reason.
 
     Each hop's host is resolved and checked (``netguard``) and the connection goes to the checked
     address, with the name kept for the Host header and TLS (SNI and certificate). Redirects are
-    followed by hand so that each target is checked the same way. ``timeout`` bounds the whole fetch.
+    followed by hand so that each target is checked the same way. ``--image-timeout`` bounds the whole fetch.
     """
     try:
-        async with asyncio.timeout(timeout):
-            return await _fetch_checked(
-                url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver
-            )
+        async with asyncio.timeout(settings.image_timeout):
+            return await _fetch_checked(url, settings, resolver)
     except InvalidRequest:
         raise
     except (TimeoutError, httpx.TimeoutException):
-        raise InvalidRequest(f"image: fetching {url} timed out after {timeout:g} s") from None
+        raise InvalidRequest(f"image: fetching {url} timed out after {settings.image_timeout:g} s") from None
     except Exception as exc:  # noqa: BLE001 - httpx.InvalidURL (a Location like "http:x") is no HTTPError
         raise InvalidRequest(f"image: cannot fetch {url} ({_short(exc)})") from None
 
 
-async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects, block_private, resolver) -> bytes:
-    limits = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
+async def _fetch_checked(url: str, settings: Settings, resolver: Resolver | None) -> bytes:
+    connect_timeout, block_private = settings.image_connect_timeout, settings.block_private_image_urls
+    limits = httpx.Timeout(settings.image_timeout, connect=min(settings.image_timeout, connect_timeout))
     # No kept-alive connections: each hop connects afresh, so TLS is always negotiated (and the
     # certificate checked) for the host of that hop even when two hosts share an address.
     pool = httpx.Limits(max_keepalive_connections=0)
     async with pinned_client(timeout=limits, limits=pool) as client:
         current = url
-        for _ in range(max_redirects + 1):
+        for _ in range(settings.image_max_redirects + 1):
             target = await check_url(current, block_private=block_private, timeout=connect_timeout, resolver=resolver)
             async with client.stream(**pinned_request(target)) as response:
                 if response.is_redirect and response.headers.get("location"):
@@ -205,8 +190,8 @@ async def _fetch_checked(url, max_bytes, timeout, connect_timeout, max_redirects
                     continue
                 if response.status_code != 200:
                     raise InvalidRequest(f"image: fetching {current} answered HTTP {response.status_code}")
-                return await _read_capped(response, current, max_bytes)
-        raise InvalidRequest(f"image: {url} redirects more than {max_redirects} times")
+                return await _read_capped(response, current, settings.max_image_bytes)
+        raise InvalidRequest(f"image: {url} redirects more than {settings.image_max_redirects} times")
 
 
 async def _read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:

@@ -134,15 +134,7 @@ class Intake:
     async def download_image(self, url: str, job_id: str | None = None) -> bytes:
         """The checked bytes of an image URL; every failure is an InvalidRequest naming ``image``."""
         try:
-            raw = await fetch_image_url(
-                url,
-                max_bytes=self.settings.max_image_bytes,
-                timeout=self.settings.image_timeout,
-                connect_timeout=self.settings.image_connect_timeout,
-                max_redirects=self.settings.image_max_redirects,
-                block_private=self.settings.block_private_image_urls,
-                resolver=self.resolver,
-            )
+            raw = await fetch_image_url(url, self.settings, self.resolver)
             await decode_image(raw, self.settings.max_image_pixels)
         except InvalidRequest:
             raise

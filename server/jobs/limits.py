@@ -88,8 +88,8 @@ def owner_id(key: str) -> str: ...
 @overload
 def owner_id(key: None) -> None: ...
 def owner_id(key: str | None) -> str | None:
-    """Who owns a job: a digest of its API key, so the key itself is never stored with the job
-    (a shared store holds records that every replica and worker host can read)."""
+    """A digest of the API key: the key itself is never stored with a job (every replica and worker host
+    can read a shared store's records)."""
     return hashlib.sha256(key.encode()).hexdigest()[:32] if key is not None else None
 
 
@@ -104,24 +104,36 @@ def rate_limited(limit: int, reset_at: float, now: float) -> RateLimited:
 
 
 def credits_spent(policy: KeyPolicy, which: str) -> InsufficientCredits:
-    if which == "jobs":
-        return InsufficientCredits(f"Insufficient credits: this key's budget of {policy.jobs} jobs is spent")
-    return InsufficientCredits(
-        f"Insufficient credits: this key's budget of {policy.gpu_seconds:g} GPU seconds is spent"
-    )
+    budget = f"{policy.jobs} jobs" if which == "jobs" else f"{policy.gpu_seconds:g} GPU seconds"
+    return InsufficientCredits(f"Insufficient credits: this key's budget of {budget} is spent")
 
 
-class RateLimiter:
-    """Submissions per minute per key, over a sliding 60-second window."""
+class LocalLimits:
+    """Rate limits (per key, over a sliding 60-second window) and budgets (jobs submitted, seconds of
+    generation) of one API process: the in-memory store's companion."""
 
-    def __init__(self, default_per_minute: int, clock: Clock) -> None:
+    def __init__(self, policies: dict[str, KeyPolicy], default_per_minute: int, clock: Clock) -> None:
+        self._policies = policies
         self._default = default_per_minute
         self._clock = clock
         self._recent: dict[str | None, deque[float]] = {}
+        self._jobs: dict[str, int] = {}
+        self._seconds: dict[str, float] = {}
 
-    def admit(self, key: str | None, per_minute: int | None = None) -> None:
-        """Count one submission for ``key``, or raise RateLimited saying when to come back."""
-        limit = self._default if per_minute is None else per_minute
+    async def admit(self, key: str | None) -> None:
+        """Count one submission against ``key``'s rate and charge it one job, or raise."""
+        policy = self._policies.get(key) if key is not None else None
+        self._count_submission(key, self._default if policy is None or policy.rate is None else policy.rate)
+        if key is None or policy is None:
+            return
+        jobs = self._jobs.get(key, 0)
+        if policy.jobs is not None and jobs >= policy.jobs:
+            raise credits_spent(policy, "jobs")
+        if policy.gpu_seconds is not None and self._seconds.get(key, 0.0) >= policy.gpu_seconds:
+            raise credits_spent(policy, "seconds")
+        self._jobs[key] = jobs + 1
+
+    def _count_submission(self, key: str | None, limit: int) -> None:
         if limit <= 0:
             return
         now = self._clock.now()
@@ -132,76 +144,19 @@ class RateLimiter:
             raise rate_limited(limit, reset_at=recent[0] + RATE_WINDOW_SECONDS, now=now)
         recent.append(now)
 
-
-class CreditLedger:
-    """What each key with a budget has spent: jobs submitted and seconds of generation."""
-
-    def __init__(self, policies: dict[str, KeyPolicy]) -> None:
-        self._policies = policies
-        self._jobs: dict[str, int] = {}
-        self._seconds: dict[str, float] = {}
-
-    def admit(self, key: str | None) -> None:
-        """Charge one job to ``key``, or raise InsufficientCredits when its budget is spent."""
-        policy = self._policies.get(key) if key is not None else None
-        if key is None or policy is None:
-            return
-        jobs = self._jobs.get(key, 0)
-        if policy.jobs is not None and jobs >= policy.jobs:
-            raise credits_spent(policy, "jobs")
-        seconds = self._seconds.get(key, 0.0)
-        if policy.gpu_seconds is not None and seconds >= policy.gpu_seconds:
-            raise credits_spent(policy, "seconds")
-        self._jobs[key] = jobs + 1
-
-    def refund_job(self, key: str | None) -> None:
+    async def refund(self, key: str | None) -> None:
         """Give back the job charged by ``admit`` when the submission was refused after all."""
         if key is not None and self._jobs.get(key, 0) > 0:
             self._jobs[key] -= 1
 
-    def charges_seconds(self, key: str | None) -> bool:
+    def charges_seconds_here(self, key: str | None) -> bool:
+        """Whether this process must charge the job's generation seconds when it ends."""
         policy = self._policies.get(key) if key is not None else None
         return policy is not None and policy.gpu_seconds is not None
 
     def charge_seconds(self, key: str | None, seconds: float) -> None:
         if key is not None and key in self._policies:
             self._seconds[key] = self._seconds.get(key, 0.0) + max(0.0, seconds)
-
-    def remaining(self, key: str | None) -> dict[str, float]:
-        policy = self._policies.get(key) if key is not None else None
-        if key is None or policy is None:
-            return {}
-        left: dict[str, float] = {}
-        if policy.jobs is not None:
-            left["jobs"] = max(0, policy.jobs - self._jobs.get(key, 0))
-        if policy.gpu_seconds is not None:
-            left["gpu_seconds"] = round(max(0.0, policy.gpu_seconds - self._seconds.get(key, 0.0)), 3)
-        return left
-
-
-class LocalLimits:
-    """Rate limits and budgets of one API process (the in-memory store's companion)."""
-
-    def __init__(self, policies: dict[str, KeyPolicy], default_per_minute: int, clock: Clock) -> None:
-        self.rate_limiter = RateLimiter(default_per_minute, clock)
-        self.credits = CreditLedger(policies)
-        self._policies = policies
-
-    async def admit(self, key: str | None) -> None:
-        """Count one submission against ``key``'s rate and charge it one job, or raise."""
-        policy = self._policies.get(key) if key is not None else None
-        self.rate_limiter.admit(key, policy.rate if policy else None)
-        self.credits.admit(key)
-
-    async def refund(self, key: str | None) -> None:
-        self.credits.refund_job(key)
-
-    def charges_seconds_here(self, key: str | None) -> bool:
-        """Whether this process must charge the job's generation seconds when it ends."""
-        return self.credits.charges_seconds(key)
-
-    def charge_seconds(self, key: str | None, seconds: float) -> None:
-        self.credits.charge_seconds(key, seconds)
 
 
 class BodySizeLimit:
@@ -257,11 +212,6 @@ class BodySizeLimit:
 
     async def _refuse(self, send) -> None:
         body = ('{"error": "%s"}' % self._message()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": http_status_for_class(BodyTooLarge),
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": http_status_for_class(BodyTooLarge), "headers": headers})
         await send({"type": "http.response.body", "body": body})

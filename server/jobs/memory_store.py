@@ -49,7 +49,7 @@ class InMemoryJobStore:
         self._outbox: asyncio.Queue[WebhookDue] = asyncio.Queue()
         self._events = JobEventHub()  # the service's, once attached: its streams are this store's changes
         self.durations = DurationEstimator()
-        self.pool: WorkerPool | None = None  # this host's workers, set by attach_pool
+        self.pool: WorkerPool | None = None
         self._guidance = ""
 
     def attach_pool(self, pool: WorkerPool, guidance: str = "") -> None:
@@ -62,8 +62,6 @@ class InMemoryJobStore:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
-
-    # ---- the table ----------------------------------------------------------------------------
 
     def add(self, job: Job) -> None:
         if self.queued_count() >= self._max_queue:
@@ -142,8 +140,6 @@ class InMemoryJobStore:
     async def depth(self) -> int:
         return self.queued_count()
 
-    # ---- the queue view -----------------------------------------------------------------------
-
     def queue_view(self, job: Job) -> QueueView:
         if job.status is not JobStatus.QUEUED:
             return NO_QUEUE_VIEW
@@ -179,8 +175,6 @@ class InMemoryJobStore:
     def gauges(self) -> LocalGauges:
         return LocalGauges(self, self.pool)
 
-    # ---- the workers' side --------------------------------------------------------------------
-
     async def next_job(self) -> Job:
         """The oldest job whose input is stored and that is still QUEUED; waits for one."""
         while True:
@@ -203,15 +197,12 @@ class InMemoryJobStore:
             job.live.files = WorkFiles(local, self.results.local_output_path(job.id, scratch))
 
     def put_back(self, job: Job) -> None:
-        """Return a job taken by ``next_job`` to the front of the queue: its worker stopped being
-        able to run it (it died) before starting it, and the job keeps its place in line."""
+        """A job taken by ``next_job`` whose worker died before starting it keeps its place in line."""
         self._ready.appendleft(job.id)
         self._ready_signal.set()
 
     def release_job(self, job: Job) -> bool:
         return False  # nothing else could run it: the job fails
-
-    # ---- retention, webhooks, shutdown --------------------------------------------------------
 
     async def take_expired(self, now: float) -> list[str]:
         """Finished jobs older than the TTL (the sweep fails the ones that never end)."""
@@ -261,17 +252,14 @@ class InMemoryJobStore:
             _, pending = await asyncio.wait(waits, timeout=grace)
             for waiter in pending:
                 waiter.cancel()
-        for job in running:
-            if not job.status.is_final:
-                if grace > 0:
-                    log.warning(
-                        "job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace
-                    )
-                    error = f"{reason}: this job did not finish within the {grace:g} s grace period"
-                else:
-                    log.warning("job %s stopped unfinished: %s", job.id, reason)
-                    error = f"{reason}: this job was stopped before it finished; submit it again later"
-                job.fail(self._clock.now(), error, FAULT_SHUTDOWN)
+        for job in (job for job in running if not job.status.is_final):
+            if grace > 0:
+                log.warning("job %s did not finish within the %g s shutdown grace period; failing it", job.id, grace)
+                error = f"{reason}: this job did not finish within the {grace:g} s grace period"
+            else:
+                log.warning("job %s stopped unfinished: %s", job.id, reason)
+                error = f"{reason}: this job was stopped before it finished; submit it again later"
+            job.fail(self._clock.now(), error, FAULT_SHUTDOWN)
         if running:
             # Pollers of those jobs get a moment to read how they ended before the listener closes.
             await asyncio.sleep(SHUTDOWN_LINGER_SECONDS)

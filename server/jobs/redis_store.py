@@ -77,10 +77,6 @@ def job_key(job_id: str) -> str:
     return f"ltx2:job:{job_id}"
 
 
-def rate_key(owner: str) -> str:
-    return f"ltx2:rate:{owner}"
-
-
 def credits_key(owner: str) -> str:
     return f"ltx2:credits:{owner}"
 
@@ -90,8 +86,7 @@ def worker_key(name: str) -> str:
 
 
 def connect(url: str) -> Any:
-    """A client for ``url``. Typed Any: redis-py's annotations cannot express decode_responses=True
-    (every reply here is str, never bytes), so they would demand a cast at each call."""
+    """Typed Any: redis-py's annotations cannot express decode_responses=True (every reply is a str)."""
     # Short timeouts: an unreachable Redis must turn into a prompt 503, not a hung request. A pooled
     # connection that Redis dropped (it restarted) is retried on a fresh one; the scripts that change
     # state are idempotent, so a retry after a lost answer does not apply them twice.
@@ -107,7 +102,7 @@ def connect(url: str) -> Any:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password."""
     if "@" in url:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://{rest.split('@', 1)[1]}"
@@ -121,8 +116,6 @@ def stop_if_cancelled() -> None:
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
 
-
-# ---- scripts --------------------------------------------------------------------------------------
 
 # KEYS[1] job, KEYS[2] expiries, KEYS[3] queued in every script that can finish a job.
 _FINALIZE = """
@@ -265,11 +258,7 @@ return 1
 )
 
 
-# ---- records ---------------------------------------------------------------------------------------
-
-
 def record_of(job: Job, expire_at: float) -> dict[str, str]:
-    """The hash fields of a new job."""
     return {
         "id": job.id,
         "params": json.dumps(job.params.to_dict()),
@@ -322,8 +311,6 @@ def job_from_record(record: dict[str, str], delivered: bool = False) -> Job:
 
 
 class RedisScripts:
-    """The Lua scripts, registered once per client."""
-
     def __init__(self, client: aioredis.Redis) -> None:
         self.create = client.register_script(_CREATE)
         self.start = client.register_script(_START)
@@ -338,17 +325,14 @@ def transition_keys(job_id: str) -> list[str]:
     return [job_key(job_id), EXPIRIES_SET, QUEUED_SET]
 
 
-async def ensure_consumer_group(client: aioredis.Redis) -> None:
+async def ensure_consumer_group(client: Any, stream: str = QUEUE_STREAM, group: str = CONSUMER_GROUP) -> None:
     """Create the stream and its group if missing; from the start of the stream, so nothing queued
     before the group existed is skipped."""
     try:
-        await client.xgroup_create(QUEUE_STREAM, CONSUMER_GROUP, id="0", mkstream=True)
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-
-
-# ---- API side --------------------------------------------------------------------------------------
 
 
 class RedisJobStore:
@@ -402,8 +386,7 @@ class RedisJobStore:
             raise
 
     async def queue(self, job: Job, webhook: tuple[str, str] | None = None) -> None:
-        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs.
-        ``webhook``: (URL, the base URL the submitter used) to call once the job ends."""
+        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs."""
         fields = record_of(job, expire_at=job.created_at + self._ttl)
         if webhook is not None:
             fields.update(webhook=webhook[0], webhook_base=webhook[1])
@@ -454,7 +437,6 @@ class RedisJobStore:
             pause = min(POLL_INTERVAL * 5, pause * 1.5)
 
     async def changes(self, job: Job) -> AsyncIterator[Job]:
-        """Snapshots of the job each time what a status body shows changes, ending with the final one."""
         seen = None
         while True:
             current = await self.find(job.id)
@@ -505,24 +487,20 @@ class RedisJobStore:
         return taken
 
     async def fail_overdue(self, now: float, error: str, input_deadline: float = 0.0, margin: float = 0.0) -> int:
-        """Fail the jobs still QUEUED one TTL after submission; how many. Each is failed by one replica
-        only (the script checks the status). A job's input is always in place before it is queued."""
-        submitted_before = now - self._ttl
-        ids = await self.client.zrangebyscore(QUEUED_SET, "-inf", submitted_before, start=0, num=500)
+        """Each job is failed by one replica only (the script checks the status). A job's input is always
+        in place before it is queued."""
+        ids = await self.client.zrangebyscore(QUEUED_SET, "-inf", now - self._ttl, start=0, num=500)
         failed = 0
         for job_id in ids:
-            failed += int(
-                await self.scripts.expire_queued(
-                    keys=transition_keys(job_id), args=[job_id, repr(self.clock.now()), error]
-                )
-            )
+            args = [job_id, repr(self.clock.now()), error]
+            failed += int(await self.scripts.expire_queued(keys=transition_keys(job_id), args=args))
         return failed
 
     async def webhooks_due(self, consumer: str, block: float = 1.0) -> list[WebhookDue]:
         """Final jobs whose webhook is to be sent; an entry stays pending until ``webhook_sent`` (a
         replica that dies meanwhile leaves it to another). Every replica reads the outbox in one group."""
         if not self._outbox_ready:
-            await self._ensure_outbox()
+            await ensure_consumer_group(self.client, WEBHOOK_OUTBOX, WEBHOOK_GROUP)
             self._outbox_ready = True
         try:
             _, entries, _ = await self.client.xautoclaim(
@@ -554,13 +532,6 @@ class RedisJobStore:
             pipe.xdel(WEBHOOK_OUTBOX, entry_id)
             await pipe.execute()
 
-    async def _ensure_outbox(self) -> None:
-        try:
-            await self.client.xgroup_create(WEBHOOK_OUTBOX, WEBHOOK_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     async def readiness(self) -> dict:
         """Ready when Redis answers and some worker host has a worker that takes jobs."""
         body: dict = {"ready": False, "store": "redis", "store_reachable": await self.ping()}
@@ -589,8 +560,6 @@ class RedisJobStore:
         values = await self.client.mget([worker_key(name) for name in names])
         return [json.loads(value) for value in values if value]
 
-
-# ---- limits ---------------------------------------------------------------------------------------
 
 # ARGV: now, window, limit, member. Returns -1 when admitted, else the oldest counted time.
 _RATE = """
@@ -633,9 +602,8 @@ class RedisLimits:
         limit = self._default if policy is None or policy.rate is None else policy.rate
         try:
             if limit > 0:
-                oldest = await self._rate(
-                    keys=[rate_key(owner)], args=[repr(now), RATE_WINDOW_SECONDS, limit, f"{now!r}:{uuid.uuid4().hex}"]
-                )
+                args = [repr(now), RATE_WINDOW_SECONDS, limit, f"{now!r}:{uuid.uuid4().hex}"]
+                oldest = await self._rate(keys=[f"ltx2:rate:{owner}"], args=args)
                 if oldest != -1:
                     raise rate_limited(limit, reset_at=float(oldest) + RATE_WINDOW_SECONDS, now=now)
             if policy is not None and (policy.jobs is not None or policy.gpu_seconds is not None):

@@ -79,8 +79,6 @@ class JobService:
             raise Unauthorized("invalid API key")
         return presented
 
-    # ---- jobs -------------------------------------------------------------------------------
-
     async def submit(
         self, spec: JobSpec, image: str, webhook: str | None, owner: str | None, base_url: str = ""
     ) -> Job:
@@ -126,8 +124,6 @@ class JobService:
             return await self.store.wait_final(job, timeout)
         except asyncio.TimeoutError:
             raise WaitTimedOut(timed_out_message, headers={"x-request-id": job.id}) from None
-
-    # ---- lifecycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
         await self.store.open()

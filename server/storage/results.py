@@ -135,9 +135,6 @@ class OutputStream:
         return b"".join([chunk async for chunk in self])
 
 
-# ---- a directory every replica and worker host mounts ----------------------------------------------
-
-
 class SharedDirStorage:
     """Results under ``root/<job_id>/``; a location is the file's absolute path."""
 
@@ -227,9 +224,6 @@ def _write_atomically(path: Path, raw: bytes) -> None:
 def _move_into(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(source, target)
-
-
-# ---- an S3-compatible bucket -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -55,16 +55,12 @@ class WorkerPool:
         self._supervisors = supervisors
         self._devices = devices
 
-    # ---- lifecycle --------------------------------------------------------------------------
-
     async def start(self) -> None:
         for supervisor in self._supervisors:
             await supervisor.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
         await asyncio.gather(*(supervisor.stop(timeout) for supervisor in self._supervisors))
-
-    # ---- jobs -------------------------------------------------------------------------------
 
     def cancel(self, job: Job) -> None:
         """A running job is cancelled by the worker running it; a queued one by any (it just fails)."""
@@ -73,8 +69,6 @@ class WorkerPool:
                 supervisor.cancel(job)
                 return
         self._supervisors[0].cancel(job)
-
-    # ---- what /ready and /metrics read ------------------------------------------------------
 
     @property
     def supervisors(self) -> list[WorkerSupervisor]:

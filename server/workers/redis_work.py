@@ -96,8 +96,6 @@ class RedisWorkSource:
         self._closed = True
         await self.client.aclose()
 
-    # ---- taking jobs --------------------------------------------------------------------------
-
     async def next_job(self, consumer: str, timeout: float | None = None) -> Job | None:
         """The oldest job no live worker holds: first one left by a dead worker, else a new one;
         None once `timeout` seconds pass without one (None: wait for as long as it takes)."""
@@ -192,8 +190,6 @@ class RedisWorkSource:
             pipe.xack(QUEUE_STREAM, CONSUMER_GROUP, entry_id)
             pipe.xdel(QUEUE_STREAM, entry_id)
             await pipe.execute()
-
-    # ---- what the worker reports --------------------------------------------------------------
 
     def _on_change(self, delivery: Delivery, change: str) -> None:
         if delivery.released:
@@ -322,8 +318,6 @@ class RedisWorkSource:
         if not delivery.cancel_seen and self.cancel_running is not None:
             delivery.cancel_seen = True
             self.cancel_running(delivery.job)
-
-    # ---- keeping deliveries alive -------------------------------------------------------------
 
     async def heartbeat_forever(self, describe_workers) -> None:
         """Touch held entries (so they are not redelivered), notice cancellations, report workers."""

@@ -11,6 +11,7 @@ import enum
 import logging
 import multiprocessing
 import threading
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from server.workers.messages import (
     CancelJob,
     JobFailed,
     JobProgress,
-    JobStarted,
     JobSucceeded,
     Shutdown,
     SubmitJob,
@@ -67,13 +67,13 @@ def crash_restart_delay(crashes_in_a_row: int) -> float:
     return min(MAX_RESTART_DELAY, 0.5 * 2 ** (crashes_in_a_row - 2))
 
 
+@dataclass
 class _Child:
     """One incarnation of the worker process and the pipe to it."""
 
-    def __init__(self, generation: int, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
-        self.generation = generation
-        self.process = process
-        self.conn = conn
+    generation: int
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
 
 
 class WorkerSupervisor:
@@ -118,8 +118,6 @@ class WorkerSupervisor:
         self.last_gpu_peak_bytes = 0
         self.model_description: str | None = None
 
-    # ---- state ------------------------------------------------------------------------------
-
     @property
     def state(self) -> WorkerState:
         return self._state
@@ -134,7 +132,6 @@ class WorkerSupervisor:
 
     @property
     def current_job(self) -> Job | None:
-        """The job this worker is generating, if any."""
         return self._current if self._state is WorkerState.BUSY else None
 
     def _set_state(self, new: WorkerState) -> None:
@@ -145,8 +142,6 @@ class WorkerSupervisor:
             self._idle.set()
         else:
             self._idle.clear()
-
-    # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -196,13 +191,8 @@ class WorkerSupervisor:
         threading.Thread(
             target=self._read_child, args=(child,), name=f"ltx2-reader-{child.generation}", daemon=True
         ).start()
-        log.info(
-            "%s process %s started (pid %s), loading model %r",
-            self.name,
-            child.generation,
-            process.pid,
-            self._config.model,
-        )
+        model = self._config.model
+        log.info("%s process %s started (pid %s), loading model %r", self.name, child.generation, process.pid, model)
         asyncio.get_running_loop().create_task(self._kill_if_not_ready(child))
 
     async def _kill_if_not_ready(self, child: _Child) -> None:
@@ -236,8 +226,6 @@ class WorkerSupervisor:
         except RuntimeError:
             pass  # the loop is closed: the server is shutting down
 
-    # ---- messages from the child ------------------------------------------------------------
-
     def _handle_message(self, generation: int, message: object) -> None:
         if generation != self._generation or self._state is WorkerState.STOPPED:
             return  # from a child we already gave up on
@@ -252,8 +240,6 @@ class WorkerSupervisor:
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)
             log.error("worker failed to load the model: %s", message.error)
-        elif isinstance(message, JobStarted):
-            pass
         elif isinstance(message, JobProgress):
             job = self._current_job(message.job_id)
             if job is not None:
@@ -279,13 +265,8 @@ class WorkerSupervisor:
 
     def _finish_current(self, job: Job) -> None:
         stages = " ".join(f"{name}={seconds:.2f}" for name, seconds in job.stage_seconds.items())
-        log.info(
-            "job %s %s in %.2f s%s",
-            job.id,
-            job.status.value,
-            job.metrics(self._clock.now())["inference_time"],
-            f" (stages: {stages})" if stages else "",
-        )
+        seconds = job.metrics(self._clock.now())["inference_time"]
+        log.info("job %s %s in %.2f s%s", job.id, job.status.value, seconds, f" (stages: {stages})" if stages else "")
         if self._state is WorkerState.BUSY:
             self._set_state(WorkerState.READY)
         self._drop_current()
@@ -335,8 +316,6 @@ class WorkerSupervisor:
         if self._state is not WorkerState.STOPPED:
             self._spawn_child()
 
-    # ---- dispatch ---------------------------------------------------------------------------
-
     async def _dispatch_forever(self) -> None:
         """Take a job only once this worker is idle: with several workers on one store, a worker
         that is still loading (or restarting) must leave the queue to those that can run it now."""
@@ -375,11 +354,8 @@ class WorkerSupervisor:
 
     async def _enforce_time_limit(self, job: Job) -> None:
         await asyncio.sleep(self._job_timeout)
-        self._kill_for(
-            job,
-            f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted",
-            FAULT_GENERATION,
-        )
+        error = f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted"
+        self._kill_for(job, error, FAULT_GENERATION)
 
     def _kill_for(self, job: Job, error: str, fault: str) -> None:
         """Kill the child if it is still running ``job``; that job fails with ``error``."""
@@ -389,8 +365,6 @@ class WorkerSupervisor:
         log.warning("killing the worker (pid %s) running job %s: %s", child.process.pid, job.id, error)
         self._kill_reason = (error, fault)
         child.process.kill()
-
-    # ---- cancellation -----------------------------------------------------------------------
 
     def cancel(self, job: Job) -> None:
         """A queued job fails at once; a running one is asked to stop at its next step, and its
