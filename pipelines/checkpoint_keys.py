@@ -14,7 +14,20 @@ The text path of Lightricks' pipelines (ltx-core's embeddings processor) is buil
 third groups of the checkpoint it runs. diffusers keeps the same three parts in one model,
 ``LTX2TextConnectors`` (``text_proj_in``, ``video_connector``, ``audio_connector``), and its
 single-file loader has no converter for them; :func:`convert_connectors_to_diffusers` is that
-conversion (LTX-2.0's layout: one shared projection).
+conversion: LTX-2.0's one shared projection (``aggregate_embed``) or LTX-2.3's two per-modality ones
+(``video_aggregate_embed``, ``audio_aggregate_embed``: ltx-core's FeatureExtractorV2).
+
+diffusers 0.42.1's single-file converters predate LTX-2.3, whose checkpoints add three kinds of names they
+leave unconverted; the renames below complete them (the names are those of ltx-core 1.0.0's modules on one
+side and diffusers 0.42.1's on the other, and the parity suite loads them strictly):
+
+- the transformer's prompt AdaLN (``prompt_adaln_single``, ``audio_prompt_adaln_single``), which diffusers
+  calls ``prompt_adaln`` / ``audio_prompt_adaln`` (its LoRA converter already renames them so);
+- a video decoder with four upsamplers (the rebuilt 2.3 VAE): the converter places ltx-core's decoder blocks
+  0-6 (mid block, then upsampler and resnets of three up blocks); blocks 7 and 8 are the fourth's;
+- the vocoder, which has no single-file converter at all: ``ups``/``resblocks``/``conv_pre``/``conv_post``
+  are diffusers' ``upsamplers``/``resnets``/``conv_in``/``conv_out``, and in LTX-2.3's bandwidth-extending
+  vocoder ``act_post`` is ``act_out`` and an anti-aliasing ``downsample.lowpass`` is ``downsample``.
 """
 
 from __future__ import annotations
@@ -24,11 +37,16 @@ from typing import Mapping, TypeVar
 T = TypeVar("T")
 
 CHECKPOINT_TRANSFORMER_PREFIX = "model.diffusion_model."
+VIDEO_VAE_PREFIX = "vae."
+AUDIO_VAE_PREFIX = "audio_vae."
+VOCODER_PREFIX = "vocoder."
 
 # Checkpoint prefix -> LTX2TextConnectors prefix, for every tensor ltx-core's embeddings processor reads
 # (EMBEDDINGS_PROCESSOR_KEY_OPS in ltx_core/text_encoders/gemma/encoders/encoder_configurator.py).
 CONNECTOR_PREFIXES: dict[str, str] = {
     "text_embedding_projection.aggregate_embed.": "text_proj_in.",
+    "text_embedding_projection.video_aggregate_embed.": "video_text_proj_in.",
+    "text_embedding_projection.audio_aggregate_embed.": "audio_text_proj_in.",
     CHECKPOINT_TRANSFORMER_PREFIX + "video_embeddings_connector.": "video_connector.",
     CHECKPOINT_TRANSFORMER_PREFIX + "audio_embeddings_connector.": "audio_connector.",
 }
@@ -61,10 +79,63 @@ def convert_connectors_to_diffusers(state: Mapping[str, T]) -> dict[str, T]:
     return {connector_key(key): value for key, value in state.items() if is_connector_key(key)}
 
 
+# diffusers' names of the LTX-2.3 transformer modules its single-file converter leaves as they are.
+_TRANSFORMER_2_3_PREFIXES = {
+    "prompt_adaln_single.": "prompt_adaln.",
+    "audio_prompt_adaln_single.": "audio_prompt_adaln.",
+}
+
+
+def rename_transformer_keys_for_ltx_2_3(state: Mapping[str, T]) -> dict[str, T]:
+    """A transformer state dict after diffusers' converter, with LTX-2.3's prompt AdaLN renamed."""
+    renamed = {}
+    for key, value in state.items():
+        for old, new in _TRANSFORMER_2_3_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def rename_video_decoder_keys_beyond_three_upsamplers(state: Mapping[str, T]) -> dict[str, T]:
+    """A video VAE state dict after diffusers' converter, with ltx-core decoder blocks 7 and up placed: block
+    2i+1 is up block i's upsampler, block 2i+2 its resnets (the converter itself places blocks 0-6 so)."""
+    renamed = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[:2] == ["decoder", "up_blocks"] and int(parts[2]) >= 7:
+            block = int(parts[2])
+            target = f"up_blocks.{(block - 1) // 2}" + (".upsamplers.0" if block % 2 else "")
+            key = ".".join(["decoder", target, *parts[3:]])
+        renamed[key] = value
+    return renamed
+
+
+# Whole dotted segments of the vocoder's names, Lightricks' -> diffusers'.
+_VOCODER_SEGMENTS = {"ups": "upsamplers", "resblocks": "resnets", "conv_pre": "conv_in", "conv_post": "conv_out",
+                     "act_post": "act_out"}  # fmt: skip
+
+
+def vocoder_key(key: str) -> str:
+    """The LTX2Vocoder / LTX2VocoderWithBWE key of one checkpoint ``vocoder.*`` tensor (the prefix is removed
+    once: LTX-2.3's inner vocoder is ``vocoder.vocoder.*``)."""
+    if not key.startswith(VOCODER_PREFIX):
+        raise KeyError(f"{key}: not a vocoder tensor")
+    key = key[len(VOCODER_PREFIX) :].replace("downsample.lowpass.", "downsample.")
+    return ".".join(_VOCODER_SEGMENTS.get(segment, segment) for segment in key.split("."))
+
+
 __all__ = [
+    "AUDIO_VAE_PREFIX",
     "CHECKPOINT_TRANSFORMER_PREFIX",
     "CONNECTOR_PREFIXES",
     "connector_key",
     "convert_connectors_to_diffusers",
     "is_connector_key",
+    "rename_transformer_keys_for_ltx_2_3",
+    "rename_video_decoder_keys_beyond_three_upsamplers",
+    "VIDEO_VAE_PREFIX",
+    "VOCODER_PREFIX",
+    "vocoder_key",
 ]
