@@ -95,7 +95,7 @@ def build_store(settings: Settings, clock: Clock, devices, results_dir: Path) ->
     an API replica with jobs, queue and limits in Redis, run by worker hosts (``ltx2-server worker``)."""
     if not settings.shared_store:
         store = InMemoryJobStore(settings.max_queue, SharedDirStorage(results_dir), clock, settings.ttl_seconds)
-        store.attach_pool(build_pool(settings, store, clock, devices), settings.guidance)
+        store.attach_pool(build_pool(settings, lambda index: store, clock, devices), settings.guidance)
         return store, None
     from server.jobs.redis_store import RedisJobStore, RedisLimits
 

@@ -13,40 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The usual order of a generation, with rough shares of its time (denoising dominates on a GPU).
-STANDARD_STAGES: tuple[tuple[str, float], ...] = (
-    ("encoding_prompt", 0.05),
-    ("denoising", 0.70),
-    ("decoding_audio", 0.02),
-    ("decoding_video", 0.18),
-    ("muxing", 0.05),
-)
+STANDARD_STAGES = dict(encoding_prompt=0.05, denoising=0.70, decoding_audio=0.02, decoding_video=0.18, muxing=0.05)
+STAGE_NAMES = list(STANDARD_STAGES)
 UNKNOWN_STAGE_WEIGHT = 0.05
+# What a reported stage name holds to count as each standard stage, tried in this order.
+_KEYS = dict(
+    encoding_prompt="encod", denoising="denois", decoding_audio="decoding_audio", decoding_video="decod", muxing="mux"
+)
 
 
 def _category(stage: str) -> str | None:
-    """Map a reported stage name onto a standard stage ("stage2_denoising" is denoising)."""
-    name = stage.lower()
-    for key, standard in (
-        ("encod", "encoding_prompt"),
-        ("denois", "denoising"),
-        ("decoding_audio", "decoding_audio"),
-        ("decod", "decoding_video"),
-        ("mux", "muxing"),
-    ):
-        if key in name:
-            return standard
-    return None
-
-
-def _weight(category: str | None) -> float:
-    return dict(STANDARD_STAGES).get(category, UNKNOWN_STAGE_WEIGHT) if category else UNKNOWN_STAGE_WEIGHT
+    """The standard stage a reported one stands for ("stage2_denoising" is denoising), if any."""
+    return next((standard for standard, key in _KEYS.items() if key in stage.lower()), None)
 
 
 def _weight_after(category: str | None, last_standard_index: int) -> float:
     """The weight of the standard stages still expected after this one."""
-    names = [name for name, _ in STANDARD_STAGES]
-    index = names.index(category) if category in names else last_standard_index
-    return sum(weight for _, weight in STANDARD_STAGES[index + 1 :])
+    index = STAGE_NAMES.index(category) if category in STAGE_NAMES else last_standard_index
+    return sum(STANDARD_STAGES[name] for name in STAGE_NAMES[index + 1 :])
 
 
 @dataclass
@@ -79,7 +63,7 @@ class ProgressTracker:
 
     def _open_segment(self, stage: str, total_steps: int) -> None:
         category = _category(stage)
-        weight = _weight(category)
+        weight = STANDARD_STAGES.get(category or "", UNKNOWN_STAGE_WEIGHT)
         after = _weight_after(category, self._last_standard_index)
         remaining = 1.0 - self.progress
         self._segment_stage = stage
@@ -87,9 +71,8 @@ class ProgressTracker:
         self._segment_step = 0
         self._segment_start = self.progress
         self._segment_span = remaining * weight / (weight + after)
-        names = [name for name, _ in STANDARD_STAGES]
-        if category in names:
-            self._last_standard_index = max(self._last_standard_index, names.index(category))
+        if category in STAGE_NAMES:
+            self._last_standard_index = max(self._last_standard_index, STAGE_NAMES.index(category))
 
 
 def eta_seconds(progress: float, elapsed: float) -> float | None:

@@ -20,21 +20,10 @@ from datetime import datetime, timezone
 from server.jobs.record import Job
 from server.observability.redaction import escape_control_characters, redact_request_path, redact_urls_in
 
-LOG_FORMATS = ("text", "json")
 # Fields passed with `extra=` that the JSON formatter writes out.
 STRUCTURED_FIELDS = (
-    "request_id",
-    "event",
-    "status",
-    "stage",
-    "error",
-    "queue_seconds",
-    "generation_seconds",
-    "method",
-    "path",
-    "http_status",
-    "duration_ms",
-    "client",
+    *("request_id", "event", "status", "stage", "error", "queue_seconds", "generation_seconds"),
+    *("method", "path", "http_status", "duration_ms", "client"),
 )
 _REQUEST_ID_IN_PATH = re.compile(r"^/(?:v1|v2)/requests/([^/]+)|^/outputs/([^/]+)/")
 
@@ -104,15 +93,8 @@ def uvicorn_log_config(log_format: str) -> dict | None:
 def log_job_change(job: Job, change: str) -> None:
     """A JobEventHub listener: one line per transition (progress only at debug level)."""
     if change == "progress":
-        if job_log.isEnabledFor(logging.DEBUG):
-            job_log.debug(
-                "job %s %s %s/%s",
-                job.id,
-                job.stage,
-                job.step,
-                job.total_steps,
-                extra={"request_id": job.id, "event": change, "stage": job.stage},
-            )
+        extra = {"request_id": job.id, "event": change, "stage": job.stage}
+        job_log.debug("job %s %s %s/%s", job.id, job.stage, job.step, job.total_steps, extra=extra)
         return
     metrics = job.metrics(job.finished_at or job.started_at or job.created_at)
     fields: dict[str, object] = {"request_id": job.id, "event": change, "status": job.status.value}
@@ -162,21 +144,15 @@ class RequestLogMiddleware:
             request_id = (match.group(1) or match.group(2)) if match else None
         # The path comes from the client: the formatters escape it (text) or quote it (JSON).
         path = redact_request_path(path)
-        client = scope.get("client")
-        access_log.info(
-            "%s %s %s %.1f ms%s",
-            scope.get("method"),
-            path,
-            answer["status"],
-            seconds * 1000,
-            f" request_id={request_id}" if request_id else "",
-            extra={
-                "request_id": request_id,
-                "event": "http_request",
-                "method": scope.get("method"),
-                "path": path,
-                "http_status": answer["status"],
-                "duration_ms": round(seconds * 1000, 2),
-                "client": client[0] if client else None,
-            },
-        )
+        method, status, client = scope.get("method"), answer["status"], scope.get("client")
+        extra = {
+            "request_id": request_id,
+            "event": "http_request",
+            "method": method,
+            "path": path,
+            "http_status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": client[0] if client else None,
+        }
+        shown_id = f" request_id={request_id}" if request_id else ""
+        access_log.info("%s %s %s %.1f ms%s", method, path, status, seconds * 1000, shown_id, extra=extra)

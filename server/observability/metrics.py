@@ -17,6 +17,13 @@ QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
 GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
 
 
+def _one(family: type, name: str, text: str, value: float):
+    """A metric family with one unlabelled sample."""
+    metric = family(name, text)
+    metric.add_metric([], value)
+    return metric
+
+
 class LocalGauges:
     """What is read, not counted, of a one-host store: queue depth, running jobs, the workers."""
 
@@ -29,26 +36,19 @@ class LocalGauges:
 
     def collect(self):
         jobs = self._store.all_jobs()
-        depth = GaugeMetricFamily("ltx2_queue_depth", "Jobs waiting for the worker")
-        depth.add_metric([], sum(1 for job in jobs if job.status is JobStatus.QUEUED))
-        yield depth
-        running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
-        running.add_metric([], sum(1 for job in jobs if job.status is JobStatus.PROCESSING))
-        yield running
-        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times a worker process was restarted, all workers")
-        restarts.add_metric([], self._supervisor.restarts)
-        yield restarts
-        ready = GaugeMetricFamily("ltx2_worker_ready", "1 when a worker has loaded the model and takes jobs")
-        ready.add_metric([], 1 if self._supervisor.is_ready else 0)
-        yield ready
+        queued = sum(1 for job in jobs if job.status is JobStatus.QUEUED)
+        yield _one(GaugeMetricFamily, "ltx2_queue_depth", "Jobs waiting for the worker", queued)
+        running = sum(1 for job in jobs if job.status is JobStatus.PROCESSING)
+        yield _one(GaugeMetricFamily, "ltx2_jobs_processing", "Jobs being generated now", running)
+        text = "Times a worker process was restarted, all workers"
+        yield _one(CounterMetricFamily, "ltx2_worker_restarts", text, self._supervisor.restarts)
+        ready = 1 if self._supervisor.is_ready else 0
+        yield _one(GaugeMetricFamily, "ltx2_worker_ready", "1 when a worker has loaded the model and takes jobs", ready)
         yield from self._per_worker()
         peak = getattr(self._supervisor, "last_gpu_peak_bytes", 0)
         if peak:
-            gpu = GaugeMetricFamily(
-                "ltx2_gpu_peak_memory_bytes", "Peak CUDA memory allocated by the worker during the last job"
-            )
-            gpu.add_metric([], peak)
-            yield gpu
+            text = "Peak CUDA memory allocated by the worker during the last job"
+            yield _one(GaugeMetricFamily, "ltx2_gpu_peak_memory_bytes", text, peak)
 
     def _per_worker(self):
         """One series per worker, labelled by its index and device. Under names of their own: mixed
@@ -85,18 +85,14 @@ class SharedStoreGauges:
             self._workers = []
 
     def collect(self):
-        depth = GaugeMetricFamily("ltx2_queue_depth", "Jobs waiting for a worker")
-        depth.add_metric([], self._depth)
-        yield depth
-        running = GaugeMetricFamily("ltx2_jobs_processing", "Jobs being generated now")
-        running.add_metric([], sum(1 for worker in self._workers if worker.get("state") == "busy"))
-        yield running
+        yield _one(GaugeMetricFamily, "ltx2_queue_depth", "Jobs waiting for a worker", self._depth)
+        running = sum(1 for worker in self._workers if worker.get("state") == "busy")
+        yield _one(GaugeMetricFamily, "ltx2_jobs_processing", "Jobs being generated now", running)
+        labels = ["worker", "device"]
         ready = GaugeMetricFamily(
-            "ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs", labels=["worker", "device"]
+            "ltx2_worker_ready", "1 when the worker has loaded the model and takes jobs", labels=labels
         )
-        restarts = CounterMetricFamily(
-            "ltx2_worker_restarts", "Times the worker process was restarted", labels=["worker", "device"]
-        )
+        restarts = CounterMetricFamily("ltx2_worker_restarts", "Times the worker process was restarted", labels=labels)
         for worker in self._workers:
             labels = [str(worker.get("name", "")), str(worker.get("device", ""))]
             ready.add_metric(labels, 1 if worker.get("state") in ("ready", "busy") else 0)
@@ -109,11 +105,9 @@ class ServerMetrics:
     def __init__(self, gauges: Gauges, clock: Clock) -> None:
         self._clock = clock
         self._gauges = gauges
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=self.registry)
-        self.finished = Counter(
-            "ltx2_jobs_finished", "Jobs that reached a final state", ["state"], registry=self.registry
-        )
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.submitted = Counter("ltx2_jobs_submitted", "Jobs accepted by POST /v1 or /v2", registry=registry)
+        self.finished = Counter("ltx2_jobs_finished", "Jobs that reached a final state", ["state"], registry=registry)
         for state in (JobStatus.COMPLETED, JobStatus.FAILED):
             self.finished.labels(state=state.value.lower())
         self.queue_seconds = Histogram(
@@ -131,7 +125,6 @@ class ServerMetrics:
         await self._gauges.refresh()
 
     def on_job_change(self, job: Job, change: str) -> None:
-        """A JobEventHub listener."""
         if change == "queued":
             self.submitted.inc()
         elif change == "started":

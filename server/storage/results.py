@@ -5,16 +5,8 @@ boto3 is the optional ``s3`` extra and is imported only when a bucket is configu
 
 A *location* is the string a job record keeps for a stored file: an absolute path for the shared
 directory, ``s3://bucket/key`` for a bucket. Only the storage that made a location interprets it.
-
-How the HTTP layer serves an output (``/outputs/{id}/{token}/{id}.mp4`` and the blocking /v1 route)::
-
-    path = storage.local_file(location)          # raises OutputGone when the shared file is gone
-    if path is not None:
-        return FileResponse(path, media_type="video/mp4")
-    # the bucket serves it: /outputs redirects (307) to storage.output_url(...), a presigned GET;
-    # /v1 must return the bytes themselves:
-    stream = await storage.open_output(location)  # raises OutputGone before any byte is sent
-    return StreamingResponse(stream, media_type="video/mp4", headers={"content-length": str(stream.size)})
+The API serves a local file itself; a bucket's video is a redirect to a presigned URL, or (for /v1)
+streamed through (server/jobs/outputs.py).
 """
 
 from __future__ import annotations
@@ -46,8 +38,6 @@ _file_mode = 0o666 & ~PRIVATE_UMASK
 
 
 def apply_results_umask(group_readable: bool) -> int:
-    """Make this process (and the processes it starts) create files 0600 and folders 0700, or 0640 and
-    0750 when ``group_readable``; returns the umask."""
     global _file_mode
     umask = GROUP_READABLE_UMASK if group_readable else PRIVATE_UMASK
     os.umask(umask)
@@ -56,54 +46,33 @@ def apply_results_umask(group_readable: bool) -> int:
 
 
 class ResultStorage(Protocol):
-    async def save_input(self, job_id: str, raw: bytes) -> str:
-        """API side: stores the input image; returns its location for the job record."""
-        ...
+    # API side: stores the input image; returns its location for the job record.
+    async def save_input(self, job_id: str, raw: bytes) -> str: ...
 
-    async def local_input(self, job_id: str, location: str, scratch_dir: Path) -> Path:
-        """Worker-host side: a local file the generator can read (InputGone when it is not there)."""
-        ...
+    # Worker-host side: a local file the generator can read (InputGone when it is not there).
+    async def local_input(self, job_id: str, location: str, scratch_dir: Path) -> Path: ...
 
-    def local_output_path(self, job_id: str, scratch_dir: Path) -> Path:
-        """Where the worker writes the mp4 (its folder exists)."""
-        ...
+    def local_output_path(self, job_id: str, scratch_dir: Path) -> Path: ...  # where the worker writes the mp4
 
-    async def publish_output(self, job_id: str, local_path: Path) -> str:
-        """After a successful generation: makes the mp4 visible to every replica; returns its location."""
-        ...
+    # After a successful generation: makes the mp4 visible to every replica; returns its location.
+    async def publish_output(self, job_id: str, local_path: Path) -> str: ...
 
-    async def discard_local(self, job_id: str, scratch_dir: Path) -> None:
-        """Worker-host side, after a job: drops scratch copies (nothing for the shared directory)."""
-        ...
+    async def discard_local(self, job_id: str, scratch_dir: Path) -> None: ...  # a worker host's scratch copies
 
-    async def output_size(self, location: str) -> int | None:
-        """Bytes of the stored output; None when it is gone."""
-        ...
+    async def output_size(self, location: str) -> int | None: ...  # None when it is gone
 
-    def output_url(self, job_id: str, location: str, token: str, base: str, expires_in: float | None = None) -> str:
-        """The URL a result body's ``output`` carries."""
-        ...
+    # The URL a result body's ``output`` carries.
+    def output_url(self, job_id: str, location: str, token: str, base: str, expires_in: float | None = None) -> str: ...
 
-    def local_file(self, location: str) -> Path | None:
-        """The file to serve directly, or None when the storage serves it itself (OutputGone when gone)."""
-        ...
+    # The file to serve directly, or None when the storage serves it itself (OutputGone when gone).
+    def local_file(self, location: str) -> Path | None: ...
 
-    async def open_output(self, location: str) -> OutputStream:
-        """The output's bytes as an async iterator (OutputGone, before any byte, when it is gone)."""
-        ...
+    # The output's bytes (OutputGone, before any byte, when it is gone).
+    async def open_output(self, location: str) -> OutputStream: ...
 
-    async def delete_job(self, job_id: str) -> None:
-        """Removes everything of the job (expiry); idempotent."""
-        ...
+    async def delete_job(self, job_id: str) -> None: ...  # everything of the job (expiry); idempotent
 
-    async def delete_output(self, location: str) -> None:
-        """Removes one stored output (a delivery whose result was refused); idempotent."""
-        ...
-
-
-def api_output_url(job_id: str, token: str, base: str) -> str:
-    """The API's own download URL; the token (128 bits) makes it unguessable."""
-    return f"{base}/outputs/{job_id}/{token}/{job_id}.mp4"
+    async def delete_output(self, location: str) -> None: ...  # a delivery whose result was refused; idempotent
 
 
 def checked_job_id(job_id: str) -> str:
@@ -177,7 +146,7 @@ class SharedDirStorage:
             return None
 
     def output_url(self, job_id: str, location: str, token: str, base: str, expires_in: float | None = None) -> str:
-        return api_output_url(job_id, token, base)
+        return f"{base}/outputs/{job_id}/{token}/{job_id}.mp4"  # the token (128 bits) makes it unguessable
 
     def local_file(self, location: str) -> Path | None:
         path = self._own_path(location)
@@ -288,9 +257,8 @@ class S3Storage:
 
     async def publish_output(self, job_id: str, local_path: Path) -> str:
         key = self.key(job_id, Path(local_path).name)
-        await asyncio.to_thread(
-            self.client.upload_file, str(local_path), self.place.bucket, key, ExtraArgs={"ContentType": "video/mp4"}
-        )
+        extra = {"ContentType": "video/mp4"}
+        await asyncio.to_thread(self.client.upload_file, str(local_path), self.place.bucket, key, ExtraArgs=extra)
         await asyncio.to_thread(Path(local_path).unlink, True)
         return self.location(key)
 
@@ -365,10 +333,7 @@ class S3Storage:
 def _is_missing(exc: Exception) -> bool:
     # botocore's ClientError, recognised without importing botocore where S3 is off.
     response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in _MISSING_CODES
+    return isinstance(response, dict) and str(response.get("Error", {}).get("Code", "")) in _MISSING_CODES
 
 
 def make_s3_client(endpoint_url: str = "") -> Any:
@@ -389,10 +354,8 @@ def make_s3_client(endpoint_url: str = "") -> Any:
 def results_storage(
     results_dir: str | Path, s3_url: str = "", s3_endpoint_url: str = "", ttl_seconds: float = 3600.0
 ) -> ResultStorage:
-    """The bucket when ``s3_url`` is set (``s3://bucket/prefix``), else the shared directory.
-
-    ``ttl_seconds`` is how long presigned output URLs stay valid by default (the jobs' retention).
-    """
+    """The bucket when ``s3_url`` is set (``s3://bucket/prefix``), else the shared directory; presigned
+    output URLs stay valid ``ttl_seconds`` (the jobs' retention)."""
     if s3_url:
         return S3Storage(s3_url, s3_endpoint_url, ttl_seconds)
     return SharedDirStorage(Path(results_dir))

@@ -27,29 +27,26 @@ from server.workers.redis_work import RedisWorkSource
 log = logging.getLogger("ltx2.worker_host")
 
 
-def host_name() -> str:
-    """This host's name in the store: unique per process, so two hosts never share deliveries."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 class WorkerHost:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clock = SystemClock()
         # Inputs fetched from a bucket and videos before their upload wait here.
         self.scratch = Path(tempfile.mkdtemp(prefix="ltx2-worker-"))
+        results = results_storage(
+            settings.results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds
+        )
+        # Named per process, so two hosts never share deliveries.
         self.source = RedisWorkSource(
             settings.store,
-            host_name(),
+            f"{socket.gethostname()}-{os.getpid()}",
             self.clock,
             visibility_timeout=settings.visibility_timeout,
             max_deliveries=settings.max_deliveries,
-            results=results_storage(
-                settings.results_dir, settings.results_s3, settings.s3_endpoint_url, settings.ttl_seconds
-            ),
+            results=results,
             scratch_root=self.scratch,
         )
-        self.pool = build_pool(settings, None, self.clock, devices_for(settings), queue_for=self.source.for_worker)
+        self.pool = build_pool(settings, self.source.for_worker, self.clock, devices_for(settings))
         # A job's cancel flag, noticed by the source, stops it on the worker running it.
         self.source.cancel_running = self.pool.cancel
 
@@ -62,11 +59,9 @@ class WorkerHost:
             return 0
         await self.pool.start()
         heartbeat = asyncio.create_task(self.source.heartbeat_forever(self.describe_workers), name="ltx2-heartbeat")
+        store = describe_url(self.settings.store)
         log.info(
-            "worker host %s: %d worker(s) taking jobs from %s",
-            self.source.host_name,
-            len(self.pool.workers),
-            describe_url(self.settings.store),
+            "worker host %s: %d worker(s) taking jobs from %s", self.source.host_name, len(self.pool.workers), store
         )
         await stop.wait()
         await self._drain(self.settings.shutdown_grace)

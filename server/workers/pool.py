@@ -21,14 +21,7 @@ from server.workers.devices import WorkerDevice, worker_devices
 from server.workers.supervisor import WorkerState, WorkerSupervisor
 
 # The pool's one-word state is its best worker's: a pool is READY while any worker can take a job now.
-_STATE_RANK = (
-    WorkerState.READY,
-    WorkerState.BUSY,
-    WorkerState.STARTING,
-    WorkerState.LOAD_FAILED,
-    WorkerState.NOT_STARTED,
-    WorkerState.STOPPED,
-)
+_STATE_RANK = [WorkerState(name) for name in ("ready", "busy", "starting", "load_failed", "not_started", "stopped")]
 
 
 @dataclass(frozen=True)
@@ -71,10 +64,6 @@ class WorkerPool:
         self._supervisors[0].cancel(job)
 
     @property
-    def supervisors(self) -> list[WorkerSupervisor]:
-        return list(self._supervisors)
-
-    @property
     def is_ready(self) -> bool:
         return any(supervisor.is_ready for supervisor in self._supervisors)
 
@@ -104,44 +93,30 @@ class WorkerPool:
 
     @property
     def workers(self) -> list[WorkerInfo]:
-        return [self._info(index) for index in range(len(self._supervisors))]
-
-    def _info(self, index: int) -> WorkerInfo:
-        supervisor = self._supervisors[index]
-        job = supervisor.current_job
-        return WorkerInfo(
-            index=index,
-            device=self._devices[index],
-            state=supervisor.state.value,
-            pid=supervisor.worker_pid,
-            restarts=supervisor.restarts,
-            model=supervisor.model_description,
-            error=supervisor.last_load_error,
-            job=job.id if job is not None else None,
-        )
+        return [
+            WorkerInfo(
+                index=index,
+                device=device,
+                state=supervisor.state.value,
+                pid=supervisor.worker_pid,
+                restarts=supervisor.restarts,
+                model=supervisor.model_description,
+                error=supervisor.last_load_error,
+                job=supervisor.current_job.id if supervisor.current_job is not None else None,
+            )
+            for index, (supervisor, device) in enumerate(zip(self._supervisors, self._devices, strict=True))
+        ]
 
 
 def build_pool(
-    settings: Settings,
-    store: JobQueue | None,
-    clock: Clock,
-    devices: list[WorkerDevice],
-    queue_for: Callable[[int], JobQueue] | None = None,
+    settings: Settings, queue_for: Callable[[int], JobQueue], clock: Clock, devices: list[WorkerDevice]
 ) -> WorkerPool:
-    """One supervisor per device, all on ``store`` (or each on ``queue_for(index)``: a shared
-    store's workers read its queue under names of their own), each with the settings' time limits."""
-
-    def queue_of(index: int) -> JobQueue:
-        if queue_for is not None:
-            return queue_for(index)
-        if store is None:
-            raise ValueError("build_pool needs a store or queue_for")
-        return store
-
+    """One supervisor per device, each on ``queue_for(index)`` (a shared store's workers read its queue
+    under names of their own), each with the settings' time limits."""
     supervisors = [
         WorkerSupervisor(
             worker_config_from(settings, device),
-            queue_of(index),
+            queue_for(index),
             clock,
             start_timeout=settings.worker_start_timeout,
             job_timeout=settings.job_timeout,
