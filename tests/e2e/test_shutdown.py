@@ -1,5 +1,6 @@
 """SIGTERM drains: new jobs get 503, the running job finishes (within the grace), queued ones fail
-clearly, the temporary results directory is removed, and the process exits 0."""
+clearly, the temporary results directory is removed, and the process exits 0. SIGINT (Ctrl-C) drains
+with no grace and exits 130; a second signal stops now, a third exits at once; none prints a traceback."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import signal
 import threading
 
 import httpx
+import pytest
 
-from tests.support.api import SCRIPTED_MODEL, SLUG, payload, submit, wait_final, wait_processing
+from tests.support.api import SCRIPTED_MODEL, SLUG, payload, submit, wait_final, wait_for, wait_processing
 from tests.support.servers import cli_server
 
 
@@ -125,7 +127,7 @@ def test_sigint_fails_the_running_and_queued_jobs_answers_their_callers_and_exit
             dropped.json()["error"]
             == "the server was interrupted (SIGINT): this job never started; submit it again later"
         )
-        assert process.wait(15) == 0
+        assert process.wait(15) == 130  # 128 + SIGINT, as a shell reports a Ctrl-C
         elapsed = time.monotonic() - started
         caller.join(10)
         listener.join(10)
@@ -163,10 +165,49 @@ def test_a_second_signal_while_draining_exits_at_once(tmp_path, monkeypatch):
         wait_for_status(base_url, 503, path="/ready")
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
-        assert process.wait(15) == 0
+        assert process.wait(15) == 130  # the stop was a Ctrl-C, whatever signal came first
         assert time.monotonic() - started < 8
         caller.join(10)
     assert answers[0].status_code == 503
     assert answers[0].json()["error"].startswith("the server was interrupted (SIGINT)")
     log = (tmp_path / f"ltx2-server-{base_url.rsplit(':', 1)[1]}.log").read_text()
     assert "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("interrupts", [1, 2, 3])
+def test_ctrl_c_pressed_quickly_exits_130_without_a_traceback(tmp_path, monkeypatch, interrupts):
+    # With a job running and a /v1 caller waiting, one, two or three Ctrl-C in quick succession: each
+    # stops harder (drain, stop now, exit at once), and none lets uvicorn's forced exit print
+    # CancelledError traces. The worker child goes with the server, the temporary results too.
+    import time
+
+    monkeypatch.setenv("LTX2_TEST_LOG_DIR", str(tmp_path))
+    env = {"TMPDIR": str(tmp_path)}
+    with cli_server("--model", SCRIPTED_MODEL, "--shutdown-grace", "60", env=env) as (base_url, process):
+        threading.Thread(
+            target=lambda: httpx.post(f"{base_url}/v1/{SLUG}", json=payload("hang"), timeout=60), daemon=True
+        ).start()
+        ready = wait_for_status(base_url, 200, path="/ready", check=lambda r: r.json()["worker"] == "busy")
+        worker_pid = ready.json()["worker_pid"]
+        started = time.monotonic()
+        for _ in range(interrupts):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.1)  # apart enough for the handler to see each one (signals do not queue)
+        assert process.wait(15) == 130
+        assert time.monotonic() - started < 8
+        wait_for(lambda: not process_exists(worker_pid), timeout=10)
+    log = (tmp_path / f"ltx2-server-{base_url.rsplit(':', 1)[1]}.log").read_text()
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    if interrupts == 3:
+        assert "signal 3 received: exiting at once (status 130)" in log, log
+    assert list(tmp_path.glob("ltx2-results-*")) == []
+
+
+def process_exists(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
