@@ -15,25 +15,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Match, Route
 
-from server.errors import (
-    BodyTooLarge,
-    FetchesBusy,
-    GenerationFailed,
-    InsufficientCredits,
-    InvalidRequest,
-    JobCancelledError,
-    JobNotFound,
-    NotCancellable,
-    OutputGone,
-    QueueFull,
-    RateLimited,
-    ServiceError,
-    ServiceUnavailable,
-    StoreUnavailable,
-    Unauthorized,
-    WaitTimedOut,
-    http_status_for_class,
-)
+from server import errors as err
 
 API_KEY_HEADER = "x-api-key"
 SECURITY_SCHEME = "ApiKeyAuth"
@@ -152,46 +134,38 @@ STATUS_EVENT_SCHEMA = {
 
 
 # Response headers some errors carry (declared required only when every error of a status has them).
-_ERROR_HEADERS: dict[type[ServiceError], dict[str, str]] = {
-    QueueFull: {"Retry-After": "Seconds to wait before retrying."},
-    FetchesBusy: {"Retry-After": "Seconds to wait before retrying."},
-    RateLimited: {
+_ERROR_HEADERS: dict[type[err.ServiceError], dict[str, str]] = {
+    err.QueueFull: {"Retry-After": "Seconds to wait before retrying."},
+    err.FetchesBusy: {"Retry-After": "Seconds to wait before retrying."},
+    err.RateLimited: {
         "Retry-After": "Seconds until the oldest counted submission leaves the 60-second window.",
         "x-rate-limit-reset-at-utc": "When that happens, e.g. 2026-11-25T04:10:00Z.",
     },
-    WaitTimedOut: {"x-request-id": "The job's id: it goes on and can be polled through /v2."},
-    JobCancelledError: {"x-request-id": "The cancelled job's id."},
+    err.WaitTimedOut: {"x-request-id": "The job's id: it goes on and can be polled through /v2."},
+    err.JobCancelledError: {"x-request-id": "The cancelled job's id."},
 }
 
 # What the routes raise, by the part of the request that raises it.
-AUTH_ERRORS = (Unauthorized,)
-BODY_ERRORS = (InvalidRequest, BodyTooLarge)
-JOB_ERRORS = (*AUTH_ERRORS, JobNotFound, StoreUnavailable)
-SUBMIT_ERRORS = (
-    *BODY_ERRORS,
-    *AUTH_ERRORS,
-    InsufficientCredits,
-    QueueFull,
-    FetchesBusy,
-    RateLimited,
-    GenerationFailed,
-    ServiceUnavailable,
-)
-V1_ERRORS = (*SUBMIT_ERRORS, JobCancelledError, WaitTimedOut)
-CANCEL_ERRORS = (*JOB_ERRORS, NotCancellable)
-OUTPUT_ERRORS = (JobNotFound, OutputGone, StoreUnavailable)
+AUTH_ERRORS = (err.Unauthorized,)
+BODY_ERRORS = (err.InvalidRequest, err.BodyTooLarge)
+JOB_ERRORS = (*AUTH_ERRORS, err.JobNotFound, err.StoreUnavailable)
+LIMIT_ERRORS = (err.InsufficientCredits, err.QueueFull, err.FetchesBusy, err.RateLimited)
+SUBMIT_ERRORS = (*BODY_ERRORS, *AUTH_ERRORS, *LIMIT_ERRORS, err.GenerationFailed, err.ServiceUnavailable)
+V1_ERRORS = (*SUBMIT_ERRORS, err.JobCancelledError, err.WaitTimedOut)
+CANCEL_ERRORS = (*JOB_ERRORS, err.NotCancellable)
+OUTPUT_ERRORS = (err.JobNotFound, err.OutputGone, err.StoreUnavailable)
 
 
-def _summary(error: type[ServiceError]) -> str:
+def _summary(error: type[err.ServiceError]) -> str:
     return (error.__doc__ or error.__name__).strip().splitlines()[0].strip()
 
 
-def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+def error_responses(*errors: type[err.ServiceError]) -> dict[int | str, dict[str, Any]]:
     """The `responses` of a route that can raise `errors`: one `{"error"}` answer per status of the
     errors table, described by the errors that give it."""
-    by_status: dict[int, list[type[ServiceError]]] = {}
+    by_status: dict[int, list[type[err.ServiceError]]] = {}
     for error in dict.fromkeys(errors):
-        by_status.setdefault(http_status_for_class(error), []).append(error)
+        by_status.setdefault(err.http_status_for_class(error), []).append(error)
     responses: dict[int | str, dict[str, Any]] = {}
     for status, group in sorted(by_status.items()):
         answer: dict[str, Any] = {"model": ErrorBody, "description": " Or: ".join(_summary(e) for e in group)}
@@ -207,7 +181,7 @@ def error_responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, An
     return responses
 
 
-def job_responses(body: type[BaseModel], *errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+def job_responses(body: type[BaseModel], *errors: type[err.ServiceError]) -> dict[int | str, dict[str, Any]]:
     """A job route's answers: `body` (200), the same body with `"status": "FAILED"` (422, as Segmind
     answers a failed job; the SDK relies on it) and the errors."""
     return {

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import AsyncIterator, Callable
 
-from server.jobs.record import Job
+from server.jobs.progress import ProgressTracker
+from server.jobs.record import Job, JobLive
 
 log = logging.getLogger("ltx2.events")
 
@@ -23,30 +24,15 @@ STREAM_KEEPALIVE_SECONDS = 15.0
 _CLOSED = object()
 
 
-@dataclass(frozen=True)
-class JobSnapshot:
-    """What a status body shows of a job's progress at one moment."""
-
-    change: str
-    status: str
-    stage: str
-    step: int
-    total_steps: int
-    progress: float
-
-    @classmethod
-    def of(cls, job: Job, change: str) -> JobSnapshot:
-        return cls(change, job.status.value, job.stage, job.step, job.total_steps, round(job.progress, 4))
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in ("COMPLETED", "FAILED")
+def snapshot(job: Job) -> Job:
+    """A copy of the job as it is now: the job moves on, a stream shows the moment it was told of."""
+    return replace(job, live=JobLive(tracker=ProgressTracker(progress=job.progress)))
 
 
 class JobEventHub:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
-        self._streams: dict[str, set[asyncio.Queue[JobSnapshot | object]]] = {}
+        self._streams: dict[str, set[asyncio.Queue[Job | object]]] = {}
         self.closed = False
 
     def add_listener(self, listener: Listener) -> None:
@@ -61,29 +47,29 @@ class JobEventHub:
                 log.exception("job listener failed on %s %s", job.id, change)
         streams = self._streams.get(job.id)
         if streams:
-            snapshot = JobSnapshot.of(job, change)
+            copy = snapshot(job)
             for queue in streams:
-                queue.put_nowait(snapshot)
+                queue.put_nowait(copy)
 
-    async def stream(self, job: Job, keepalive: float = STREAM_KEEPALIVE_SECONDS) -> AsyncIterator[JobSnapshot | None]:
+    async def stream(self, job: Job, keepalive: float = STREAM_KEEPALIVE_SECONDS) -> AsyncIterator[Job | None]:
         """The job's snapshots from now until it ends (None when idle for `keepalive` seconds)."""
-        queue: asyncio.Queue[JobSnapshot | object] = asyncio.Queue()
+        queue: asyncio.Queue[Job | object] = asyncio.Queue()
         self._streams.setdefault(job.id, set()).add(queue)
         try:
-            current = JobSnapshot.of(job, "current")
+            current = snapshot(job)
             yield current
-            if current.is_final:
+            if current.status.is_final:
                 return
             while not self.closed:
                 try:
-                    snapshot = await asyncio.wait_for(queue.get(), keepalive)
+                    copy = await asyncio.wait_for(queue.get(), keepalive)
                 except asyncio.TimeoutError:
                     yield None
                     continue
-                if not isinstance(snapshot, JobSnapshot):
+                if not isinstance(copy, Job):
                     return  # _CLOSED: the server is stopping
-                yield snapshot
-                if snapshot.is_final:
+                yield copy
+                if copy.status.is_final:
                     return
         finally:
             streams = self._streams.get(job.id)

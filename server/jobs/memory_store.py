@@ -11,15 +11,14 @@ import asyncio
 import logging
 import tempfile
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator
 
 from server.clock import Clock, SystemClock
 from server.errors import GenerationFailed, QueueFull
 from server.jobs.events import JobEventHub
-from server.jobs.progress import DurationEstimator, ProgressTracker, eta_seconds
-from server.jobs.record import NO_QUEUE_VIEW, Job, JobLive, JobStatus, QueueView, WorkFiles
+from server.jobs.progress import DurationEstimator, eta_seconds
+from server.jobs.record import NO_QUEUE_VIEW, Job, JobStatus, QueueView, WorkFiles
 from server.jobs.store import SHUTTING_DOWN, InputIntake, WebhookDue
 from server.observability.metrics import LocalGauges
 from server.storage.results import ResultStorage, SharedDirStorage
@@ -109,17 +108,8 @@ class InMemoryJobStore:
         await asyncio.wait_for(job.finished.wait(), timeout)
         return job
 
-    async def changes(self, job: Job):
-        async for snapshot in self._events.stream(job):
-            if snapshot is None:
-                yield None
-                continue
-            # The job may have moved on since this snapshot was taken: show the moment it describes.
-            tracker = ProgressTracker(progress=snapshot.progress)
-            yield replace(
-                job, status=JobStatus(snapshot.status), stage=snapshot.stage, step=snapshot.step,
-                total_steps=snapshot.total_steps, live=JobLive(tracker=tracker),
-            )  # fmt: skip
+    def changes(self, job: Job) -> AsyncIterator[Job | None]:
+        return self._events.stream(job)
 
     def attach(self, events: JobEventHub) -> None:
         self._events = events

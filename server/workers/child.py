@@ -21,20 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server.settings import Settings
+from server.workers import messages as msg
 from server.workers.devices import WorkerDevice
-from server.workers.messages import (
-    FAULT_CANCELLED,
-    FAULT_INPUT,
-    CancelJob,
-    JobFailed,
-    JobProgress,
-    JobStarted,
-    JobSucceeded,
-    Shutdown,
-    SubmitJob,
-    WorkerLoadFailed,
-    WorkerReady,
-)
 
 
 @dataclass(frozen=True)
@@ -54,12 +42,10 @@ class WorkerConfig:
     x264_preset: str | None = None
     x264_crf: int | None = None
     steps: int | None = None
-    # CPU niceness added to the child's (0: none).
-    nice: int = 0
+    nice: int = 0  # CPU niceness added to the child's
     # One physical GPU index for this worker (--gpus); it then sees that GPU alone, as ``cuda``.
     cuda_visible_devices: str | None = None
-    # CPU threads for torch and BLAS (None: their default, one per core).
-    threads: int | None = None
+    threads: int | None = None  # CPU threads for torch and BLAS (None: their default, one per core)
 
 
 def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
@@ -83,7 +69,6 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
 
 
 def run_worker(conn: Connection, config: WorkerConfig) -> None:
-    """Entry point of the child process."""
     die_with_parent()
     place_on_device(config)
     # Ctrl-C, `timeout` and service managers signal the whole process group; the API process alone
@@ -98,16 +83,16 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     try:
         generator = load_generator_for(config)
     except BaseException as exc:  # noqa: BLE001 - any load failure must reach the API process as a value
-        conn.send(WorkerLoadFailed(error=describe_load_failure(exc)))
+        conn.send(msg.WorkerLoadFailed(error=describe_load_failure(exc)))
         return
     inbox = Inbox(conn)
     description = getattr(generator, "description", config.model)
-    conn.send(WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
+    conn.send(msg.WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
     while True:
         message = inbox.next()
-        if message is None or isinstance(message, Shutdown):
+        if message is None or isinstance(message, msg.Shutdown):
             return  # told to stop, or the API process is gone
-        if isinstance(message, SubmitJob):
+        if isinstance(message, msg.SubmitJob):
             conn.send(run_job(generator, message, conn, inbox.is_cancelled))
             inbox.forget(message.job_id)
 
@@ -172,7 +157,7 @@ class Inbox:
             except (EOFError, OSError):
                 self._messages.put(None)
                 return
-            if isinstance(message, CancelJob):
+            if isinstance(message, msg.CancelJob):
                 self._cancelled.add(message.job_id)
             else:
                 self._messages.put(message)
@@ -219,7 +204,7 @@ def describe_load_failure(exc: BaseException) -> str:
 
     if isinstance(exc, (WeightsIncomplete, InsufficientGpuMemory)):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}\n{_traceback_tail(exc)}"
+    return f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))[-2000:]}"
 
 
 def weights_problems(config: WorkerConfig) -> list[str]:
@@ -234,68 +219,54 @@ def weights_problems(config: WorkerConfig) -> list[str]:
     return check_weights(Path(config.weights))
 
 
-def run_job(generator, job: SubmitJob, conn: Connection, is_cancelled=lambda job_id: False) -> JobSucceeded | JobFailed:
+def run_job(
+    generator, job: msg.SubmitJob, conn: Connection, is_cancelled=lambda job_id: False
+) -> msg.JobSucceeded | msg.JobFailed:
     from pipelines.interface import GpuOutOfMemory, InvalidInputError, MuxError
 
-    conn.send(JobStarted(job_id=job.job_id))
+    conn.send(msg.JobStarted(job_id=job.job_id))
 
     def report_progress(stage: str, step: int, total: int) -> None:
         # The generator calls this between denoising steps and before decoding: a cancelled job
         # stops here, without decoding or muxing what it has so far.
         if is_cancelled(job.job_id):
             raise JobCancelled
-        conn.send(JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
+        conn.send(msg.JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
 
-    _reset_gpu_peak()
+    cuda = _cuda()
+    if cuda is not None:
+        cuda.reset_peak_memory_stats()
     started = time.monotonic()
     try:
         if is_cancelled(job.job_id):
             raise JobCancelled
         result = generator.generate(job.spec, Path(job.image_path), Path(job.output_path), report_progress)
     except JobCancelled:
-        return JobFailed(job_id=job.job_id, error="cancelled", fault=FAULT_CANCELLED)
+        return msg.JobFailed(job_id=job.job_id, error="cancelled", fault=msg.FAULT_CANCELLED)
     except InvalidInputError as exc:
-        return JobFailed(job_id=job.job_id, error=str(exc), fault=FAULT_INPUT)
+        return msg.JobFailed(job_id=job.job_id, error=str(exc), fault=msg.FAULT_INPUT)
     except MuxError as exc:
-        return JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
+        return msg.JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
     except GpuOutOfMemory as exc:
-        return JobFailed(job_id=job.job_id, error=str(exc))
+        return msg.JobFailed(job_id=job.job_id, error=str(exc))
     except MemoryError:
-        return JobFailed(job_id=job.job_id, error="generation ran out of memory")
+        return msg.JobFailed(job_id=job.job_id, error="generation ran out of memory")
     except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
-        return JobFailed(job_id=job.job_id, error=f"generation failed: {type(exc).__name__}: {exc}")
-    return JobSucceeded(
+        return msg.JobFailed(job_id=job.job_id, error=f"generation failed: {type(exc).__name__}: {exc}")
+    return msg.JobSucceeded(
         job_id=job.job_id,
         output_path=str(result.output_path),
         seed=result.seed,
         inference_seconds=time.monotonic() - started,
         stage_seconds=dict(result.stage_seconds),
-        peak_gpu_memory_bytes=_gpu_peak_bytes(),
+        peak_gpu_memory_bytes=int(cuda.max_memory_allocated()) if cuda is not None else 0,
     )
 
 
 def _cuda():
     """torch.cuda when the generator loaded torch and a GPU is there; the worker never loads torch itself."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return None
     try:
-        return torch.cuda if torch.cuda.is_available() else None
+        return torch.cuda if torch is not None and torch.cuda.is_available() else None
     except Exception:  # noqa: BLE001 - no usable CUDA means no GPU figure
         return None
-
-
-def _reset_gpu_peak() -> None:
-    cuda = _cuda()
-    if cuda is not None:
-        cuda.reset_peak_memory_stats()
-
-
-def _gpu_peak_bytes() -> int:
-    cuda = _cuda()
-    return int(cuda.max_memory_allocated()) if cuda is not None else 0
-
-
-def _traceback_tail(exc: BaseException, limit: int = 2000) -> str:
-    text = "".join(traceback.format_exception(exc))
-    return text[-limit:]

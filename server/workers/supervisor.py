@@ -18,19 +18,8 @@ from pathlib import Path
 from server.clock import Clock
 from server.jobs.record import Job, JobStatus
 from server.jobs.store import JobQueue
+from server.workers import messages as msg
 from server.workers.child import WorkerConfig, run_worker
-from server.workers.messages import (
-    FAULT_CANCELLED,
-    FAULT_GENERATION,
-    CancelJob,
-    JobFailed,
-    JobProgress,
-    JobSucceeded,
-    Shutdown,
-    SubmitJob,
-    WorkerLoadFailed,
-    WorkerReady,
-)
 
 log = logging.getLogger("ltx2.supervisor")
 
@@ -161,14 +150,14 @@ class WorkerSupervisor:
             if running is not None:
                 # Whatever grace the job had (the SIGTERM drain) is over: stop it at its next step,
                 # and do not wait long for a generator that never reaches one.
-                self._send(child, CancelJob(job_id=running.id))
+                self._send(child, msg.CancelJob(job_id=running.id))
                 timeout = min(timeout, 2.0)
             await asyncio.to_thread(self._stop_child, child, timeout)
 
     @staticmethod
     def _stop_child(child: _Child, timeout: float) -> None:
         try:
-            child.conn.send(Shutdown())
+            child.conn.send(msg.Shutdown())
         except (OSError, ValueError):
             pass
         child.process.join(timeout)
@@ -230,28 +219,28 @@ class WorkerSupervisor:
         if generation != self._generation or self._state is WorkerState.STOPPED:
             return  # from a child we already gave up on
         now = self._clock.now()
-        if isinstance(message, WorkerReady):
+        if isinstance(message, msg.WorkerReady):
             self._consecutive_failures = 0
             self.last_load_error = None
             self.model_description = message.description or message.model
             self._set_state(WorkerState.READY)
             log.info("%s ready in %.1f s: %s", self.name, message.load_seconds, self.model_description)
-        elif isinstance(message, WorkerLoadFailed):
+        elif isinstance(message, msg.WorkerLoadFailed):
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)
             log.error("worker failed to load the model: %s", message.error)
-        elif isinstance(message, JobProgress):
+        elif isinstance(message, msg.JobProgress):
             job = self._current_job(message.job_id)
             if job is not None:
                 job.report_progress(message.stage, message.step, message.total_steps)
-        elif isinstance(message, JobSucceeded):
+        elif isinstance(message, msg.JobSucceeded):
             job = self._current_job(message.job_id)
             if job is not None:
                 self._crashes_in_a_row = 0
                 self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
                 job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
                 self._finish_current(job)
-        elif isinstance(message, JobFailed):
+        elif isinstance(message, msg.JobFailed):
             job = self._current_job(message.job_id)
             if job is not None:
                 job.fail(now, message.error, message.fault)
@@ -293,7 +282,7 @@ class WorkerSupervisor:
         elif job is not None and job.status is JobStatus.PROCESSING:
             error, fault = self._kill_reason or (
                 f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
-                FAULT_GENERATION,
+                msg.FAULT_GENERATION,
             )
             job.fail(self._clock.now(), error, fault)
             self._finish_current(job)
@@ -338,7 +327,9 @@ class WorkerSupervisor:
         self._current = job
         self._current_done.clear()
         self._set_state(WorkerState.BUSY)
-        message = SubmitJob(job_id=job.id, image_path=str(files.input), output_path=str(files.output), spec=job.params)
+        message = msg.SubmitJob(
+            job_id=job.id, image_path=str(files.input), output_path=str(files.output), spec=job.params
+        )
         self._kill_reason = None
         if self._job_timeout > 0:
             self._job_watchdog = asyncio.get_running_loop().create_task(self._enforce_time_limit(job))
@@ -355,7 +346,7 @@ class WorkerSupervisor:
     async def _enforce_time_limit(self, job: Job) -> None:
         await asyncio.sleep(self._job_timeout)
         error = f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted"
-        self._kill_for(job, error, FAULT_GENERATION)
+        self._kill_for(job, error, msg.FAULT_GENERATION)
 
     def _kill_for(self, job: Job, error: str, fault: str) -> None:
         """Kill the child if it is still running ``job``; that job fails with ``error``."""
@@ -370,15 +361,15 @@ class WorkerSupervisor:
         """A queued job fails at once; a running one is asked to stop at its next step, and its
         worker is killed (and restarted) if it has not stopped within the cancel grace period."""
         if job.status is JobStatus.QUEUED:
-            job.fail(self._clock.now(), "cancelled", FAULT_CANCELLED)
+            job.fail(self._clock.now(), "cancelled", msg.FAULT_CANCELLED)
             return
         child = self._child
         if self._current is not job or job.status is not JobStatus.PROCESSING or child is None:
             return
         log.info("cancelling running job %s", job.id)
-        self._send(child, CancelJob(job_id=job.id))
+        self._send(child, msg.CancelJob(job_id=job.id))
         asyncio.get_running_loop().create_task(self._kill_if_still_running(job))
 
     async def _kill_if_still_running(self, job: Job) -> None:
         await asyncio.sleep(self._cancel_grace)
-        self._kill_for(job, "cancelled", FAULT_CANCELLED)
+        self._kill_for(job, "cancelled", msg.FAULT_CANCELLED)
