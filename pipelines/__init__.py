@@ -72,7 +72,8 @@ def load_generator(
         bundle = build_tiny_bundle(model)
         if torch_dtype != torch.float32:  # built in float32
             bundle.pipe.to(torch_dtype)
-            bundle.latent_upsampler.to(torch_dtype)
+            if bundle.latent_upsampler is not None:  # LTX-2.5 has none
+                bundle.latent_upsampler.to(torch_dtype)
     else:
         bundle = load_bundle_for(model, weights, torch_dtype, recipe=recipe)
     # A transformer read from the fp8 checkpoint stays in fp8: that is what its download was chosen for.
@@ -120,7 +121,9 @@ def build_generator(
     from .generate import LTX2Generator
 
     defaults = generation(model)
-    return LTX2Generator(
+    # LTX-2.5's bundle names its own generator (pipelines/ltx25.py: the diffusion-decoder decode).
+    generator_class = getattr(bundle, "generator_class", LTX2Generator)
+    return generator_class(
         bundle,
         recipe=recipe,
         guidance=defaults.guidance_policy(guidance),

@@ -185,13 +185,7 @@ class LTX2Generator:
 
     def _generate(self, params, image_path: Path, output_path: Path, on_progress: ProgressCallback):
         clock = _StageClock()
-        size = plan_generation_size(
-            params.width,
-            params.height,
-            params.num_frames,
-            spatial_multiple=self.pipe.vae_spatial_compression_ratio * self.spec.spatial_factor,
-            temporal_ratio=self.pipe.vae_temporal_compression_ratio,
-        )
+        size = self._plan_size(params)
         with clock.stage("load_image"):
             pixels = compressed_like_training(load_image(image_path), self.image_crf)
         policy = self.request_policy(params)
@@ -250,6 +244,16 @@ class LTX2Generator:
         clock.seconds["decode_video"] = video_decode
         clock.seconds["mux"] -= video_decode
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
+
+    def _plan_size(self, params: JobSpec) -> GenerationSize:
+        """The size generated for ``params`` (a generation with a larger minimum raises it)."""
+        return plan_generation_size(
+            params.width,
+            params.height,
+            params.num_frames,
+            spatial_multiple=self.pipe.vae_spatial_compression_ratio * self.spec.spatial_factor,
+            temporal_ratio=self.pipe.vae_temporal_compression_ratio,
+        )
 
     def request_policy(self, params: JobSpec):
         return self.policy.for_request(params.guidance_scale, guided=self.spec.uses_guidance)

@@ -215,15 +215,20 @@ def _read_dequantized(checkpoint, names: list[str], dtype: torch.dtype) -> tuple
 
 
 def build_tiny_bundle(model: str = "tiny") -> LTX2Bundle:
-    """A tiny test model built in code: ``tiny`` (LTX-2.0's architecture) or ``tiny-2.3`` (LTX-2.3's)."""
+    """A tiny test model built in code: ``tiny`` (LTX-2.0's architecture), ``tiny-2.3`` (LTX-2.3's) or
+    ``tiny-2.5`` (LTX-2.5's, pipelines/tiny25.py)."""
     if model == "tiny-2.3":
         from .tiny23 import build_tiny23_distilled_lora, build_tiny23_latent_upsampler, build_tiny23_pipeline
 
         pipe = build_tiny23_pipeline()
         pipe.load_lora_weights(build_tiny23_distilled_lora(pipe.transformer), adapter_name=DISTILLED_ADAPTER)
         return _finish_bundle(pipe, build_tiny23_latent_upsampler())
+    if model == "tiny-2.5":
+        from .tiny25 import build_tiny25_bundle
+
+        return build_tiny25_bundle()
     if model != "tiny":
-        raise ValueError(f"no tiny model {model!r} (tiny, tiny-2.3)")
+        raise ValueError(f"no tiny model {model!r} (tiny, tiny-2.3, tiny-2.5)")
     from .tiny import build_tiny_distilled_lora, build_tiny_latent_upsampler, build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
@@ -244,6 +249,10 @@ def load_bundle_for(
         from .single_file import load_single_file_bundle
 
         return load_single_file_bundle(weights_dir, dtype, recipe=recipe)
+    if layout == "diffusers-components":
+        from .ltx25 import load_ltx25_bundle
+
+        return load_ltx25_bundle(weights_dir, dtype, recipe=recipe)
     raise ValueError(f"{model}: no weights layout to load from (built in code?)")
 
 
@@ -270,6 +279,9 @@ def _bundle_modules(bundle: LTX2Bundle) -> dict[str, torch.nn.Module]:
     modules = {name: getattr(bundle.pipe, name) for name in _PIPE_COMPONENTS}
     if bundle.latent_upsampler is not None:
         modules["latent_upsampler"] = bundle.latent_upsampler
+    decoder = getattr(bundle, "diffusion_decoder", None)  # LTX-2.5 (pipelines/ltx25.py)
+    if decoder is not None:
+        modules["diffusion_decoder"] = decoder
     return modules
 
 

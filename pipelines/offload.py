@@ -106,6 +106,12 @@ def module_bytes(module, device_type: str | None = None) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if device_type is None or t.device.type == device_type)
 
 
+def _place_upsampler(bundle, device) -> None:
+    # 0.5B params: cheaper to keep resident than to move for every request. LTX-2.5 has none.
+    if bundle.latent_upsampler is not None:
+        bundle.latent_upsampler.to(device)
+
+
 def apply_offload(bundle, plan: OffloadPlan, device) -> None:
     """Place the bundle's weights as the plan says. Runs once, at load."""
     import torch
@@ -114,20 +120,19 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
     device = torch.device(device)
     if plan.mode == "none":
         pipe.to(device)
-        bundle.latent_upsampler.to(device)
+        _place_upsampler(bundle, device)
     elif plan.mode == "text-encoder":
         from accelerate import cpu_offload_with_hook
 
         for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
             getattr(pipe, name).to(device)
-        bundle.latent_upsampler.to(device)
+        _place_upsampler(bundle, device)
         # Moves to the GPU when the prompt is encoded; the generator sends it back right after.
         _, hook = cpu_offload_with_hook(pipe.text_encoder, execution_device=device)
         bundle.after_prompt = hook.offload
     elif plan.mode == "model":
         pipe.enable_model_cpu_offload(device=device)
-        # 0.5B params: cheaper to keep resident than to move for every request.
-        bundle.latent_upsampler.to(device)
+        _place_upsampler(bundle, device)
     elif plan.mode in ("group", "sequential"):
         # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
         # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and
@@ -142,7 +147,7 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
             use_stream=device.type == "cuda",
             **level[plan.mode],
         )
-        bundle.latent_upsampler.to(device)
+        _place_upsampler(bundle, device)
     else:
         raise ValueError(f"unknown offload mode {plan.mode!r}")
     if plan.vae_tiling:
