@@ -283,6 +283,22 @@ def detect_generation(weights_dir: str | os.PathLike) -> str | None:
     return None
 
 
+def check_weights(model: str, weights_dir: str | os.PathLike, recipe: str = "two-stage") -> list[str]:
+    """Every problem that would stop ``model`` loading from ``weights_dir`` for ``recipe``, one per file, then a
+    ``fix: ...`` line with the download command; [] when complete, and for the tiny models (nothing to load).
+    Headers only, torch-free: the API process runs it before starting workers."""
+    layout = generation(model).weights_layout
+    if layout == "diffusers-folder":
+        from .weights import check_weights as check_diffusers_folder
+
+        return check_diffusers_folder(weights_dir)
+    if layout == "single-file":
+        from .weights_single_file import check_single_file_weights
+
+        return check_single_file_weights(weights_dir, model, recipe)
+    return []
+
+
 __all__ = [
     "ALL_RECIPES",
     "GENERATIONS",
@@ -291,6 +307,7 @@ __all__ = [
     "LTX_2_19B",
     "LTX_2_3_22B",
     "LTX_2_3_POLICY",
+    "check_weights",
     "TINY",
     "TINY_2_3",
     "detect_generation",

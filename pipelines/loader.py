@@ -248,7 +248,7 @@ def load_bundle_for(
     if layout == "single-file":
         from .single_file import load_single_file_bundle
 
-        return load_single_file_bundle(weights_dir, dtype, recipe=recipe)
+        return load_single_file_bundle(weights_dir, dtype, recipe=recipe, model=model)
     if layout == "diffusers-components":
         from .ltx25 import load_ltx25_bundle
 

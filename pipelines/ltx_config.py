@@ -251,12 +251,15 @@ def audio_vae_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-# ltx-core's Vocoder hard-codes stereo input of 64 mel bins each (conv_pre: 128 channels) and stereo output.
-_VOCODER_IN_CHANNELS = 128
-_VOCODER_OUT_CHANNELS = 2
+# ltx-core's Vocoder is stereo in and out; it hard-codes 2 x 64 mel bins in (conv_pre: 128 channels), which is
+# what every released config has. The input width is derived here from the mel bins each generator reads, so
+# the tiny test models may use fewer.
+_STEREO = 2
 
 
-def _generator_kwargs(cfg: Mapping[str, Any], *, final_activation: bool, sampling_rate: int) -> dict[str, Any]:
+def _generator_kwargs(
+    cfg: Mapping[str, Any], *, mel_bins: int, final_activation: bool, sampling_rate: int
+) -> dict[str, Any]:
     amp = cfg.get("resblock", "1") == "AMP1"
     if amp and cfg.get("activation", "snake") != "snakebeta":
         raise ValueError(f"vocoder: AMP1 blocks with {cfg.get('activation', 'snake')!r} activation are not supported")
@@ -264,9 +267,9 @@ def _generator_kwargs(cfg: Mapping[str, Any], *, final_activation: bool, samplin
     if final_activation:
         final = "tanh" if cfg.get("use_tanh_at_final", True) else "clamp"
     return dict(
-        in_channels=_VOCODER_IN_CHANNELS,
+        in_channels=_STEREO * mel_bins,
         hidden_channels=cfg.get("upsample_initial_channel", 1024),
-        out_channels=_VOCODER_OUT_CHANNELS,
+        out_channels=_STEREO,
         upsample_kernel_sizes=list(cfg.get("upsample_kernel_sizes", [16, 15, 8, 4, 4])),
         upsample_factors=list(cfg.get("upsample_rates", [6, 5, 2, 2, 2])),
         resnet_kernel_sizes=list(cfg.get("resblock_kernel_sizes", [3, 7, 11])),
@@ -291,14 +294,19 @@ def vocoder_kwargs(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """("LTX2Vocoder" or "LTX2VocoderWithBWE", its arguments), as VocoderConfigurator builds Vocoder or
     VocoderWithBWE."""
     cfg = config.get("vocoder", {})
+    mel_bins = audio_vae_kwargs(config)["mel_bins"] or 64
     if not has_bandwidth_extension(config):
-        return "LTX2Vocoder", _generator_kwargs(
-            cfg, final_activation=True, sampling_rate=cfg.get("output_sampling_rate", 24000)
-        )
+        sampling_rate = cfg.get("output_sampling_rate", 24000)
+        plain = _generator_kwargs(cfg, mel_bins=mel_bins, final_activation=True, sampling_rate=sampling_rate)
+        return "LTX2Vocoder", plain
     bwe = cfg["bwe"]
     inner = cfg.get("vocoder", {})
-    vocoder = _generator_kwargs(inner, final_activation=True, sampling_rate=bwe["input_sampling_rate"])
-    extender = _generator_kwargs(bwe, final_activation=False, sampling_rate=bwe["output_sampling_rate"])
+    vocoder = _generator_kwargs(
+        inner, mel_bins=mel_bins, final_activation=True, sampling_rate=bwe["input_sampling_rate"]
+    )
+    extender = _generator_kwargs(
+        bwe, mel_bins=bwe["num_mels"], final_activation=False, sampling_rate=bwe["output_sampling_rate"]
+    )
     kwargs = {key: value for key, value in vocoder.items() if key != "output_sampling_rate"}
     kwargs.update({f"bwe_{key}": value for key, value in extender.items() if key != "output_sampling_rate"})
     kwargs.update(

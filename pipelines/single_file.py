@@ -161,7 +161,9 @@ def checkpoint_config(file: str | Path) -> dict[str, Any]:
     return ltx_config.config_from_metadata(safetensors_metadata(file))
 
 
-def load_single_file_bundle(weights_dir: str | Path, dtype: torch.dtype, *, recipe: str = "two-stage"):
+def load_single_file_bundle(
+    weights_dir: str | Path, dtype: torch.dtype, *, recipe: str = "two-stage", model: str = "ltx-2.3-22b"
+):
     """The LTX2Bundle of a single-file weights folder (pipelines/weights_single_file.py describes the layout).
 
     The distilled recipe runs Lightricks' distilled checkpoint when the folder has it (both stages, no LoRA,
@@ -174,10 +176,11 @@ def load_single_file_bundle(weights_dir: str | Path, dtype: torch.dtype, *, reci
     from .loader import DISTILLED_ADAPTER, _finish_bundle
     from .weights_single_file import SingleFileLayout
 
-    layout = SingleFileLayout.of(weights_dir)
-    layout.require_complete()
+    layout = SingleFileLayout.of(weights_dir, model)
+    layout.require_complete(recipe)
     distilled = layout.distilled_checkpoint() if recipe == "distilled" else None
     checkpoint_file = distilled or layout.dev_checkpoint()
+    assert checkpoint_file is not None  # require_complete names it otherwise
     config = checkpoint_config(checkpoint_file)
     text_encoder = Gemma3ForConditionalGeneration.from_pretrained(
         layout.text_encoder_dir, dtype=dtype, local_files_only=True
@@ -198,18 +201,24 @@ def load_single_file_bundle(weights_dir: str | Path, dtype: torch.dtype, *, reci
         tokenizer=tokenizer,
         **components,
     )
+    upsampler = None
     upsampler_file = layout.latent_upsampler()
-    upsampler = build_latent_upsampler(read_checkpoint(upsampler_file, dtype), checkpoint_config(upsampler_file), dtype)
-    if distilled is None:
-        lora_file = layout.distilled_lora()
-        pipe.load_lora_weights(str(lora_file.parent), weight_name=lora_file.name, adapter_name=DISTILLED_ADAPTER)
-        bundle = _finish_bundle(pipe, upsampler)
-    else:
+    if upsampler_file is not None:  # one-stage runs without it
+        upsampler = build_latent_upsampler(
+            read_checkpoint(upsampler_file, dtype), checkpoint_config(upsampler_file), dtype
+        )
+    lora_file = layout.distilled_lora()
+    if distilled is not None:
         bundle = _finish_bundle(pipe, upsampler, adapter=None)
         bundle.distilled_transformer = pipe.transformer
         bundle.distilled_source = "checkpoint"
         bundle.distilled_checkpoint_file = distilled.name
         bundle.distilled_connectors = True
+    elif lora_file is not None:
+        pipe.load_lora_weights(str(lora_file.parent), weight_name=lora_file.name, adapter_name=DISTILLED_ADAPTER)
+        bundle = _finish_bundle(pipe, upsampler)
+    else:  # one-stage without the LoRA: no stage 2 to run
+        bundle = _finish_bundle(pipe, upsampler, adapter=None)
     log.info("loaded %s (model_version %s)", checkpoint_file.name, layout.model_version(checkpoint_file) or "unknown")
     return bundle
 

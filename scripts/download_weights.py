@@ -1,8 +1,16 @@
-"""Fetch exactly the LTX-2 19B files the server needs from the Hugging Face hub, or check a folder offline.
+"""Fetch exactly the files of one LTX-2 generation the server needs from the Hugging Face hub, or check a folder.
 
 Usage:
-    python scripts/download_weights.py [--dest weights/] [--revision REV] [--fp8] [--distilled]
-    python scripts/download_weights.py --check [DIR]        # offline; exit 0 complete, 1 not
+    python scripts/download_weights.py [--model ltx-2-19b] [--dest weights/] [--revision REV] [--fp8] [--distilled]
+    python scripts/download_weights.py --model ltx-2.3-22b [--dest DIR] [--revision REV] [--distilled]
+    python scripts/download_weights.py [--model M] --check [DIR]      # offline; exit 0 complete, 1 not
+
+`--model ltx-2.3-22b` fetches LTX-2.3 as Lightricks publishes it, single-file checkpoints side by side
+(pipelines/weights_single_file.py): from Lightricks/LTX-2.3 the dev checkpoint, the distilled LoRA and the
+spatial upscaler (the newest release of each), with `--distilled` the distilled checkpoint too; and, into
+DEST/gemma/, the Gemma 3 12B text encoder from google/gemma-3-12b-it-qat-q4_0-unquantized, which Lightricks'
+pipelines take from a separate download (its licence must be accepted on the hub first; HF_TOKEN is used).
+Everything below describes the default, `--model ltx-2-19b`.
 
 What it downloads from the hub repo Lightricks/LTX-2 (the diffusers-format layout described in
 pipelines/weights.py and weights/README.md): model_index.json; everything under transformer/, vae/,
@@ -156,8 +164,72 @@ def run_download(dest: str, *, revision: str | None, fp8: bool, distilled: bool 
     return run_check(dest)
 
 
+# ---- single-file generations (LTX-2.3) ---------------------------------------------------------------------
+
+
+def run_check_model(model: str, folder: str) -> int:
+    from pipelines.generations import check_weights as check_generation
+
+    problems = check_generation(model, folder)
+    if not problems:
+        print(f"complete: {folder}")
+        return 0
+    print(f"{folder} is incomplete ({len(problems)} problem{'s' if len(problems) != 1 else ''}):")
+    for problem in problems:
+        print(f"  {problem}")
+    return 1
+
+
+def run_download_single_file(model: str, dest: str, *, revision: str | None, distilled: bool) -> int:
+    from huggingface_hub import HfApi, snapshot_download
+
+    from pipelines.weights_single_file import (
+        RELEASES,
+        TEXT_ENCODER_DIR,
+        release_gaps,
+        select_release_files,
+        select_text_encoder_files,
+    )
+
+    release = RELEASES[model]
+    api = HfApi()
+    info = api.model_info(release.hub_repo, revision=revision, files_metadata=True)
+    sizes = {sibling.rfilename: sibling.size for sibling in info.siblings or []}
+    files = select_release_files(sizes, release, distilled=distilled)
+    gaps = release_gaps(files, release, distilled=distilled)
+    gemma = api.model_info(release.text_encoder_repo, files_metadata=True)
+    gemma_sizes = {sibling.rfilename: sibling.size for sibling in gemma.siblings or []}
+    gemma_files = select_text_encoder_files(gemma_sizes)
+    if gaps or not gemma_files:
+        missing = gaps + ([] if gemma_files else [f"{release.text_encoder_repo} (no model files listed)"])
+        print(f"{release.hub_repo}@{info.sha} lacks what the layout needs: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    listed = {**{name: sizes[name] for name in files},
+              **{f"{TEXT_ENCODER_DIR}/{name}": gemma_sizes[name] for name in gemma_files}}  # fmt: skip
+    total = sum(size or 0 for size in listed.values())
+    print(f"{release.hub_repo}@{info.sha} + {release.text_encoder_repo}@{gemma.sha}: {len(listed)} files, "
+          f"{human_size(total)} -> {dest}")  # fmt: skip
+    destination = Path(dest)
+    destination.mkdir(parents=True, exist_ok=True)
+    record = manifest(release.hub_repo, info.sha, listed, listed)
+    record["text_encoder"] = {"repo": release.text_encoder_repo, "revision": gemma.sha}
+    (destination / MANIFEST_FILE).write_text(json.dumps(record, indent=1))
+    snapshot_download(release.hub_repo, revision=info.sha, local_dir=destination, allow_patterns=files)
+    snapshot_download(
+        release.text_encoder_repo, revision=gemma.sha, local_dir=destination / TEXT_ENCODER_DIR,
+        allow_patterns=gemma_files,
+    )  # fmt: skip
+    return run_check_model(model, dest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model",
+        default="ltx-2-19b",
+        choices=("ltx-2-19b", "ltx-2.3-22b"),
+        help="the generation to fetch or check (default: ltx-2-19b; see docs/generations.md)",
+    )
     parser.add_argument("--dest", default=DEFAULT_DEST, help=f"weights folder (default: {DEFAULT_DEST}/)")
     parser.add_argument("--revision", default=None, help="hub branch, tag or commit (default: main)")
     parser.add_argument(
@@ -177,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         help="verify DIR (default: --dest) offline: names, sizes, safetensors headers; exit 0 if complete, 1 if not",
     )
     args = parser.parse_args(argv)
+    if args.model != "ltx-2-19b":
+        if args.fp8:
+            parser.error(f"--fp8 is for ltx-2-19b; {args.model} is stored in fp8 with --fp8 at serve time")
+        if args.check is not None:
+            return run_check_model(args.model, args.check or args.dest)
+        return run_download_single_file(args.model, args.dest, revision=args.revision, distilled=args.distilled)
     if args.check is not None:
         return run_check(args.check or args.dest)
     return run_download(args.dest, revision=args.revision, fp8=args.fp8, distilled=args.distilled)
