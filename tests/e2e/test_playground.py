@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import base64
+import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -9,7 +15,7 @@ import pytest
 
 from server.api.app import create_app
 from server.settings import Settings
-from tests.support.api import SCRIPTED_MODEL
+from tests.support.api import SCRIPTED_MODEL, wait_for
 from tests.support.browser import CHROMIUM, chromium_context, have_chromium
 from tests.support.servers import REPO_ROOT, make_png, thread_server
 
@@ -47,15 +53,34 @@ WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 390, "height": 844}
 
 
-def open_playground(browser, base_url: str, image: Path, viewport=WIDE):
+def open_playground(browser, base_url: str, image: Path | None, viewport=WIDE, key: str | None = API_KEY):
     page = browser.new_page()
     page.set_viewport_size(viewport)
     page.goto(base_url + "/")
     page.wait_for_selector("#param-prompt")
-    page.fill("#api-key", API_KEY)
-    page.dispatch_event("#api-key", "change")
-    page.set_input_files("#image-file", str(image))
+    if key:
+        page.fill("#api-key", key)
+        page.dispatch_event("#api-key", "change")
+    if image:
+        page.set_input_files("#image-file", str(image))
     return page
+
+
+def fill_small_job(page, prompt: str) -> None:
+    page.fill("#param-prompt", prompt)
+    for name, value in [("width", "256"), ("height", "256"), ("num_frames", "9"), ("fps", "8")]:
+        page.fill(f"#param-{name}", value)
+
+
+def submit_and_capture(page) -> dict:
+    """Clicks Generate; returns the JSON body the page POSTed."""
+    with page.expect_request(lambda request: request.method == "POST" and "/v2/" in request.url) as posted:
+        page.click("#submit")
+    return json.loads(posted.value.post_data)
+
+
+def wait_until_done(page) -> None:
+    page.wait_for_function("document.getElementById('stage').textContent === 'Done'", timeout=60_000)
 
 
 def test_no_asset_comes_from_another_origin(server):
@@ -199,3 +224,120 @@ def test_fields_follow_what_the_server_offers(server, browser):
     assert page.input_value("#param-seed") != "42"
     page.screenshot(path=str(ARTIFACTS / "playground-test-model-1280x800.png"))
     page.close()
+
+
+def test_copy_as_curl_and_as_python_put_the_request_sent_on_the_clipboard(server, browser, tmp_path):
+    # Both snippets carry the request exactly as the page sent it (the picture whole), and both run.
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    image = tmp_path / "picture.png"
+    image.write_bytes(make_png())
+    page = open_playground(browser, server, image)
+    prompt = "the keeper's lighthouse at dusk"
+    fill_small_job(page, prompt)
+    sent = submit_and_capture(page)
+    wait_until_done(page)
+
+    page.click("#code summary")  # "This request as code"
+    page.click("#copy-curl")
+    page.wait_for_function("document.getElementById('copy-curl').textContent === 'Copied'")
+    curl = page.evaluate("navigator.clipboard.readText()")
+    assert curl.startswith(f"curl -sS -X POST '{server}/v2/ltx-2-19b-i2v'")
+    assert prompt.replace("'", "'\\''") in curl and "-H 'x-api-key: YOUR_KEY'" in curl
+    assert json.loads(curl.split(" -d '", 1)[1].removesuffix("'").replace("'\\''", "'")) == sent
+    answer = subprocess.run(["bash", "-c", curl.replace("YOUR_KEY", API_KEY)], capture_output=True, text=True)
+    assert answer.returncode == 0 and json.loads(answer.stdout)["status"] == "QUEUED", answer
+
+    page.click("#copy-python")
+    page.wait_for_function("document.getElementById('copy-python').textContent === 'Copied'")
+    python = page.evaluate("navigator.clipboard.readText()")
+    assert "from segmind import SegmindClient" in python and f'base_url="{server}/v1"' in python
+    assert prompt in python and python.startswith("from segmind import SegmindClient")
+    assert submitted_keywords(python) == sent
+    assert "SegmindClient" in page.text_content("#snippet")  # the snippet shows the one copied
+    run = subprocess.run(
+        [sys.executable, "-c", python.replace("YOUR_KEY", API_KEY)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and run.stdout.startswith(f"COMPLETED {server}/outputs/"), run
+    page.close()
+
+
+def submitted_keywords(python: str) -> dict:
+    """The keyword arguments of the snippet's submit_async call, after its slug."""
+    call = next(
+        node
+        for node in ast.walk(ast.parse(python))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "submit_async"
+    )
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+
+
+# A picture drawn in the page (left half red, right half blue), dropped on the drop zone as a user's
+# file manager would: dragenter, dragover, then drop, each a DragEvent carrying a DataTransfer.
+DROP_A_PICTURE = """async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64; canvas.height = 48;
+  const context = canvas.getContext('2d');
+  context.fillStyle = '#ff0000'; context.fillRect(0, 0, 32, 48);
+  context.fillStyle = '#0000ff'; context.fillRect(32, 0, 32, 48);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+  const zone = document.getElementById('drop-zone');
+  for (const type of ['dragenter', 'dragover', 'drop']) {
+    zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+  }
+}"""
+
+
+def test_a_picture_dropped_on_the_drop_zone_is_previewed_and_sent(server, browser):
+    from PIL import Image
+
+    page = open_playground(browser, server, image=None)
+    page.fill("#image-url", "https://example.com/not-this-one.png")
+    page.evaluate(DROP_A_PICTURE)
+    page.wait_for_function("document.getElementById('image-preview').naturalWidth === 64")
+    assert page.is_visible("#image-preview") and "dropped.png" in page.text_content("#drop-text")
+    assert page.input_value("#image-url") == ""  # the dropped file replaces a URL typed before
+    fill_small_job(page, "a dropped picture")
+    sent = submit_and_capture(page)
+    assert sent["image"].startswith("data:image/png;base64,")
+    picture = Image.open(io.BytesIO(base64.b64decode(sent["image"].split(",", 1)[1]))).convert("RGB")
+    assert picture.size == (64, 48)
+    assert picture.getpixel((8, 24)) == (255, 0, 0) and picture.getpixel((56, 24)) == (0, 0, 255)
+    wait_until_done(page)
+    assert page.is_hidden("#error") and page.is_visible("#video")
+    page.close()
+
+
+def test_a_recent_job_the_server_no_longer_keeps_is_marked_expired(browser, tmp_path):
+    # A job that outlived this server's --ttl-seconds, and an id the server never knew (another
+    # server's): both are marked expired when the page loads, before anyone clicks them.
+    settings = Settings(model=SCRIPTED_MODEL, results_dir=str(tmp_path / "results"), ttl_seconds=3, sweep_interval=0.5)
+    with thread_server(create_app(settings)) as base_url:
+        image = tmp_path / "picture.png"
+        image.write_bytes(make_png())
+        page = open_playground(browser, base_url, image, key=None)
+        fill_small_job(page, "soon forgotten")
+        page.click("#submit")
+        wait_until_done(page)
+        request_id = page.text_content("#job-id").split()[-1]
+        page.evaluate(
+            """() => {
+              const recent = JSON.parse(localStorage.getItem('ltx2-recent-jobs'));
+              recent.push({id: '00000000-0000-4000-8000-000000000000', prompt: 'from another server',
+                           at: Date.now(), status: 'COMPLETED'});
+              localStorage.setItem('ltx2-recent-jobs', JSON.stringify(recent));
+            }"""
+        )
+        status_url = f"{base_url}/v2/requests/{request_id}/status"
+        wait_for(lambda: httpx.get(status_url).status_code == 404, timeout=15)
+        page.reload()
+        page.wait_for_function(
+            "[...document.querySelectorAll('.recent-job')].filter((b) => b.classList.contains('expired')).length === 2"
+        )
+        labels = page.eval_on_selector_all(".recent-job", "buttons => buttons.map((b) => b.textContent)")
+        assert len(labels) == 2 and all(" · expired · " in label for label in labels), labels
+        page.click(f".recent-job[data-id='{request_id}']")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "not found" in page.text_content("#error") and "--ttl-seconds" in page.text_content("#error")
+        page.close()

@@ -336,15 +336,34 @@ function showCode() {
   $("snippet").textContent = curlText(abbreviated(lastRequest));
 }
 
-async function copy(text, button) {
+// The snippet shows the last one copied (the picture abbreviated); the clipboard gets it whole.
+async function copy(textFor, button) {
+  if (!lastRequest) return;
   const label = button.textContent;
+  $("snippet").textContent = textFor(abbreviated(lastRequest));
   try {
-    await navigator.clipboard.writeText(text);
+    await writeClipboard(textFor(lastRequest));
     button.textContent = "Copied";
   } catch (_) {
     button.textContent = "Copy failed: select the text below";
   }
   setTimeout(() => (button.textContent = label), 1500);
+}
+
+// navigator.clipboard exists only on https and localhost; a server reached by its LAN address is
+// neither, where the older copy command still works during a click.
+async function writeClipboard(text) {
+  if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.style.position = "fixed";
+  area.style.opacity = "0";
+  document.body.append(area);
+  area.select();
+  const copied = document.execCommand("copy");
+  area.remove();
+  if (!copied) throw new Error("copy refused");
 }
 
 // Recent jobs, kept in this browser; a job the server no longer keeps is marked expired.
@@ -386,6 +405,21 @@ function renderRecent() {
     li.append(button);
     $("recent").append(li);
   }
+}
+
+// On load, ask the server about each recent job once: the ones it no longer knows (their --ttl-seconds
+// passed, or another server) are marked expired before anyone clicks them.
+async function markExpiredRecent() {
+  const pending = loadRecent().filter((item) => item.status !== "expired");
+  const answers = await Promise.all(
+    pending.map((item) =>
+      fetch(`v2/requests/${encodeURIComponent(item.id)}/status`, { headers: headers(false) })
+        .then((response) => [item.id, response.status])
+        .catch(() => [item.id, 0])
+    )
+  );
+  const gone = new Set(answers.filter(([, status]) => status === 404).map(([id]) => id));
+  if (gone.size) saveRecent(loadRecent().map((item) => (gone.has(item.id) ? { ...item, status: "expired" } : item)));
 }
 
 async function reopen(item) {
@@ -464,10 +498,11 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("job-form").addEventListener("submit", generate);
   $("cancel").addEventListener("click", cancel);
-  $("copy-curl").addEventListener("click", (event) => lastRequest && copy(curlText(lastRequest), event.target));
-  $("copy-python").addEventListener("click", (event) => lastRequest && copy(pythonText(lastRequest), event.target));
+  $("copy-curl").addEventListener("click", (event) => copy(curlText, event.target));
+  $("copy-python").addEventListener("click", (event) => copy(pythonText, event.target));
   renderRecent();
   buildParameterFields()
     .then(readCapabilities)
+    .then(markExpiredRecent)
     .catch((error) => showError("could not load the parameters: " + error.message));
 });
