@@ -51,7 +51,8 @@ def ltx23_folder(tmp_path_factory):
 
 def _base_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A state dict without LoRA factors and under the base layers' own names (peft wraps adapted layers)."""
-    return {key.replace(".base_layer.", "."): value for key, value in module.state_dict().items() if ".lora_" not in key}
+    state = module.state_dict()
+    return {key.replace(".base_layer.", "."): value for key, value in state.items() if ".lora_" not in key}
 
 
 def _same_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
