@@ -4,13 +4,10 @@ Every option is a command-line flag and an environment variable with the same na
 as ``_``, prefixed ``LTX2_`` (``--max-queue`` is ``LTX2_MAX_QUEUE``). Flags win over the environment;
 the environment wins over the defaults below.
 
-Options are grouped by what they configure (``GROUP_COMMANDS``: model and generation, worker processes,
-job store and results, HTTP API, limits, input images, webhooks, logging). Each command offers the
-flags of its own groups only: ``serve`` all of them, ``worker`` the model's, the worker processes', the
-store's and logging, ``generate`` the model's (plus the request's parameters). Every command
-reads every ``LTX2_*`` variable, so one environment configures a whole deployment; an option a command
-does not offer keeps its environment value or its default there (``generate`` still honours, say,
-``LTX2_JOB_TIMEOUT``), and all values are validated the same way whichever command runs.
+Options are grouped by what they configure (``GROUP_COMMANDS``), and each command offers the flags of
+its own groups only. Every command reads every ``LTX2_*`` variable, so one environment configures a whole
+deployment; an option a command does not offer keeps its environment value or its default there
+(``generate`` still honours, say, ``LTX2_JOB_TIMEOUT``), and all values are validated the same way.
 """
 
 from __future__ import annotations
@@ -32,12 +29,8 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-# ---- groups: what a setting configures, and which commands offer it as a flag -------------------------
-# Each Settings field carries metadata["group"] (one of these titles) and metadata["help"]. A command's
-# --help lists the groups it uses; every LTX2_* variable is read by every command (one environment can
-# configure a whole deployment), but a command accepts only its own groups' flags.
+# What a setting configures (each Settings field's metadata["group"]), and which commands offer it as a flag.
 SERVE, WORKER, GENERATE = "serve", "worker", "generate"
-COMMANDS = (SERVE, WORKER, GENERATE)
 MODEL = "model and generation"
 WORKERS = "worker processes"
 STORE = "job store and results"
@@ -56,7 +49,6 @@ GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
     WEBHOOKS: (SERVE,),  # signing and delivering webhooks
     LOGGING: (SERVE, WORKER),
 }
-GROUPS = tuple(GROUP_COMMANDS)
 
 
 def option(group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None) -> Any:
@@ -72,7 +64,6 @@ def option(group: str, default: object, help: str, *, brief: str = "", commands:
 
 @dataclass(frozen=True)
 class Settings:
-    # ---- model and generation: serve, worker, generate
     model: str = option(
         MODEL,
         "auto",
@@ -144,8 +135,6 @@ class Settings:
         "frames are noise)",
         brief="x264 CRF 0-51, lower: better (-1: model's own)",
     )
-
-    # ---- worker processes: serve, worker
     gpus: str = option(
         WORKERS,
         "",
@@ -172,8 +161,6 @@ class Settings:
     shutdown_grace: float = option(
         WORKERS, 60.0, "on SIGTERM, seconds the running job may take to finish before it is failed"
     )
-
-    # ---- job store and results: serve, worker
     store: str = option(
         STORE,
         "memory",
@@ -211,8 +198,6 @@ class Settings:
     )
     # The expiry sweep runs in the API process only.
     sweep_interval: float = option(STORE, 30.0, "seconds between expiry sweeps", commands=(SERVE,))
-
-    # ---- HTTP API: serve
     host: str = option(HTTP, "127.0.0.1", "address to bind")
     port: int = option(HTTP, 8000, "port to bind")
     api_keys: str = option(
@@ -251,8 +236,6 @@ class Settings:
         120.0,
         "seconds a client may take to send a request's body after its headers; slower gets 408 and is closed",
     )
-
-    # ---- limits: serve
     max_queue: int = option(LIMITS, 100, "most jobs waiting; beyond it submissions get 429")
     rate_limit: int = option(
         LIMITS,
@@ -263,8 +246,6 @@ class Settings:
     max_prompt_chars: int = option(
         LIMITS, 10_000, "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)"
     )
-
-    # ---- input images: serve
     max_image_bytes: int = option(IMAGES, 20 * 1024 * 1024, "largest input image, in bytes")
     image_timeout: float = option(IMAGES, 30.0, "seconds to fetch an image URL, in all (redirects included)")
     image_connect_timeout: float = option(
@@ -285,8 +266,6 @@ class Settings:
     block_private_image_urls: bool = option(
         IMAGES, False, "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"
     )
-
-    # ---- webhooks: serve
     webhook_secret: str = option(
         WEBHOOKS, "", "key that signs webhook bodies (HMAC-SHA256); empty: submissions with a webhook get 400"
     )
@@ -295,8 +274,6 @@ class Settings:
     webhook_backoff: float = option(
         WEBHOOKS, 1.0, "seconds before the first webhook retry, doubling each time (at most 300)"
     )
-
-    # ---- logging: serve, worker
     log_level: str = option(LOGGING, "info", "debug, info, warning or error")
     log_format: str = option(LOGGING, "text", "text, or json: one JSON object per line, with the request id")
 

@@ -1,7 +1,5 @@
-"""The FastAPI application serving ``ltx-2-19b-i2v`` as Segmind does.
-
-``create_app(settings)`` builds everything (the store, the service, the routers of server/api/routes/,
-the error handlers and all middleware); nothing is created at import time.
+"""The FastAPI app serving ``ltx-2-19b-i2v`` as Segmind does: ``create_app(settings)`` builds the store,
+the service, the routers, the error handlers and all middleware; nothing is created at import time.
 """
 
 from __future__ import annotations

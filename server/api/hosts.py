@@ -1,12 +1,7 @@
-"""The Host header: which ones the server answers to, and when absolute URLs may be built from it.
-
-Without ``--public-url``, the absolute URLs in responses (``poll_url``, ``status_url``, ``output``...)
-are built from the request's Host header, so that a client gets back URLs that reach the server the
-way it reached it. The header is taken only when it is a well-formed ``host[:port]``: a DNS name
-(letters, digits, ``-``, ``_``, dots), an IPv4 address or a bracketed IPv6 one, and a port from 1 to
-65535. Anything else (user info, ``%``, quotes, spaces, other punctuation) is ignored and the URLs use
-the address the connection came in on. ``--allowed-hosts`` goes further: a request whose Host names
-none of the listed names gets 400 before any route runs.
+"""The Host header: which ones the server answers to (``--allowed-hosts``: others get 400 before any
+route runs), and when absolute URLs may be built from it: without ``--public-url``, only from a
+well-formed ``host[:port]`` (a DNS name, an IPv4 address or a bracketed IPv6 one; a port from 1 to
+65535). Anything else (user info, ``%``, quotes, spaces) gives way to the address the connection came in on.
 """
 
 from __future__ import annotations

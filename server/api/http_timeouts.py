@@ -1,16 +1,9 @@
-"""Per-connection deadlines for receiving a request, so slow clients cannot hold connections forever.
-
-uvicorn bounds only the idle time between kept-alive requests; a client that sends its request line
-or headers a byte at a time (slowloris), or its body a byte at a time, is otherwise held without
-limit. Here, on top of uvicorn's own HTTP protocol classes:
-
-- the headers of a request must arrive within ``header_timeout`` seconds of its first byte (of the
-  connection being opened, for its first request);
-- its body within ``body_timeout`` seconds of the end of its headers.
-
-Past either deadline the client gets ``408 Request Timeout`` (a JSON ``{"error"}`` body, as every
-error here) when no response to that request has started, and the connection is closed. The deadlines
-stop while the application answers: a long /v1 call or an event stream is not cut short.
+"""Per-connection deadlines on uvicorn's own HTTP protocol classes, so slow clients (slowloris) cannot hold
+connections forever: uvicorn bounds only the idle time between kept-alive requests. A request's headers
+must arrive within ``header_timeout`` seconds of its first byte (of the connection being opened, for its
+first request), its body within ``body_timeout`` seconds of the end of its headers. Past either, the
+client gets 408 (a JSON ``{"error"}`` body) when no response has started, and the connection is closed.
+The deadlines stop while the application answers: a long /v1 call or an event stream goes on.
 """
 
 from __future__ import annotations

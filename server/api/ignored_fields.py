@@ -1,8 +1,6 @@
-"""``x-ignored-fields``: the body fields a submission carried that the model does not know.
-
-Unknown fields are accepted, as Segmind does (clients send extras such as base64 flags), but the answer
-names them, so a misspelt parameter (``num_frame``) does not go unnoticed. I2VParams notes the unknown
-keys while it validates (server.api.params.note_ignored_fields); this middleware adds the header.
+"""``x-ignored-fields``: the body fields a submission carried that the model does not know. They are
+accepted, as Segmind does, but named, so a misspelt parameter (``num_frame``) does not go unnoticed.
+I2VParams notes them while it validates (``collect_ignored_fields``); this middleware adds the header.
 """
 
 from __future__ import annotations

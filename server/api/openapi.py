@@ -1,8 +1,6 @@
-"""What the OpenAPI document at /openapi.json declares: every status each route can answer, the
-bodies of its answers, and the API key as a security scheme.
-
-Error statuses are not listed by hand: each route names the domain errors it can raise, and their
-statuses and descriptions come from the errors table (``server.errors``).
+"""What /openapi.json declares: every status each route can answer (from the domain errors it names and
+the errors table of ``server.errors``, not by hand), the bodies of its answers, and the API key as a
+security scheme.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import fields
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -119,16 +120,8 @@ def job_spec(params: I2VParams) -> JobSpec:
     """The job's parameters from a validated request (the image and the webhook are kept apart); a seed
     of -1 becomes the one picked for the job, so the worker, the response and a rerun all see it."""
     seed = secrets.randbelow(SEED_MAX + 1) if params.seed == -1 else params.seed
-    return JobSpec(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
-        width=params.width,
-        height=params.height,
-        num_frames=params.num_frames,
-        fps=params.fps,
-        seed=seed,
-        guidance_scale=params.guidance_scale,
-    )
+    values = params.model_dump(include={field.name for field in fields(JobSpec)})
+    return JobSpec(**{**values, "seed": seed})
 
 
 def allowed_range_text(name: str) -> str:
@@ -143,14 +136,7 @@ def allowed_range_text(name: str) -> str:
         min_len = getattr(item, "min_length", min_len)
         max_len = getattr(item, "max_length", max_len)
     kinds: dict[object, str] = {int: "an integer", float: "a number", str: "a string"}
-    kind = kinds.get(info.annotation, "a value")
-    if name == "image":
-        kind = "an http(s) URL, a data URI or base64 image data as a string"
-    if name == "webhook":
-        kind = (
-            "an http(s) URL of at most 2048 characters without control characters, "
-            "not at a link-local or cloud-metadata address"
-        )
+    kind = _KIND_OF_FIELD.get(name) or kinds.get(info.annotation, "a value")
     if low == -1 and high is not None:  # -1 is a special value (seed: pick one at random)
         return f"{kind}: -1, or 0 to {_plain(high)}"
     if low is not None and high is not None:
@@ -158,6 +144,13 @@ def allowed_range_text(name: str) -> str:
     if max_len is not None:
         return f"{kind} of {min_len or 0} to {max_len} characters"
     return kind
+
+
+_KIND_OF_FIELD = {
+    "image": "an http(s) URL, a data URI or base64 image data as a string",
+    "webhook": "an http(s) URL of at most 2048 characters without control characters, "
+    "not at a link-local or cloud-metadata address",
+}
 
 
 def _plain(number: Any) -> str:

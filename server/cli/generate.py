@@ -1,7 +1,5 @@
-"""``ltx2-server generate``: one video without a server, through the same service, supervisor and worker child.
-
-The API's parameters become flags with the API's defaults and are validated by the same model
-(server.api.params.I2VParams), so a value the API refuses is refused here with the same message.
+"""``ltx2-server generate``: one video without a server, through the same service, supervisor and worker
+child; the API's parameters become flags, validated by the same model (server.api.params.I2VParams).
 """
 
 from __future__ import annotations
@@ -48,14 +46,8 @@ def add_parameter_flags(parser: argparse.ArgumentParser | argparse._ArgumentGrou
             continue
         kind: type = int if info.annotation is int else float if info.annotation is float else str
         default = None if info.is_required() else info.default
-        parser.add_argument(
-            flag,
-            type=kind,
-            required=info.is_required(),
-            default=default,
-            metavar={int: "N", float: "X"}.get(kind, "TEXT"),
-            help=f"{info.description} [{_shown(default)}]",
-        )
+        metavar, text = {int: "N", float: "X"}.get(kind, "TEXT"), f"{info.description} [{_shown(default)}]"
+        parser.add_argument(flag, type=kind, required=info.is_required(), default=default, metavar=metavar, help=text)
     parser.add_argument("--out", required=True, metavar="MP4", help="where to write the mp4")
 
 

@@ -1,8 +1,6 @@
-"""Job change notifications: one hub per app that jobs report to, fanning out to listeners and streams.
-
-Listeners (metrics, logs, webhooks) are plain callables run on the event loop thread; a failing one
-is logged and never stops a job's transition. Streams (the SSE route) get snapshots of the fields
-that change, taken when the change happens, so a slow reader still sees every step in order.
+"""Job change notifications: one hub per app that jobs report to. Listeners (metrics, logs, webhooks) run on
+the event loop thread, and a failing one never stops a job's transition; streams (the SSE route) get a
+snapshot of the job taken at each change, so a slow reader still sees every step in order.
 """
 
 from __future__ import annotations

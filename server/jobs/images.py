@@ -1,9 +1,8 @@
-"""Turning the ``image`` parameter into image bytes on disk: a URL, a data URI or bare base64.
+"""Turning the ``image`` parameter (a URL, a data URI or bare base64) into checked image bytes.
 
-Content is checked by decoding it with Pillow, never by trusting a Content-Type header. Only the
-formats a user would send are opened (``ACCEPTED_FORMATS``): Pillow's other ~35 readers (IM, DDS,
-SPIDER, EPS...) are never reached, and whatever a reader raises becomes a 400 naming ``image``.
-Decoding runs on a small pool of threads with a time bound, never on the event loop.
+Content is checked by decoding it with Pillow on a small pool of threads with a time bound, never by
+trusting a Content-Type header. Only the formats a user would send are opened (``ACCEPTED_FORMATS``):
+Pillow's other ~35 readers (IM, DDS, SPIDER, EPS...) are never reached; whatever a reader raises is a 400.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The one-host ``JobStore``: a dict of jobs in the API process, a FIFO for this host's worker pool.
-
-Everything here runs on the API process's event loop thread, so no locks are needed. A job may be
-queued before its input is in place (a URL is fetched in the background): it is handed to a worker
-only once the input is stored.
+"""The one-host ``JobStore``: a dict of jobs in the API process and a FIFO for this host's worker pool, all
+on the event loop thread (no locks). A job may be queued before its input is in place (a URL fetched in
+the background): it is handed to a worker only once the input is stored.
 """
 
 from __future__ import annotations
@@ -62,16 +60,6 @@ class InMemoryJobStore:
         if self.pool is not None:
             await self.pool.stop()
 
-    def add(self, job: Job) -> None:
-        if self.queued_count() >= self._max_queue:
-            message = f"queue is full ({self._max_queue} jobs waiting); retry later"
-            raise QueueFull(message, headers={"Retry-After": "5"})
-        self._jobs[job.id] = job
-        self._input_pending.add(job.id)
-
-    def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
-
     def all_jobs(self) -> list[Job]:
         return list(self._jobs.values())
 
@@ -79,7 +67,11 @@ class InMemoryJobStore:
         return sum(1 for job in self._jobs.values() if job.status is JobStatus.QUEUED)
 
     async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None:
-        self.add(job)
+        if self.queued_count() >= self._max_queue:
+            message = f"queue is full ({self._max_queue} jobs waiting); retry later"
+            raise QueueFull(message, headers={"Retry-After": "5"})
+        self._jobs[job.id] = job
+        self._input_pending.add(job.id)
         if webhook is not None:
             self._webhooks[job.id] = webhook
         if intake.inline is None:
@@ -94,9 +86,6 @@ class InMemoryJobStore:
     async def store_input(self, job: Job, raw: bytes) -> None:
         # Up to --max-image-bytes: written off the event loop so polls are not held up.
         job.input = await self.results.save_input(job.id, raw)
-        self.mark_input_ready(job)
-
-    def mark_input_ready(self, job: Job) -> None:
         self._input_pending.discard(job.id)
         self._ready.append(job.id)
         self._ready_signal.set()

@@ -1,11 +1,8 @@
 """A job's overall progress (0 to 1) from the worker's (stage, step, total_steps) reports.
 
-Generators report stages by name and may add names we do not know (a two-stage recipe may report
-"upsampling" or a second "denoising" with a different step count). So progress is not read off a
-fixed table: each new stage *segment* (a new name, a new total, or a step count that starts over)
-gets a share of what is left, sized by its weight against the weights of the usual stages still to
-come. Every segment leaves room for the ones after it, progress never goes back, and only the end
-of the last stage (or the job finishing) reaches 1.0.
+Generators may report stages we do not know, or a stage again with another step count, so each new stage
+*segment* (a new name, a new total, or a step count that starts over) gets a share of what is left, by its
+weight against the usual stages still to come: progress never goes back, and only the end reaches 1.0.
 """
 
 from __future__ import annotations

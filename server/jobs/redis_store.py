@@ -268,11 +268,7 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
         "expire_at": repr(expire_at),
         "input": job.input or "",
         "output_token": job.output_token,
-        "stage": "queued",
-        "step": "0",
-        "total_steps": "0",
-        "progress": "0",
-        "attempt": "0",
+        **dict(stage="queued", step="0", total_steps="0", progress="0", attempt="0"),
     }
 
 

@@ -1,10 +1,6 @@
-"""What the routes ask for, as one facade over the parts that do the work: ``Intake`` (submission and
-its image, server/jobs/intake.py), ``WebhookOutbox`` (server/jobs/webhooks.py), ``Retention``
-(server/jobs/retention.py), ``Outputs`` (server/jobs/outputs.py) and the ``JobStore`` (server/jobs/store.py)
-that holds the jobs.
-
-Routes stay thin; this layer raises domain errors (``server.errors``) and never builds HTTP answers: the
-webhook's body is the API's result body, handed in by ``create_app``.
+"""What the routes ask for: one facade over intake (submission and its image), the webhook outbox,
+retention, outputs and the ``JobStore``. It raises domain errors (``server.errors``) and never builds HTTP
+answers: the webhook's body is the API's result body, handed in by ``create_app``.
 """
 
 from __future__ import annotations

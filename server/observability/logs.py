@@ -1,12 +1,7 @@
-"""Logging: text or JSON lines, one line per HTTP request and per job transition, with the request id.
-
-In JSON every line is one object: ``ts``, ``level``, ``logger``, ``message``, plus the structured
-fields a line carries (``request_id``, ``event``, ``status``, ``method``, ``path``, ``http_status``,
-``duration_ms`` ...), so log tools can filter by job without parsing messages.
-
-Every line, in either format, shows URLs without their secrets (user info and query values:
-``server.observability.redaction``) and the download token of ``/outputs/...`` paths as ``***``. In text lines,
-control characters from requests (a CR/LF in a path) are escaped, so one record is one line.
+"""Logging: text or JSON lines, one per HTTP request and per job transition, with the request id (in JSON,
+``event``, ``status``, ``http_status``, ``duration_ms``... are fields, so tools filter without parsing).
+Every line shows URLs without their secrets (``server.observability.redaction``) and ``/outputs/...``
+download tokens as ``***``; text lines escape control characters, so one record is one line.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """What a URL may show in logs and error messages, and which characters a URL may hold at all.
 
-Image and webhook URLs often carry credentials: ``user:pass@`` or a presigned query string
-(``X-Amz-Signature=``, ``X-Goog-Signature=``, ``sig=``, ``token=``, ...). Names of query parameters
-differ from one service to the next, so every query value is redacted, not a list of known names:
-``https://***@host/path?X-Amz-Signature=***&X-Amz-Expires=***``. Scheme, host, port and path stay,
-which is what telling one input from another needs.
-
-Control characters (C0, DEL, C1: CR, LF and TAB among them) have no place in a URL: a client's CR/LF
-would reach HTTP headers or forge log lines. URL fields refuse them at validation, and text log lines
-show them escaped (``\\r``, ``\\n``, ``\\x1b``).
+Image and webhook URLs often carry credentials (``user:pass@``, or a presigned query: ``X-Amz-Signature=``,
+``sig=``, ``token=``...) under names that differ per service, so user info and every query value are
+redacted: ``https://***@host/path?X-Amz-Signature=***``. Control characters (C0, DEL, C1) have no place in
+a URL: a client's CR/LF would reach HTTP headers or forge log lines. URL fields refuse them; logs escape them.
 """
 
 from __future__ import annotations

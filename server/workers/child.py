@@ -1,8 +1,6 @@
-"""The worker process: loads the generator once, then runs one job at a time.
-
-This module's functions run only in the spawned child. It is the one server module that reaches
-``pipelines``, and it does so inside ``run_worker`` so that the API process, which imports this
-module to name the child's entry point, never loads torch.
+"""The worker process: loads the generator once, then runs one job at a time. The one server module that
+reaches ``pipelines``, only inside the spawned child, so the API process (which imports this module to
+name the child's entry point) never loads torch.
 """
 
 from __future__ import annotations
@@ -23,6 +21,9 @@ from pathlib import Path
 from server.settings import Settings
 from server.workers import messages as msg
 from server.workers.devices import WorkerDevice
+
+# Settings a worker passes on to pipelines.load_generator as they are, under the same names.
+_AS_IS = ("weights", "recipe", "guidance", "dtype", "offload", "fp8")
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,14 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
     """The worker's config; ``device`` (one of ``worker_devices``) places it, else ``--device`` does."""
     return WorkerConfig(
         model=settings.resolved_model(),
-        weights=settings.weights,
-        recipe=settings.recipe,
-        guidance=settings.guidance,
         device=device.device if device else settings.device,
         cuda_visible_devices=(device.cuda_visible_devices if device else "") or None,
         threads=(device.threads if device else settings.worker_threads) or None,
-        dtype=settings.dtype,
-        offload=settings.offload,
-        fp8=settings.fp8,
         x264_preset=settings.x264_preset or None,
         x264_crf=settings.x264_crf if settings.x264_crf >= 0 else None,
         steps=settings.steps or None,
         nice=settings.worker_nice,
+        **{name: getattr(settings, name) for name in _AS_IS},
     )
 
 
@@ -180,20 +176,8 @@ def load_generator_for(config: WorkerConfig):
         return factory()
     from pipelines import load_generator
 
-    return load_generator(
-        config.model,
-        weights=config.weights,
-        recipe=config.recipe,
-        guidance=config.guidance,
-        device=config.device,
-        dtype=config.dtype,
-        offload=config.offload,
-        fp8=config.fp8,
-        x264_preset=config.x264_preset,
-        x264_crf=config.x264_crf,
-        num_inference_steps=config.steps,
-        num_threads=config.threads,
-    )
+    options = {name: getattr(config, name) for name in (*_AS_IS, "device", "x264_preset", "x264_crf")}
+    return load_generator(config.model, num_inference_steps=config.steps, num_threads=config.threads, **options)
 
 
 def describe_load_failure(exc: BaseException) -> str:

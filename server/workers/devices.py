@@ -55,12 +55,9 @@ def gpus_problem(spec: str) -> str | None:
 
 
 def worker_devices(
-    spec: str,
-    default_device: str,
-    count_gpus: Callable[[], int] | None = None,
-    cpu_count: int | None = None,
+    spec: str, default_device: str, count_gpus: Callable[[], int] | None = None, cpu_count: int | None = None,
     threads: int = 0,
-) -> list[WorkerDevice]:
+) -> list[WorkerDevice]:  # fmt: skip
     """One entry per worker. ``spec`` must have passed ``gpus_problem``; ``all`` with no GPU raises
     NoGpus. ``threads`` (0: automatic) caps each worker's CPU threads; automatic splits the cores
     among ``cpu:N`` workers, so N workers do not each start one thread per core and thrash."""

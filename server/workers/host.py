@@ -1,9 +1,7 @@
-"""``ltx2-server worker --store redis://...``: a GPU worker host with no HTTP API.
-
-It runs the same supervised worker children as ``serve`` (one per device), but their jobs come from
-the shared Redis queue and their reports go back to it. This process never imports torch: the
-children load the model. Stopping it (SIGTERM/SIGINT) stops taking jobs, gives running ones the
-shutdown grace period, and leaves any that did not finish to be delivered again elsewhere.
+"""``ltx2-server worker --store redis://...``: a GPU worker host with no HTTP API and no torch. Its
+supervised worker children (one per device, as ``serve``'s) take jobs from the shared Redis queue. On
+SIGTERM/SIGINT it takes no new job, gives running ones the shutdown grace period, and leaves any that
+did not finish to be delivered again elsewhere.
 """
 
 from __future__ import annotations

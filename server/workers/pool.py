@@ -1,9 +1,6 @@
-"""Several workers on one host, one per device, all taking jobs from the one store.
-
-Each worker is a ``WorkerSupervisor`` with its own child, restarts and time limits; the pool only
-starts and stops them together and answers for them as a whole. Jobs are not routed here: every
-supervisor that is idle waits on ``store.next_job()``, so the oldest queued job goes to whichever
-worker is free first, and the store alone decides the order.
+"""Several workers on one host, one ``WorkerSupervisor`` per device, started, stopped and reported on
+together. Jobs are not routed here: every idle supervisor waits on its queue's ``next_job()``, so the
+store alone decides the order and the oldest job goes to whichever worker is free first.
 """
 
 from __future__ import annotations

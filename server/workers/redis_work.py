@@ -1,8 +1,6 @@
-"""The worker-host side of ``--store redis``: takes jobs from the Redis queue for idle workers,
-records what they report, and keeps the deliveries it holds alive, or lets them go to be delivered
-again (see server/jobs/redis_store.py for the layout and the guarded scripts).
-
-Runs in ``ltx2-server worker`` (server/workers/host.py); never imports torch.
+"""The worker-host side of ``--store redis`` (server/jobs/redis_store.py has the layout and the guarded
+scripts): takes jobs for idle workers, records what they report, and keeps the deliveries it holds
+alive, or lets them go to be delivered again. Runs in ``ltx2-server worker``; never imports torch.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,18 +40,18 @@ from server.storage.results import ResultStorage
 log = logging.getLogger("ltx2.redis")
 
 
+@dataclass(eq=False)
 class Delivery:
     """A job this host's worker holds: its stream entry, which delivery it is, and its pending writes."""
 
-    def __init__(self, job: Job, consumer: str, entry_id: str, attempt: int) -> None:
-        self.job = job
-        self.consumer = consumer
-        self.entry_id = entry_id
-        self.attempt = attempt
-        self.latest_progress: tuple | None = None
-        self.writes: asyncio.Task | None = None
-        self.cancel_seen = False
-        self.released = False
+    job: Job
+    consumer: str
+    entry_id: str
+    attempt: int
+    latest_progress: tuple | None = None
+    writes: asyncio.Task | None = None
+    cancel_seen: bool = False
+    released: bool = False
 
 
 class RedisWorkSource:
@@ -60,16 +59,9 @@ class RedisWorkSource:
     worker reports, and keeps the deliveries it holds alive (or lets them go, to be redelivered)."""
 
     def __init__(
-        self,
-        url: str,
-        host_name: str,
-        clock: Clock,
-        *,
-        visibility_timeout: float,
-        max_deliveries: int,
-        results: ResultStorage,
-        scratch_root: Path,
-    ) -> None:
+        self, url: str, host_name: str, clock: Clock, *, visibility_timeout: float, max_deliveries: int,
+        results: ResultStorage, scratch_root: Path,
+    ) -> None:  # fmt: skip
         self.url = url
         self.client = connect(url)
         self.scripts = RedisScripts(self.client)
@@ -359,12 +351,12 @@ class RedisWorkSource:
             await self.client.zrem(WORKERS_SET, *names)
 
 
+@dataclass(eq=False)
 class WorkerQueue:
     """One worker's handle on the shared queue (its own consumer name), given to its supervisor."""
 
-    def __init__(self, source: RedisWorkSource, consumer: str) -> None:
-        self._source = source
-        self.consumer = consumer
+    _source: RedisWorkSource
+    consumer: str
 
     async def next_job(self, timeout: float | None = None) -> Job | None:
         return await self._source.next_job(self.consumer, timeout)

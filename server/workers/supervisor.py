@@ -1,7 +1,5 @@
-"""Runs the worker child from the API process: spawns it, feeds it jobs one at a time, restarts it.
-
-State changes happen on the event loop thread only. A reader thread per child blocks on the pipe
-and hands each message to the loop, so the loop itself never waits on generation.
+"""Runs the worker child from the API process: spawns it, feeds it jobs one at a time, restarts it. State
+changes on the event loop thread only; a reader thread per child hands each message to the loop.
 """
 
 from __future__ import annotations
@@ -56,7 +54,7 @@ def crash_restart_delay(crashes_in_a_row: int) -> float:
     return min(MAX_RESTART_DELAY, 0.5 * 2 ** (crashes_in_a_row - 2))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Child:
     """One incarnation of the worker process and the pipe to it."""
 
@@ -67,15 +65,9 @@ class _Child:
 
 class WorkerSupervisor:
     def __init__(
-        self,
-        config: WorkerConfig,
-        store: JobQueue,
-        clock: Clock,
-        start_timeout: float = 600.0,
-        job_timeout: float = 0.0,
-        cancel_grace: float = 30.0,
-        name: str = "worker",
-    ) -> None:
+        self, config: WorkerConfig, store: JobQueue, clock: Clock, start_timeout: float = 600.0,
+        job_timeout: float = 0.0, cancel_grace: float = 30.0, name: str = "worker",
+    ) -> None:  # fmt: skip
         self._config = config
         # Names this worker in logs and process titles when a pool runs several.
         self.name = name
@@ -143,7 +135,7 @@ class WorkerSupervisor:
         if self._restart_task:
             self._restart_task.cancel()
         child, self._child = self._child, None
-        running = self._current if self._state is WorkerState.BUSY else None
+        running = self.current_job
         if self._state is not WorkerState.STOPPED:
             self._set_state(WorkerState.STOPPED)
         if child is not None:

@@ -1,8 +1,5 @@
-"""The interactive API docs, /docs (Swagger UI) and /redoc, from files installed with the server.
-
-Swagger UI and ReDoc are vendored release files under static/vendor/ (with their licences), so the
-pages load nothing from a CDN and work on a machine without internet access. Neither page is part of
-the OpenAPI document.
+"""The interactive API docs, /docs (Swagger UI) and /redoc, from release files vendored under static/vendor/
+(with their licences): they load nothing from a CDN. Neither page is part of the OpenAPI document.
 """
 
 from __future__ import annotations
