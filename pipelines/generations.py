@@ -1,13 +1,15 @@
 """The LTX-2 generations this server runs, one row each, and how a weights folder says which one it holds.
 
-Torch-free (stdlib plus pipelines.guidance, itself torch-free): the API process reads this table to validate
-``--model``, resolve ``--model auto`` and name the generation in ``/ready`` before any worker loads torch.
+Torch-free (stdlib plus pipelines.guidance and pipelines.ltx25_layout, themselves torch-free): the API process
+reads this table to validate ``--model``, resolve ``--model auto`` and name the generation in ``/ready`` before
+any worker loads torch.
 
 Each row is what Lightricks' own code or model card gives for that generation; the comment beside a value
 says where it comes from. "ltx-pipelines" below is ltx-pipelines 1.0.0 (``ltx_pipelines/utils/constants.py``
 unless another file is named), "ltx-core" is ltx-core 1.0.0. The tiny rows are random test models of a
-generation's architecture (built in code, pipelines/tiny.py and pipelines/tiny23.py): they take that
-generation's sampling rules and only differ where a test model's speed asks for it.
+generation's architecture (built in code, pipelines/tiny.py, pipelines/tiny23.py and pipelines/tiny25.py): they
+take that generation's sampling rules and only differ where a test model's speed asks for it. LTX-2.5's row takes
+its values from diffusers 0.42.1's LTX-2.5 pipeline, ltx-pipelines 1.0.0 having no LTX-2.5.
 
 A generation is recognised from its weights folder (:func:`detect_generation`): first by the
 ``model_version`` entry that Lightricks writes into the metadata of its single-file checkpoints (the entry
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .guidance import POLICIES, GuidancePolicy, ModalityGuidance
+from .ltx25_layout import is_ltx25_folder
 
 # ltx-pipelines DEFAULT_NEGATIVE_PROMPT: the one negative prompt its CLI uses for every version. Requests
 # bring their own (the Segmind contract's default applies when they send none; docs/fidelity.md).
@@ -80,7 +83,8 @@ class Generation:
     audio_sample_rate: int  # what the vocoder writes
     duration_head: bool  # whether the model predicts a clip's duration itself
     recipes: tuple[str, ...] = ALL_RECIPES
-    weights_layout: str = ""  # "diffusers-folder" or "single-file"; "" for a model built in code
+    # "diffusers-folder", "single-file" or "diffusers-components" (LTX-2.5); "" for a model built in code
+    weights_layout: str = ""
     hub_repo: str = ""  # where its weights are published
     tiny_of: str = ""  # a tiny test model: the generation whose architecture it has
     notes: tuple[str, ...] = field(default=())  # what differs from the generation before (docs/generations.md)
@@ -176,6 +180,51 @@ LTX_2_3_22B = Generation(
     ),
 )
 
+LTX_2_5 = Generation(
+    name="ltx-2.5",
+    title="LTX-2.5",
+    version="2.5",
+    # Recognised by its folder instead (pipelines/ltx25_layout.py is_ltx25_folder): the diffusers-format
+    # repository's modular_model_index.json names LTX-2.5's pipeline.
+    model_version_prefix="",
+    # Lightricks names its 2.5 adapters "LTX-2.5-22b-..." (e.g. LTX-2.5-22b-IC-LoRA-Pixel-Spatial-Upscaler).
+    parameters="22B",
+    # diffusers' LTX-2.5 pipeline (LTX25AutoBlocks): LTX2SetTimestepsStep's num_inference_steps default 30.
+    num_inference_steps=30,
+    # Its guiders' defaults (modular_pipelines/ltx2/denoise.py LTX2LoopDenoiser): video cfg 3, stg 1 on block
+    # 28, modality 3, rescale 0.7; audio cfg 7, stg 1, modality 3, rescale 0.7; use_cross_timestep True:
+    # LTX_2_3_PARAMS exactly.
+    guidance_policies=(LTX_2_3_POLICY,),
+    # Lightricks' CLI default for every version (diffusers' LTX-2.5 pipeline has none: `negative_prompt or ""`).
+    negative_prompt=LIGHTRICKS_NEGATIVE_PROMPT,
+    # The same video VAE latent space as LTX-2 (the diffusion decoder consumes it unchanged: x32, x8).
+    frame_multiple=8,
+    size_multiple=32,
+    two_stage_size_multiple=64,
+    # diffusers' LTX2DurationStep bounds a predicted duration to [1 s, 20 s] (max_seconds default 20.0).
+    max_seconds=20.0,
+    x264_preset="veryfast",
+    x264_crf=19,
+    max_sequence_length=1024,  # LTX2TextEncoderStep's max_sequence_length default
+    audio_sample_rate=48000,  # LTX2VocoderWithBWE's output_sampling_rate
+    # It has one (duration_head/), which predicts a clip's length from the prompt; requests carry num_frames,
+    # so the server never asks it.
+    duration_head=True,
+    # diffusers' LTX-2.5 pipeline runs one stage and has no latent upsampler nor stage-2 LoRA among its
+    # components; the video is decoded by the diffusion decoder (pipelines/ltx25.py).
+    recipes=("one-stage",),
+    weights_layout="diffusers-components",
+    hub_repo="Lightricks/LTX-2.5-Diffusers",
+    notes=(
+        "Gemma 4 text encoder; one projection per modality in the connectors; a 22B transformer with "
+        "per-layer (timestep-free) prompt modulation",
+        "a diffusion decoder in place of the VAE decoder: neighbourhood-attention upsampling, then one "
+        "pixel-space x0 step from seeded noise; at least 17 frames and 224 px generated (then cropped)",
+        "a duration head (unused: requests carry num_frames) and a Gemma 4 prompt enhancer (not fetched)",
+        "one stage, 30 steps, LTX_2_3_PARAMS guidance; the conditioning image at CRF 18",
+    ),
+)
+
 # The tiny test models: each generation's sampling rules, on random weights small enough for a 2-core CPU.
 # Two steps (the LTX-2 schedule's minimum, pipelines/schedule.py); x264 ultrafast at CRF 36: their frames are
 # noise, which at CRF 23 costs seconds and ~70 MB per default request, and well under 1 MB at 36. Prompts are
@@ -200,8 +249,9 @@ def _tiny_of(served: Generation, name: str, title: str) -> Generation:
 
 TINY = _tiny_of(LTX_2_19B, "tiny", "tiny LTX-2 (test model)")
 TINY_2_3 = _tiny_of(LTX_2_3_22B, "tiny-2.3", "tiny LTX-2.3 (test model)")
+TINY_2_5 = _tiny_of(LTX_2_5, "tiny-2.5", "tiny LTX-2.5 (test model)")
 
-GENERATIONS: dict[str, Generation] = {g.name: g for g in (LTX_2_19B, LTX_2_3_22B, TINY, TINY_2_3)}
+GENERATIONS: dict[str, Generation] = {g.name: g for g in (LTX_2_19B, LTX_2_3_22B, LTX_2_5, TINY, TINY_2_3, TINY_2_5)}
 
 
 def generation(name: str) -> Generation:
@@ -270,7 +320,9 @@ def detect_generation(weights_dir: str | os.PathLike) -> str | None:
 
     1. A top-level checkpoint whose ``model_version`` metadata names a generation (``2.3...`` is LTX-2.3):
        Lightricks' single-file checkpoints carry it, and its pipelines choose their defaults by it.
-    2. Otherwise a diffusers ``model_index.json``: the diffusers-format LTX-2 19B repository (whose fp8 and
+    2. Otherwise LTX-2.5's per-component folder: its ``modular_model_index.json`` names LTX-2.5's pipeline
+       (or, without one, its ``model_index.json`` lists a diffusion decoder or a Gemma 4 text encoder).
+    3. Otherwise a diffusers ``model_index.json``: the diffusers-format LTX-2 19B repository (whose fp8 and
        distilled single files, when present, name no later generation).
     Pure file reads (headers only): safe to call from the API process.
     """
@@ -278,6 +330,8 @@ def detect_generation(weights_dir: str | os.PathLike) -> str | None:
         found = generation_for_model_version(version)
         if found is not None:
             return found.name
+    if is_ltx25_folder(weights_dir):
+        return LTX_2_5.name
     if (Path(weights_dir) / MODEL_INDEX_FILE).is_file():
         return LTX_2_19B.name
     return None
@@ -296,6 +350,10 @@ def check_weights(model: str, weights_dir: str | os.PathLike, recipe: str = "two
         from .weights_single_file import check_single_file_weights
 
         return check_single_file_weights(weights_dir, model, recipe)
+    if layout == "diffusers-components":
+        from .ltx25_layout import check_ltx25_weights
+
+        return check_ltx25_weights(weights_dir)
     return []
 
 
@@ -307,9 +365,11 @@ __all__ = [
     "LTX_2_19B",
     "LTX_2_3_22B",
     "LTX_2_3_POLICY",
+    "LTX_2_5",
     "check_weights",
     "TINY",
     "TINY_2_3",
+    "TINY_2_5",
     "detect_generation",
     "generation",
     "generation_for_model_version",
