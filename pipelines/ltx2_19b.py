@@ -367,7 +367,8 @@ def transformer_forward_flops(config: dict, video: int, audio: int, text: int, b
     Linears per block, video stream (width D): self-attention q/k/v/out, text cross-attention q/out, the
     feed-forward (4x), the a2v cross-attention's q/out and the v2a cross-attention's k/v (both at the
     audio attention width A). Audio stream likewise at width A. Text tokens pass the cross-attentions'
-    k/v, once per layer, and the two caption projections (2-layer MLPs) once."""
+    k/v, once per layer, and the two caption projections (2-layer MLPs) once, where the transformer has them
+    (``use_prompt_embeddings``: LTX-2.3 projects the text in its connectors instead)."""
     d, a = _widths(config)
     ff = 4  # diffusers' FeedForward default mult
     video_linear = 4 * d * d + 2 * d * d + 2 * ff * d * d + 2 * d * a + 2 * d * a
@@ -375,4 +376,6 @@ def transformer_forward_flops(config: dict, video: int, audio: int, text: int, b
     text_linear = 2 * config["cross_attention_dim"] * d + 2 * config["audio_cross_attention_dim"] * a
     linear = config["num_layers"] * 2 * (video * video_linear + audio * audio_linear + text * text_linear)
     caption = 2 * text * config["caption_channels"] * (d + a) + 2 * text * (d * d + a * a)
+    if not config.get("use_prompt_embeddings", True):
+        caption = 0
     return batch * (linear + caption) + transformer_attention_flops(config, video, audio, text, batch)

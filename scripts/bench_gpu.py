@@ -1,17 +1,21 @@
-"""GPU benchmark: the server's own generation path on the full-size LTX-2 19B, with random weights.
+"""GPU benchmark: the server's own generation path on each full-size LTX-2 generation, with random weights.
 
-Builds LTX-2 19B (version 2.0: pipelines/ltx2_19b.py) with random weights directly on the GPU (no download),
-places it with the server's offload planner, turns it into the server's generator for each recipe
-(pipelines.build_generator, as `ltx2-server serve --model ltx-2-19b` does) and times
+Builds each generation asked for (``--models``: LTX-2 19B, pipelines/ltx2_19b.py; LTX-2.3 22B,
+pipelines/ltx23_22b.py) with random weights directly on the GPU (no download), one after the other (each is
+freed before the next is built), places it with the server's offload planner, turns it into the server's
+generator for each recipe (pipelines.build_generator, as `ltx2-server serve --model ...` does) and times
 ``generator.generate(params, image, output, on_progress)`` on the API's default payload (720x1280,
 181 frames, 24 fps, guidance 4, the default negative prompt), after one small warm-up run per recipe.
 
-It prints one table: seconds per stage and per denoising step, peak VRAM, and achieved TFLOP/s from an
-analytic count of the transformer's forward passes (pipelines.ltx2_19b.transformer_forward_flops; model
-FLOPs: the distilled LoRA's extra matmuls in stage 2 are not counted).
+It prints one table per generation: seconds per stage and per denoising step, peak VRAM, and achieved
+TFLOP/s from an analytic count of the transformer's forward passes (pipelines.ltx2_19b.transformer_forward_flops,
+which follows each generation's config; model FLOPs: the distilled LoRA's extra matmuls in stage 2, and
+LTX-2.3's attention gates and prompt AdaLN, under 0.1 %, are not counted). Each generation runs its own
+defaults (pipelines/generations.py: 40 steps for 2.0, 30 for 2.3, and its guidance).
 
-    python scripts/bench_gpu.py [--recipes two-stage,distilled,one-stage] [--one-stage-steps 40] [--json OUT]
-    python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny model
+    python scripts/bench_gpu.py [--models ltx-2-19b,ltx-2.3-22b] [--recipes two-stage,distilled,one-stage]
+                                [--one-stage-steps 40] [--json OUT]
+    python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny models
 
 On a host with an NVIDIA GPU and the CUDA build of torch in .venv (docs/benchmarks.md, "GPU benchmark"):
 building the random 19B should take ~30 s (not yet measured on a GPU: its Python-side work, measured on a
@@ -58,6 +62,11 @@ STAGE_ORDER = (
     "mux",
 )
 GIB = 1024**3
+# Served generation -> (its tiny model, the module whose build_random_* builds it at full size, that function).
+FULL_SIZE = {
+    "ltx-2-19b": ("tiny", "pipelines.ltx2_19b", "build_random_19b_bundle"),
+    "ltx-2.3-22b": ("tiny-2.3", "pipelines.ltx23_22b", "build_random_22b_bundle"),
+}
 
 
 def default_negative_prompt() -> str:
@@ -74,7 +83,13 @@ def default_negative_prompt() -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the tiny model on the CPU, small payload")
+    parser.add_argument("--tiny", action="store_true", help="the tiny models on the CPU, small payload")
+    parser.add_argument(
+        "--models",
+        default="ltx-2-19b",
+        help=f"comma-separated generations to build and time, in turn (of {', '.join(FULL_SIZE)}; default "
+        "ltx-2-19b); with --tiny, the tiny model of each",
+    )
     parser.add_argument("--recipes", default="two-stage,distilled,one-stage")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps of two-stage (default: the model's)")
     parser.add_argument("--one-stage-steps", type=int, default=None, help="one-stage steps (default: --steps)")
@@ -96,11 +111,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     args.warmup_payload = None if args.no_warmup else (TINY_WARMUP_PAYLOAD if args.tiny else WARMUP_PAYLOAD)
     args.recipe_list = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    args.model_list = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = [name for name in args.model_list if name not in FULL_SIZE]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(FULL_SIZE)})")
     return args
 
 
-def build(args) -> dict:
-    """The placed bundle and what it took to get there."""
+def build(args, generation: str = "ltx-2-19b") -> dict:
+    """The placed bundle of ``generation`` (its tiny model with --tiny) and what it took to get there."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before diffusers/huggingface_hub are imported
     start = time.perf_counter()
     import torch
@@ -109,19 +128,20 @@ def build(args) -> dict:
 
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     timings: dict[str, float] = {"imports": time.perf_counter() - start}
+    tiny, module, builder = FULL_SIZE[generation]
     if args.tiny:
-        device, dtype, model = torch.device("cpu"), torch.float32, "tiny"
+        device, dtype, model = torch.device("cpu"), torch.float32, tiny
         begin = time.perf_counter()
-        bundle = build_tiny_bundle()
+        bundle = build_tiny_bundle(tiny)
         timings["build"] = time.perf_counter() - begin
         device_name = "CPU (tiny model)"
     else:
         if not torch.cuda.is_available():
             raise SystemExit("no CUDA device: run with --tiny on a CPU")
-        from pipelines.ltx2_19b import build_random_19b_bundle
+        import importlib
 
-        device, dtype, model = torch.device("cuda"), torch.bfloat16, "ltx-2-19b"
-        bundle = build_random_19b_bundle(device, dtype, timings=timings)
+        device, dtype, model = torch.device("cuda"), torch.bfloat16, generation
+        bundle = getattr(importlib.import_module(module), builder)(device, dtype, timings=timings)
         device_name = torch.cuda.get_device_name(device)
     begin = time.perf_counter()
     plan = place(bundle, args.offload, device)
@@ -297,7 +317,38 @@ def write_test_image(path: Path, width: int, height: int) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    built = build(args)
+    reports, status = [], 0
+    # A run stopped at its time limit (SIGTERM) still prints the tables of what finished.
+    signal.signal(signal.SIGTERM, _interrupt)
+    for generation in args.model_list:
+        try:
+            code, report = bench_generation(args, generation, reports)
+        except KeyboardInterrupt:
+            print(f"{generation}: INTERRUPTED while building", file=sys.stderr, flush=True)
+            return 1
+        status = max(status, code)
+        if report.get("interrupted"):
+            return 1
+        _free_gpu()
+    return status
+
+
+def _free_gpu() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, dict]:
+    """Build, place and time one generation; print its table. ``reports`` gathers every generation's numbers
+    for --json (written after each recipe)."""
+    from pipelines.generations import generation as generation_row
+
+    built = build(args, generation)
     timings = built["timings"]
     print(
         f"built {built['model']} on {built['device_name']} in {timings['total']:.1f} s ("
@@ -307,15 +358,18 @@ def main(argv=None) -> int:
         flush=True,
     )
     payload = args.payload
+    served = generation_row(generation)
+    size = "tiny" if args.tiny else f"{served.parameters}, random weights"
     header = (
-        f"LTX-2 {'tiny' if args.tiny else '19B, random weights'} on {built['device_name']}, "
+        f"{served.title} {size} on {built['device_name']}, "
         f"{str(built['dtype']).removeprefix('torch.')}, offload {built['plan'].mode}; "
         f"payload {payload['width']}x{payload['height']}, {payload['num_frames']} frames @ {payload['fps']} fps, "
         f"guidance {payload['guidance_scale']}; build {timings['total']:.1f} s"
     )
-    rows = []
-    # A run stopped at its time limit (SIGTERM) still prints the table of the recipes that finished.
-    signal.signal(signal.SIGTERM, _interrupt)
+    rows: list[dict] = []
+    report = dict(model=built["model"], header=header, device=built["device_name"], build_seconds=timings,
+                  payload=payload, recipes=rows)  # fmt: skip
+    reports.append(report)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             image_path = Path(tmp) / "input.png"
@@ -326,14 +380,21 @@ def main(argv=None) -> int:
                 outcome = row["error"] if "error" in row else f"{row['end_to_end']:.2f} s end to end"
                 print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
                 if args.json:
-                    report = dict(
-                        header=header, device=built["device_name"], build_seconds=timings, payload=payload, recipes=rows
-                    )
-                    args.json.write_text(json.dumps(report, indent=2))
+                    _write_json(args.json, reports)
     except KeyboardInterrupt:
         header += "; INTERRUPTED before " + ", ".join(args.recipe_list[len(rows) :])
+        report["interrupted"] = True
     print(render_table(header, rows), flush=True)
-    return 1 if any("error" in row for row in rows) or len(rows) < len(args.recipe_list) else 0
+    del built
+    failed = any("error" in row for row in rows) or len(rows) < len(args.recipe_list)
+    return (1 if failed else 0), report
+
+
+def _write_json(path: Path, reports: list[dict]) -> None:
+    """One generation: its report as before (header, device, build_seconds, payload, recipes); several: a list
+    of them under "generations"."""
+    document = dict(reports[0]) if len(reports) == 1 else {"generations": reports}
+    path.write_text(json.dumps(document, indent=2))
 
 
 def _interrupt(signum, frame) -> None:

@@ -47,3 +47,20 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
     assert {"encode_prompt", "stage1", "upsample", "stage2", "decode_audio", "decode_video", "mux"} <= set(
         two_stage["stages"]
     )
+
+
+def test_bench_gpu_tiny_times_each_generation_in_turn(tmp_path):
+    """--models builds each generation (here its tiny model) after the last, with its own defaults, one table each."""
+    report_path = tmp_path / "bench.json"
+    command = [
+        sys.executable, "scripts/bench_gpu.py", "--tiny", "--models", "ltx-2-19b,ltx-2.3-22b",
+        "--width", "64", "--height", "64", "--frames", "9", "--no-warmup", "--recipes", "one-stage",
+        "--json", str(report_path),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    headers = [line for line in completed.stdout.splitlines() if line.startswith(("LTX-2 tiny", "LTX-2.3 tiny"))]
+    assert len(headers) == 2 and headers[1].startswith("LTX-2.3 tiny on CPU")
+    generations = json.loads(report_path.read_text())["generations"]
+    assert [g["model"] for g in generations] == ["tiny", "tiny-2.3"]
+    assert all("error" not in row and row["mp4_bytes"] > 0 for g in generations for row in g["recipes"])

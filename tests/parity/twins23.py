@@ -9,7 +9,8 @@ block and a timestep-modulated cross-attention), the text projected per modality
 the transformer), connectors deeper than 2.0's and sized to each modality, the rebuilt video VAE (a decoder of
 four upsamplers: two spatio-temporal, one temporal, one spatial; no residual upsamplers; zero padding) and the
 vocoder with bandwidth extension (a 16 kHz AMP1/SnakeBeta vocoder, then a second generator on its log-mel
-adding the 16 -> 48 kHz band). The audio VAE and the latent upsampler are 2.0's, as in the real release.
+adding the 16 -> 48 kHz band). The audio VAE is 2.0's, as in the real release; the spatial upscaler has 2.0's
+layout with a plain 2x resampler.
 
 The reference models are created by ltx-core's configurators from that config and given random weights; their
 state dicts are written under the key prefixes of Lightricks' single-file checkpoints, and the diffusers
@@ -47,7 +48,6 @@ from .twins import (
     VIDEO_LATENT_CHANNELS,
     Reference,
     Twins,
-    _build_diffusers_upsampler,
     _materialize,
     _randomize,
     fuse_lora,
@@ -129,6 +129,9 @@ def _ltx_core_config_2_3() -> dict:
         spatial_padding_mode="zeros",
     )
     config["vocoder"] = _vocoder_config()
+    # The 2.3 spatial upscaler: 2.0's layout with a plain (non-rational) 2x resampler (diffusers' conversion
+    # configs for "2.3": use_rational_resampler False).
+    config["upsampler"] = dict(config["upsampler"], rational_resampler=False)
     return config
 
 
@@ -273,14 +276,14 @@ def build_twins_2_3(seed: int = 0) -> Twins:
     from ltx_pipelines.utils.types import PipelineComponents
 
     from pipelines.loader import DISTILLED_ADAPTER, _finish_bundle
-    from pipelines.single_file import build_components
+    from pipelines.single_file import build_components, build_latent_upsampler
 
     ref = _build_reference(seed)
     ckpt = reference_checkpoint_2_3(ref)
     parts = build_components(
         {k: v.clone() for k, v in ckpt.items()}, LTX_CORE_CONFIG_2_3, text_hidden=TEXT_HIDDEN, text_layers=TEXT_LAYERS
     )
-    upsampler = _build_diffusers_upsampler(ref["upsampler"].state_dict())
+    upsampler = build_latent_upsampler(ref["upsampler"].state_dict(), LTX_CORE_CONFIG_2_3["upsampler"], torch.float32)
     tokenizer = _build_tokenizer()
     text_encoder = _build_text_encoder(len(tokenizer), tokenizer)
     pipe = LTX2ImageToVideoPipeline(
