@@ -341,3 +341,23 @@ def test_a_recent_job_the_server_no_longer_keeps_is_marked_expired(browser, tmp_
         page.wait_for_selector("#error:not([hidden])")
         assert "not found" in page.text_content("#error") and "--ttl-seconds" in page.text_content("#error")
         page.close()
+
+
+def test_the_screenshot_script_writes_both_views_small_enough_to_commit(tmp_path):
+    # scripts/playground_screenshots.py makes docs/images/: a real tiny-model server, a finished job.
+    from PIL import Image
+
+    run = subprocess.run(
+        [sys.executable, "scripts/playground_screenshots.py", "--out", str(tmp_path), "--chromium", CHROMIUM],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name, size in [("playground-1280x800.png", (1280, 800)), ("playground-390x844.png", (390, 844))]:
+        path = tmp_path / name
+        assert 0 < path.stat().st_size < 300_000 and f"wrote {path}" in run.stdout
+        with Image.open(path) as image:
+            assert image.size == size
+        assert (REPO_ROOT / "docs" / "images" / name).is_file()
