@@ -114,8 +114,7 @@ def http_status_for(error: ServiceError) -> int:
 
 
 def http_status_for_class(error_class: type[ServiceError]) -> int:
-    """The status of an error class (its own entry, else its nearest base's); the OpenAPI document
-    declares each route's statuses from this too."""
+    """An error class's own entry, else its nearest base's (the OpenAPI document's statuses come from this too)."""
     for cls in error_class.__mro__:
         if cls in HTTP_STATUS_FOR_ERROR:
             return HTTP_STATUS_FOR_ERROR[cls]

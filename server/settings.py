@@ -52,8 +52,7 @@ GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 def option(group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None) -> Any:
-    """A Settings field: its default, its help text (the reference's), its group; ``brief``, a shorter help
-    for ``--help`` where the full one runs long; ``commands`` narrows the group's commands."""
+    """A Settings field; ``brief``: a shorter help for ``--help``; ``commands``: narrower than its group's."""
     metadata: dict[str, object] = {"group": group, "help": help}
     if brief:
         metadata["brief"] = brief
@@ -294,8 +293,7 @@ class Settings:
         return "ltx-2-19b" if (Path(self.weights) / "model_index.json").is_file() else "tiny"
 
     def serves_test_model(self) -> bool:
-        """This process's workers run the random-weight tiny model (``tiny``, or ``auto`` without weights);
-        an API replica of a shared store runs no model."""
+        """Workers here run the random-weight tiny model (``tiny``, or ``auto`` without weights)."""
         return self.resolved_model() == "tiny"
 
     def test_model_warning(self) -> str:

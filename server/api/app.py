@@ -89,8 +89,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
 
 def build_store(settings: Settings, clock: Clock, devices, results_dir: Path) -> tuple[JobStore, object]:
-    """The job store (and limits, None for local ones): this host's workers, or (``--store redis://``)
-    an API replica with jobs, queue and limits in Redis, run by worker hosts (``ltx2-server worker``)."""
+    """The job store and its limits (None: the service's own): this host's workers, or an API replica."""
     if not settings.shared_store:
         store = InMemoryJobStore(settings.max_queue, SharedDirStorage(results_dir), clock, settings.ttl_seconds)
         store.attach_pool(build_pool(settings, lambda index: store, clock, devices), settings.guidance)

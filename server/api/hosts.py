@@ -17,8 +17,7 @@ _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
-    """``(host, port)`` of a well-formed Host header value (the host lower-cased, IPv6 without
-    brackets), or None when it is not one."""
+    """``(host, port)`` of a well-formed Host value (host lower-cased, IPv6 without brackets), else None."""
     match = _HOST.fullmatch(value)
     if match is None:
         return None
@@ -57,8 +56,7 @@ def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
 
 
 def request_base_url(request: Request) -> str:
-    """The request's base URL from its Host header when that is well formed, else from the address the
-    connection came in on."""
+    """From the Host header when it is well formed, else from the address the connection came in on."""
     host = request.headers.get("host")
     if host is None or split_host(host) is not None:
         return str(request.base_url).rstrip("/")

@@ -25,8 +25,7 @@ log = logging.getLogger("ltx2.http")
 
 
 def timed_protocol_class(header_timeout: float, body_timeout: float, implementation: str = "auto") -> type:
-    """uvicorn's HTTP protocol class with both deadlines: ``auto`` (httptools where installed, as
-    uvicorn picks), ``httptools`` or ``h11``."""
+    """uvicorn's HTTP protocol class with both deadlines: ``auto`` (httptools if installed), ``httptools``, ``h11``."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     if implementation == "h11":

@@ -159,8 +159,7 @@ def _summary(error: type[err.ServiceError]) -> str:
 
 
 def error_responses(*errors: type[err.ServiceError]) -> dict[int | str, dict[str, Any]]:
-    """The `responses` of a route that can raise `errors`: one `{"error"}` answer per status of the
-    errors table, described by the errors that give it."""
+    """One ``{"error"}`` answer per status of the errors table, described by the errors that give it."""
     by_status: dict[int, list[type[err.ServiceError]]] = {}
     for error in dict.fromkeys(errors):
         by_status.setdefault(err.http_status_for_class(error), []).append(error)
@@ -180,8 +179,7 @@ def error_responses(*errors: type[err.ServiceError]) -> dict[int | str, dict[str
 
 
 def job_responses(body: type[BaseModel], *errors: type[err.ServiceError]) -> dict[int | str, dict[str, Any]]:
-    """A job route's answers: `body` (200), the same body with `"status": "FAILED"` (422, as Segmind
-    answers a failed job; the SDK relies on it) and the errors."""
+    """A job's body (200), the same body FAILED (422, as Segmind answers: the SDK relies on it), the errors."""
     return {
         200: {"model": body, "description": "The job."},
         422: {"model": body, "description": 'The job FAILED: `"status": "FAILED"` and `"error"` say why.'},
@@ -195,12 +193,9 @@ HOST_REFUSED = "The Host header is missing, malformed, or not one of --allowed-h
 
 
 def install_openapi(app: FastAPI, settings) -> None:
-    """Build /openapi.json from the routes, then state what the routes' declarations cannot:
-    validation errors are answered 400 (never FastAPI's 422 body), whether a key is needed, and
-    what the server answers before any route runs.
-
-    Without API keys, auth is off: an operation's key is optional (`security` also lists `{}`) and
-    no 401 is declared."""
+    """/openapi.json from the routes, plus what their declarations cannot say: validation errors are 400 (never
+    FastAPI's 422 body), whether a key is needed (without keys: `security` also lists `{}`, no 401), and what
+    the server answers before any route runs."""
 
     build = app.openapi
 

@@ -158,9 +158,8 @@ def _plain(number: Any) -> str:
 
 
 def describe_validation_error(error: Mapping[str, Any], document: object = None) -> str:
-    """One readable sentence for one pydantic error, naming the field and its allowed range.
-
-    ``document``: the request body as sent, so that invalid JSON is answered with where it breaks."""
+    """One sentence for one pydantic error, naming the field and its allowed range (``document``: the body as
+    sent, so that invalid JSON is answered with where it breaks)."""
     loc = [str(part) for part in error.get("loc", ()) if part != "body"]
     kind = error.get("type", "")
     if kind == "json_invalid":

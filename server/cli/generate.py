@@ -140,44 +140,36 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
 
 
 def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = sys.stderr) -> int:
+    def error(message: object, status: int) -> int:
+        print(f"error: {message}", file=stderr)
+        return status
+
     try:
         params = parameters_from(args)
     except ValidationError as exc:
-        messages = dict.fromkeys(describe_validation_error(error) for error in exc.errors())
-        print("error: " + "; ".join(messages), file=stderr)
-        return EXIT_BAD_INPUT
+        return error("; ".join(dict.fromkeys(describe_validation_error(e) for e in exc.errors())), EXIT_BAD_INPUT)
     except (FileNotFoundError, OSError) as exc:
-        print(f"error: {exc}", file=stderr)
-        return EXIT_BAD_INPUT
+        return error(exc, EXIT_BAD_INPUT)
     problems = weights_problems(worker_config_from(settings))
     if problems:
-        print("error: the model's weights are incomplete:\n  " + "\n  ".join(problems), file=stderr)
-        return EXIT_FAILED
+        return error("the model's weights are incomplete:\n  " + "\n  ".join(problems), EXIT_FAILED)
     out = Path(args.out)
     view = ProgressView(stderr, stderr.isatty())
     try:
         job = asyncio.run(generate_once(settings, params, out, view))
     except KeyboardInterrupt:
         # asyncio.run cancelled the job and stopped the worker on the way out (a second Ctrl-C stops at once).
-        return _interrupted(view, stderr)
+        # On a terminal the bar's line is still open: end it first.
+        stopped = "interrupted (Ctrl-C): the job was stopped, no video written"
+        print(("\n" if view.is_terminal else "") + stopped, file=stderr)
+        return EXIT_INTERRUPTED
     except ServiceError as exc:
-        print(f"error: {exc.message}", file=stderr)
-        return EXIT_BAD_INPUT
+        return error(exc.message, EXIT_BAD_INPUT)
     except RuntimeError as exc:
-        print(f"error: {exc}", file=stderr)
-        return EXIT_FAILED
+        return error(exc, EXIT_FAILED)
     if job.status is not JobStatus.COMPLETED:
-        print(f"error: {job.error}", file=stderr)
-        return EXIT_BAD_INPUT if job.fault == FAULT_INPUT else EXIT_FAILED
+        return error(job.error, EXIT_BAD_INPUT if job.fault == FAULT_INPUT else EXIT_FAILED)
     metrics = job.metrics(job.finished_at or 0.0)
     print(f"wrote {out} ({out.stat().st_size} bytes, seed {job.seed}, {metrics['inference_time']:.1f} s)", file=stderr)
     print(str(out))
     return 0
-
-
-def _interrupted(view: ProgressView, stderr: TextIO) -> int:
-    # On a terminal the bar's line is still open: end it first.
-    print(
-        ("\n" if view.is_terminal else "") + "interrupted (Ctrl-C): the job was stopped, no video written", file=stderr
-    )
-    return EXIT_INTERRUPTED

@@ -5,6 +5,7 @@ module: ``serve`` (server/cli/serve.py), ``worker`` (server/cli/worker.py), ``ge
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from dataclasses import fields
 
@@ -46,18 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _USAGE = "ltx2-server {} [options]"
-
-
-class _Formatter(argparse.HelpFormatter):
-    """argparse's layout with the help text starting further right, so most options take one line less."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=30)
+# argparse's layout with the help text starting further right, so most options take one line less.
+_Formatter = functools.partial(argparse.HelpFormatter, max_help_position=30)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, command: str = SERVE, show_env: bool = True) -> None:
-    """The flags of the settings ``command`` offers, one argument group per settings group; each help
-    ends with the option's environment variable (unless ``show_env`` is off) and its default."""
+    """One argument group per settings group; each help ends with the environment variable and the default."""
     defaults = Settings()
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in command_fields(command):

@@ -93,10 +93,8 @@ def _decode_base64(data: str, max_bytes: int) -> bytes:
 
 
 def check_image_bytes(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
-    """Decode the image fully and return its size; raise InvalidRequest naming the problem.
-
-    Only ``ACCEPTED_FORMATS`` are opened; any exception a reader raises (malformed files make some
-    raise TypeError, NotImplementedError, AttributeError...) is the input's fault: a 400."""
+    """The size of the fully decoded image; InvalidRequest naming the problem. Only ``ACCEPTED_FORMATS`` are
+    opened, and whatever a reader raises (TypeError, NotImplementedError...) is the input's fault: a 400."""
     try:
         with Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS) as img:
             width, height = img.size
@@ -127,8 +125,7 @@ async def decode_image(raw: bytes, max_pixels: int = MAX_IMAGE_PIXELS, timeout: 
 
 
 class FetchSlots:
-    """At most ``limit`` image URLs downloading at once (each holds up to --max-image-bytes in
-    memory); ``take`` beyond it raises FetchesBusy (429)."""
+    """At most ``limit`` image URLs downloading at once (each holds up to --max-image-bytes); beyond: 429."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -156,12 +153,9 @@ class FetchSlot:
 
 
 async def fetch_image_url(url: str, settings: Settings, resolver: Resolver | None = None) -> bytes:
-    """GET an image URL safely; every refusal or failure is an InvalidRequest naming the reason.
-
-    Each hop's host is resolved and checked (``netguard``) and the connection goes to the checked
-    address, with the name kept for the Host header and TLS (SNI and certificate). Redirects are
-    followed by hand so that each target is checked the same way. ``--image-timeout`` bounds the whole fetch.
-    """
+    """GET an image URL; every refusal or failure is an InvalidRequest. Each hop's host is resolved and checked
+    (``netguard``) and the connection goes to the checked address (the name kept for Host and TLS); redirects
+    are followed by hand so that each target is checked too. ``--image-timeout`` bounds the whole fetch."""
     try:
         async with asyncio.timeout(settings.image_timeout):
             return await _fetch_checked(url, settings, resolver)

@@ -12,16 +12,8 @@ import time
 from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.errors import InvalidRequest, ServiceError
+from server.jobs import images
 from server.jobs.events import JobEventHub
-from server.jobs.images import (
-    DECODE_TIMEOUT_SECONDS,
-    FetchSlot,
-    FetchSlots,
-    ImageSource,
-    classify_image_source,
-    decode_image,
-    fetch_image_url,
-)
 from server.jobs.limits import owner_id
 from server.jobs.netguard import Resolver, check_url
 from server.jobs.record import Job, JobStatus, new_job_id
@@ -66,7 +58,7 @@ class Intake:
         self.resolver: Resolver | None = None
         # Image downloads in flight, by job id: a job that ends (cancelled, expired) stops its download.
         self.fetches: dict[str, asyncio.Task] = {}
-        self.fetch_slots = FetchSlots(settings.max_image_fetches)
+        self.fetch_slots = images.FetchSlots(settings.max_image_fetches)
 
     async def submit(self, spec: JobSpec, image: str, webhook: str | None, key: str | None, base_url: str) -> Job:
         """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook)."""
@@ -76,9 +68,9 @@ class Intake:
             raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
         if webhook:
             self.webhooks.require_secret()
-        source = classify_image_source(image, self.settings.max_image_bytes)
+        source = images.classify_image_source(image, self.settings.max_image_bytes)
         if source.inline is not None:
-            await decode_image(source.inline, self.settings.max_image_pixels)
+            await images.decode_image(source.inline, self.settings.max_image_pixels)
         else:
             # Scheme and address are checked now, so a refused URL is a 400 at once; redirects
             # are only seen while fetching, and a refused one fails the job (fault: input).
@@ -97,8 +89,9 @@ class Intake:
                 slot.release()
 
     async def _accept(
-        self, spec: JobSpec, webhook: tuple[str, str] | None, key, source: ImageSource, slot: FetchSlot | None
-    ) -> Job:
+        self, spec: JobSpec, webhook: tuple[str, str] | None, key, source: images.ImageSource,
+        slot: images.FetchSlot | None,
+    ) -> Job:  # fmt: skip
         await self.limits.admit(key)
         # The image itself goes to the results storage; keeping a base64 string in the table would hold megabytes.
         job = Job(id=new_job_id(), params=spec, created_at=self.clock.now(), owner=owner_id(key))
@@ -134,8 +127,8 @@ class Intake:
     async def download_image(self, url: str, job_id: str | None = None) -> bytes:
         """The checked bytes of an image URL; every failure is an InvalidRequest naming ``image``."""
         try:
-            raw = await fetch_image_url(url, self.settings, self.resolver)
-            await decode_image(raw, self.settings.max_image_pixels)
+            raw = await images.fetch_image_url(url, self.settings, self.resolver)
+            await images.decode_image(raw, self.settings.max_image_pixels)
         except InvalidRequest:
             raise
         except Exception as exc:  # noqa: BLE001 - a failure nobody foresaw is still the input's: a 400
@@ -145,9 +138,9 @@ class Intake:
 
     def input_deadline(self) -> float:
         """Seconds after submission by which a job's input must be stored, or the job fails."""
-        return self.settings.image_timeout + DECODE_TIMEOUT_SECONDS + INPUT_DEADLINE_MARGIN_SECONDS
+        return self.settings.image_timeout + images.DECODE_TIMEOUT_SECONDS + INPUT_DEADLINE_MARGIN_SECONDS
 
-    def _fetch_later(self, job: Job, url: str, slot: FetchSlot | None, store_it) -> None:
+    def _fetch_later(self, job: Job, url: str, slot: images.FetchSlot | None, store_it) -> None:
         fetch = self.background.spawn(self._fetch_input(job, url, store_it))
         if slot is not None:
             slot.task = fetch

@@ -88,8 +88,7 @@ def owner_id(key: str) -> str: ...
 @overload
 def owner_id(key: None) -> None: ...
 def owner_id(key: str | None) -> str | None:
-    """A digest of the API key: the key itself is never stored with a job (every replica and worker host
-    can read a shared store's records)."""
+    """A digest of the key: the key itself is never stored with a job (any replica or worker host reads records)."""
     return hashlib.sha256(key.encode()).hexdigest()[:32] if key is not None else None
 
 
@@ -109,8 +108,7 @@ def credits_spent(policy: KeyPolicy, which: str) -> InsufficientCredits:
 
 
 class LocalLimits:
-    """Rate limits (per key, over a sliding 60-second window) and budgets (jobs submitted, seconds of
-    generation) of one API process: the in-memory store's companion."""
+    """One API process's rate limits (per key, a sliding 60-second window) and budgets (jobs, generation seconds)."""
 
     def __init__(self, policies: dict[str, KeyPolicy], default_per_minute: int, clock: Clock) -> None:
         self._policies = policies

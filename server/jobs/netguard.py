@@ -118,10 +118,7 @@ async def system_resolver(host: str, port: int) -> list[str]:
 async def check_url(
     url: str, *, block_private: bool, timeout: float, resolver: Resolver | None = None, field: str = "image"
 ) -> CheckedTarget:
-    """Resolve the URL's host and check every address it has; InvalidRequest names the field and reason.
-
-    Used for image URLs and webhook URLs alike: one policy for every connection a client can point us at.
-    """
+    """Resolve the URL's host and check every address (one policy for image and webhook URLs alike)."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
@@ -188,12 +185,9 @@ def pinned_request(target: CheckedTarget, method: str = "GET") -> dict:
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
-    """Sends a ``pinned_request`` to its checked addresses in turn, until one connects.
-
-    Each attempt has the client's connect timeout; only a failure to connect moves on to the next
-    address (nothing has been sent yet then), anything later is the answer. A request that did not come
-    from ``pinned_request`` is refused: this transport never connects to an address nobody checked.
-    """
+    """Sends a ``pinned_request`` to its checked addresses in turn, until one connects (each with the client's
+    connect timeout; nothing is sent before). A request not from ``pinned_request`` is refused: this transport
+    never connects to an address nobody checked."""
 
     def __init__(self, **transport_options) -> None:
         self._inner = httpx.AsyncHTTPTransport(**transport_options)

@@ -272,34 +272,27 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
     }
 
 
-def _float_or_none(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
+# The record's optional fields ("" when unset), read back as strings or as numbers.
+_TEXTS = ("owner", "input", "error", "fault", "output")
+_NUMBERS = {"started_at": float, "finished_at": float, "output_size": int, "seed": int}
 
 
 def job_from_record(record: dict[str, str], delivered: bool = False) -> Job:
     """A snapshot of the job as Redis holds it now (changes to it are not written back); ``delivered``:
     a worker's own view of a job it was handed, QUEUED until its supervisor starts it."""
+    optional: dict[str, Any] = {name: record.get(name) or None for name in _TEXTS}
+    optional.update({name: kind(record[name]) if record.get(name) else None for name, kind in _NUMBERS.items()})
+    optional.update({name: int(record.get(name) or 0) for name in ("step", "total_steps", "attempt")})
     job = Job(
         id=record["id"],
         params=JobSpec.from_dict(json.loads(record["params"])),
         created_at=float(record["created_at"]),
-        owner=record.get("owner") or None,
         status=JobStatus.QUEUED if delivered else JobStatus(record["status"]),
-        input=record.get("input") or None,
-        started_at=_float_or_none(record.get("started_at")),
-        finished_at=_float_or_none(record.get("finished_at")),
-        error=record.get("error") or None,
-        fault=record.get("fault") or None,
-        output=record.get("output") or None,
-        output_size=int(record["output_size"]) if record.get("output_size") else None,
         output_token=record["output_token"],
-        seed=int(record["seed"]) if record.get("seed") else None,
         stage=record.get("stage", "queued"),
-        step=int(record.get("step") or 0),
-        total_steps=int(record.get("total_steps") or 0),
         stage_seconds=json.loads(record["stage_seconds"]) if record.get("stage_seconds") else {},
-        attempt=int(record.get("attempt") or 0),
         live=JobLive(tracker=ProgressTracker(progress=0.0 if delivered else float(record.get("progress") or 0.0))),
+        **optional,
     )
     if job.status.is_final:
         job.finished.set()
@@ -322,8 +315,7 @@ def transition_keys(job_id: str) -> list[str]:
 
 
 async def ensure_consumer_group(client: Any, stream: str = QUEUE_STREAM, group: str = CONSUMER_GROUP) -> None:
-    """Create the stream and its group if missing; from the start of the stream, so nothing queued
-    before the group existed is skipped."""
+    """From the start of the stream, so nothing queued before the group existed is skipped."""
     try:
         await client.xgroup_create(stream, group, id="0", mkstream=True)
     except ResponseError as exc:
@@ -332,8 +324,7 @@ async def ensure_consumer_group(client: Any, stream: str = QUEUE_STREAM, group: 
 
 
 class RedisJobStore:
-    """The ``JobStore`` of API replicas: jobs created with their input in place (any worker host may
-    take one at once), read, waited for, cancelled and expired in Redis; no worker runs here."""
+    """The ``JobStore`` of API replicas: jobs live in Redis, with their input in place; no worker runs here."""
 
     def __init__(
         self, url: str, results: ResultStorage, clock: Clock, max_queue: int, ttl_seconds: float,
@@ -483,8 +474,7 @@ class RedisJobStore:
         return taken
 
     async def fail_overdue(self, now: float, error: str, input_deadline: float = 0.0, margin: float = 0.0) -> int:
-        """Each job is failed by one replica only (the script checks the status). A job's input is always
-        in place before it is queued."""
+        """One replica fails each job (the script checks its status); a job's input is in place before it is queued."""
         ids = await self.client.zrangebyscore(QUEUED_SET, "-inf", now - self._ttl, start=0, num=500)
         failed = 0
         for job_id in ids:
@@ -493,8 +483,7 @@ class RedisJobStore:
         return failed
 
     async def webhooks_due(self, consumer: str, block: float = 1.0) -> list[WebhookDue]:
-        """Final jobs whose webhook is to be sent; an entry stays pending until ``webhook_sent`` (a
-        replica that dies meanwhile leaves it to another). Every replica reads the outbox in one group."""
+        """An entry stays pending until ``webhook_sent``: one that a replica read and died with goes to another."""
         if not self._outbox_ready:
             await ensure_consumer_group(self.client, WEBHOOK_OUTBOX, WEBHOOK_GROUP)
             self._outbox_ready = True
@@ -581,8 +570,7 @@ return 'ok'
 
 
 class RedisLimits:
-    """Rate limits and budgets kept in Redis, so they hold across API replicas (and restarts).
-    Generation seconds are charged by the worker host when a job ends (see _FINISH)."""
+    """Limits in Redis hold across replicas and restarts; worker hosts charge generation seconds (_FINISH)."""
 
     def __init__(self, store: RedisJobStore, policies: dict[str, KeyPolicy], default_per_minute: int) -> None:
         self._store = store

@@ -63,10 +63,6 @@ def check_webhook_url(url: str) -> str:
     return url.strip()
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 class WebhookSender:
     def __init__(self, secret: str, *, timeout: float, retries: int, backoff: float) -> None:
         self._secret = secret
@@ -82,7 +78,7 @@ class WebhookSender:
     async def deliver(self, job_id: str, url: str, body: bytes) -> bool:
         headers = {
             "content-type": "application/json",
-            SIGNATURE_HEADER: signature(self._secret, body),
+            SIGNATURE_HEADER: "sha256=" + hmac.new(self._secret.encode(), body, hashlib.sha256).hexdigest(),
             "x-request-id": job_id,
             "user-agent": "ltx2-server-webhook",
         }
@@ -132,9 +128,8 @@ class WebhookSender:
 
 
 class WebhookOutbox:
-    """Delivers the webhooks of jobs that ended, as the store hands them out. A shared store's outbox is
-    read by every API replica in one group, so a webhook goes out even when the replica that took the
-    job is gone."""
+    """Delivers the webhooks of jobs that ended, as the store hands them out (a shared store's outbox is read by
+    every replica in one group: a webhook goes out even when the replica that took the job is gone)."""
 
     def __init__(self, store: JobStore, sender: WebhookSender, build_body: Callable[[Job, str], dict], spawn) -> None:
         self.store, self.sender, self.build_body, self.spawn = store, sender, build_body, spawn

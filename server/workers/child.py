@@ -28,9 +28,8 @@ _AS_IS = ("weights", "recipe", "guidance", "dtype", "offload", "fp8")
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Everything a worker child needs to load its generator and place itself, built once from the
-    settings (``worker_config_from``). None means "the model's own default" (or torch's): the settings'
-    sentinels ("" / -1 / 0) are translated there, and nowhere else."""
+    """What a worker child needs to load its generator and place itself. None is "the model's own default" (or
+    torch's): the settings' sentinels ("" / -1 / 0) are translated by ``worker_config_from`` and nowhere else."""
 
     model: str  # a model pipelines knows (never "auto": resolved already), or module:factory
     weights: str = "weights"
@@ -131,14 +130,10 @@ class JobCancelled(BaseException):
 
 
 class Inbox:
-    """The child's only reader of the pipe, on a thread of its own.
-
-    While a job runs, the main thread is inside ``generate()`` and cannot read the pipe, yet a
-    CancelJob must be seen between denoising steps. This thread reads every message as it arrives:
-    cancellations go into a set that the progress callback checks, everything else waits in a queue
-    for the main loop. Chosen over a shared multiprocessing.Event because every request to the child
-    stays a message on the one pipe, with nothing extra to create for each restarted child.
-    """
+    """The child's only reader of the pipe, on a thread of its own: while the main thread is inside
+    ``generate()``, a CancelJob must still be seen between denoising steps. Cancellations go into a set the
+    progress callback checks, everything else waits in a queue for the main loop (rather than a shared
+    multiprocessing.Event: every request to the child stays a message on the one pipe)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -181,8 +176,7 @@ def load_generator_for(config: WorkerConfig):
 
 
 def describe_load_failure(exc: BaseException) -> str:
-    """Errors the user can act on (missing weights, a GPU too small) read as one clear message;
-    anything else carries its traceback for the log."""
+    """What the user can act on (missing weights, a GPU too small) in one message; anything else with its traceback."""
     from pipelines.offload import InsufficientGpuMemory
     from pipelines.weights import WeightsIncomplete
 
@@ -192,10 +186,7 @@ def describe_load_failure(exc: BaseException) -> str:
 
 
 def weights_problems(config: WorkerConfig) -> list[str]:
-    """Checks the model's files before the server starts, so a missing download is a start-up error.
-
-    Runs in the API process: pipelines.weights is plain file checks (no torch), imported lazily.
-    """
+    """The model's missing files, before anything starts; runs in the API process (plain file checks, no torch)."""
     if config.model != "ltx-2-19b":
         return []
     from pipelines.weights import check_weights

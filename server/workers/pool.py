@@ -108,8 +108,7 @@ class WorkerPool:
 def build_pool(
     settings: Settings, queue_for: Callable[[int], JobQueue], clock: Clock, devices: list[WorkerDevice]
 ) -> WorkerPool:
-    """One supervisor per device, each on ``queue_for(index)`` (a shared store's workers read its queue
-    under names of their own), each with the settings' time limits."""
+    """One supervisor per device on ``queue_for(index)`` (a shared store's under names of their own)."""
     supervisors = [
         WorkerSupervisor(
             worker_config_from(settings, device),

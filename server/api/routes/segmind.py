@@ -27,8 +27,7 @@ CALLER_GONE = "the /v1 caller closed its connection before the video was ready"
 
 
 async def _wait_while_connected(request: Request, service, job) -> Job | None:
-    """The job once final, or None when the caller went away first: then its job is cancelled
-    (also when the handler itself is cancelled)."""
+    """The job once final; None when the caller went away first (or the handler is cancelled): then it is cancelled."""
     waiter = asyncio.ensure_future(service.wait_until_final(job, service.settings.sync_timeout))
     try:
         while True:
