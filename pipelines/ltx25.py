@@ -260,4 +260,4 @@ def write_per_component_layout(components: dict, directory: str | Path) -> None:
     blocks: Any = LTX25AutoBlocks()
     modular = blocks.init_pipeline()
     modular.update_components(**{k: v for k, v in components.items() if k in modular._component_specs})
-    modular.save_pretrained(str(directory))
+    modular.save_pretrained(str(directory), overwrite_modular_index=True)

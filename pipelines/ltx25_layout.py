@@ -34,12 +34,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .weights import (
+    _CONFIG_ONLY_COMPONENTS,
     MANIFEST_FILE,
     MODEL_INDEX_FILE,
     WeightsIncomplete,
     _component_findings,
     _file_findings,
     _manifest_findings,
+    _model_folder_findings,
     _unique,
     pipeline_components,
 )
@@ -130,7 +132,8 @@ def _layout_findings(root: Path) -> list[str]:
         # The loader builds diffusers' standard image-to-video pipeline, which reads model_index.json.
         findings.append(f"{MODEL_INDEX_FILE}: missing")
     for name in REQUIRED_COMPONENTS:
-        findings += _component_findings(root, name)
+        configured_only = name in _CONFIG_ONLY_COMPONENTS
+        findings += _component_findings(root, name) if configured_only else _model_folder_findings(root, name)
     return findings
 
 
