@@ -3,6 +3,7 @@
 Usage:
     python scripts/download_weights.py [--model ltx-2-19b] [--dest weights/] [--revision REV] [--fp8] [--distilled]
     python scripts/download_weights.py --model ltx-2.3-22b [--dest DIR] [--revision REV] [--distilled]
+    python scripts/download_weights.py --model ltx-2.5 [--dest DIR] [--revision REV]
     python scripts/download_weights.py [--model M] --check [DIR]      # offline; exit 0 complete, 1 not
 
 `--model ltx-2.3-22b` fetches LTX-2.3 as Lightricks publishes it, single-file checkpoints side by side
@@ -10,6 +11,9 @@ Usage:
 spatial upscaler (the newest release of each), with `--distilled` the distilled checkpoint too; and, into
 DEST/gemma/, the Gemma 3 12B text encoder from google/gemma-3-12b-it-qat-q4_0-unquantized, which Lightricks'
 pipelines take from a separate download (its licence must be accepted on the hub first; HF_TOKEN is used).
+`--model ltx-2.5` fetches LTX-2.5's per-component folders from Lightricks/LTX-2.5-Diffusers
+(pipelines/ltx25_layout.py: both indexes and every folder the server reads, the diffusion decoder included;
+not the duration head, nor the Gemma 4 prompt enhancer, which the server never runs).
 Everything below describes the default, `--model ltx-2-19b`.
 
 What it downloads from the hub repo Lightricks/LTX-2 (the diffusers-format layout described in
@@ -222,12 +226,23 @@ def run_download_single_file(model: str, dest: str, *, revision: str | None, dis
     return run_check_model(model, dest)
 
 
+def run_ltx25(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """LTX-2.5's per-component layout: its own selection and download (pipelines/ltx25_layout.py)."""
+    from pipelines.ltx25_layout import download
+
+    if args.fp8 or args.distilled:
+        parser.error("--fp8 and --distilled are not for ltx-2.5 (one stage, one transformer; --fp8 at serve time)")
+    if args.check is not None:
+        return run_check_model(args.model, args.check or args.dest)
+    return download(args.dest, revision=args.revision)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         default="ltx-2-19b",
-        choices=("ltx-2-19b", "ltx-2.3-22b"),
+        choices=("ltx-2-19b", "ltx-2.3-22b", "ltx-2.5"),
         help="the generation to fetch or check (default: ltx-2-19b; see docs/generations.md)",
     )
     parser.add_argument("--dest", default=DEFAULT_DEST, help=f"weights folder (default: {DEFAULT_DEST}/)")
@@ -249,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         help="verify DIR (default: --dest) offline: names, sizes, safetensors headers; exit 0 if complete, 1 if not",
     )
     args = parser.parse_args(argv)
+    if args.model == "ltx-2.5":
+        return run_ltx25(parser, args)
     if args.model != "ltx-2-19b":
         if args.fp8:
             parser.error(f"--fp8 is for ltx-2-19b; {args.model} is stored in fp8 with --fp8 at serve time")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from pipelines.neighborhood import use_windowed_attention
 from pipelines.tiny25 import build_tiny25_components, save_tiny25_weights
 from tests.support.media_probe import probe_mp4
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(recipe="one-stage", num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, device="cpu")
 
 
@@ -177,3 +180,16 @@ def test_the_production_decoder_needs_17_frames_and_224_pixels():
         for smaller in ((2, 7, 7), (3, 6, 7), (3, 7, 6)):
             with pytest.raises(ValueError, match="at least its kernel size"):
                 decoder.decode(torch.randn(1, 8, *smaller), generator=torch.Generator().manual_seed(0))
+
+
+def test_download_script_checks_the_layout(weights, tmp_path):
+    """scripts/download_weights.py --model ltx-2.5 --check, as a user runs it (offline)."""
+    script = [sys.executable, str(REPO_ROOT / "scripts" / "download_weights.py"), "--model", "ltx-2.5"]
+    complete = subprocess.run([*script, "--check", str(weights)], capture_output=True, text=True, timeout=60)
+    assert complete.returncode == 0 and complete.stdout.strip() == f"complete: {weights}"
+    partial = tmp_path / "partial"
+    shutil.copytree(weights, partial, ignore=shutil.ignore_patterns("diffusion_decoder"))
+    incomplete = subprocess.run([*script, "--check", str(partial)], capture_output=True, text=True, timeout=60)
+    assert incomplete.returncode == 1 and "diffusion_decoder/: missing" in incomplete.stdout
+    refused = subprocess.run([*script, "--fp8", "--check", str(weights)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not for ltx-2.5" in refused.stderr
