@@ -303,7 +303,6 @@ class Settings:
         )
 
     def problems(self) -> list[str]:
-        """What is wrong with these settings, one readable line each."""
         checks = [
             (1 <= self.port <= 65535, f"port: must be from 1 to 65535; got {self.port}"),
             (self.ttl_seconds > 0, f"ttl-seconds: must be more than 0; got {self.ttl_seconds:g}"),

@@ -108,12 +108,6 @@ class _HttpToolsDeadlines(_Deadlines, _HttpToolsBase):
         super().on_message_complete()
         self._expect("")
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self._waiting_for == "body":  # answered without reading the whole body: the body still counts
-            return
-        # Idle now: uvicorn's keep-alive timeout closes the connection unless a next request begins.
-
 
 class _H11Deadlines(_Deadlines, _H11Base):
     def handle_events(self) -> None:
@@ -131,10 +125,5 @@ class _H11Deadlines(_Deadlines, _H11Base):
 
 def _timeout_response(message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\n"
-        "content-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
+    head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    return (head + "connection: close\r\n\r\n").encode("ascii") + body

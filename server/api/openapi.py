@@ -276,13 +276,8 @@ OP_OUTPUT = "download_output"
 
 # From a submission's answer to the routes that take its id (generated clients and API gateways
 # follow these; schemathesis' stateful phase too).
+_LINKED = dict(status=OP_STATUS, result=OP_RESULT, legacyResult=OP_RESULT_V1, cancel=OP_CANCEL, events=OP_EVENTS)
 SUBMIT_LINKS = {
     name: {"operationId": operation, "parameters": {"request_id": "$response.body#/request_id"}}
-    for name, operation in (
-        ("status", OP_STATUS),
-        ("result", OP_RESULT),
-        ("legacyResult", OP_RESULT_V1),
-        ("cancel", OP_CANCEL),
-        ("events", OP_EVENTS),
-    )
+    for name, operation in _LINKED.items()
 }

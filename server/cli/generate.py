@@ -36,7 +36,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def add_parameter_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """One flag per API parameter, with the API's default and description."""
     for name, info in I2VParams.model_fields.items():
         if name in NOT_FLAGS:
             continue

@@ -52,14 +52,11 @@ _decoders = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="l
 
 @dataclass(frozen=True)
 class ImageSource:
-    """Either inline bytes (already decoded from base64) or a URL still to fetch."""
-
     inline: bytes | None = None
     url: str | None = None
 
 
 def classify_image_source(value: str, max_bytes: int) -> ImageSource:
-    """Decide what kind of image reference the client sent; decode inline data at once."""
     text = value.strip()
     lowered = text[:16].lower()
     if lowered.startswith(("http://", "https://")):

@@ -119,7 +119,6 @@ class LocalLimits:
         self._seconds: dict[str, float] = {}
 
     async def admit(self, key: str | None) -> None:
-        """Count one submission against ``key``'s rate and charge it one job, or raise."""
         policy = self._policies.get(key) if key is not None else None
         self._count_submission(key, self._default if policy is None or policy.rate is None else policy.rate)
         if key is None or policy is None:
@@ -148,7 +147,6 @@ class LocalLimits:
             self._jobs[key] -= 1
 
     def charges_seconds_here(self, key: str | None) -> bool:
-        """Whether this process must charge the job's generation seconds when it ends."""
         policy = self._policies.get(key) if key is not None else None
         return policy is not None and policy.gpu_seconds is not None
 

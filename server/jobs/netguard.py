@@ -1,14 +1,12 @@
-"""Which addresses the server may fetch image URLs from.
+"""Which addresses the server may connect to for image and webhook URLs.
 
-The host is resolved here and every address checked; the fetch then connects to those very
-addresses (see ``images.fetch_image_url``), so a name that resolves differently a moment later (DNS
-rebinding) cannot slip past. The checked addresses are tried one after another in happy-eyeballs
-order (RFC 8305: IPv6 and IPv4 interleaved, the resolver's first family first), each with its own
-connect timeout, so a name whose first address is unreachable (``localhost`` as ``::1`` in front of
-an IPv4-only service) still connects. Cloud metadata and link-local addresses are always refused;
-private and loopback ones only with ``--block-private-image-urls`` (on-prem clients often host images
-nearby). IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4, Teredo,
-ISATAP) are refused when the IPv4 address they carry would be.
+The host is resolved here and every address checked; the connection then goes to those very addresses,
+so a name that resolves differently a moment later (DNS rebinding) cannot slip past. They are tried in
+happy-eyeballs order (RFC 8305: families interleaved, the resolver's first first), each with its own
+connect timeout, so ``localhost`` as an unreachable ``::1`` still connects over IPv4. Cloud metadata and
+link-local addresses are always refused; private and loopback ones with ``--block-private-image-urls``.
+IPv6 forms carrying an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo, ISATAP) are refused when
+the IPv4 address would be.
 """
 
 from __future__ import annotations

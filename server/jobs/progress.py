@@ -25,7 +25,6 @@ def _category(stage: str) -> str | None:
 
 
 def _weight_after(category: str | None, last_standard_index: int) -> float:
-    """The weight of the standard stages still expected after this one."""
     index = STAGE_NAMES.index(category) if category in STAGE_NAMES else last_standard_index
     return sum(STANDARD_STAGES[name] for name in STAGE_NAMES[index + 1 :])
 

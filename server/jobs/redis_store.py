@@ -1,26 +1,17 @@
-"""Job records, the queue, limits and the worker registry in Redis, shared by API replicas and
-worker hosts (``--store redis://HOST:PORT/DB``).
+"""Job records, the queue, limits and the worker registry in Redis, shared by API replicas and worker
+hosts (``--store redis://HOST:PORT/DB``). Every key starts with ``ltx2:``:
+- ``job:{id}``: a hash per job. Redis expires it one TTL after submission (set when the job becomes
+  final); the API replicas' sweep fails a job still QUEUED by then (``fail_overdue``).
+- ``queue``: a stream read by idle workers in the group ``ltx2-workers``, one entry per job, pending
+  until the job is final. A worker host keeps touching the entries it holds; one left untouched past
+  the visibility timeout belongs to a dead worker, and the next idle worker claims it (``XAUTOCLAIM``).
+- ``queued``: the ids still QUEUED, by submission time (depth, position, cap); ``expiries``: final ids
+  by the time their record expires, so a sweeper can delete their files.
+- ``rate:{owner}``, ``credits:{owner}``: per-key limits; ``worker:{name}`` and ``workers``: for /ready.
 
-Layout (every key starts with ``ltx2:``):
-- ``ltx2:job:{id}``: a hash per job. Redis's own expiry deletes it one TTL after submission, set
-  when the job becomes final. A job still QUEUED one TTL after submission is failed by the API
-  replicas' sweep (``fail_overdue``), so no job waits forever; a running one is bounded by its worker.
-- ``ltx2:queue``: a stream with the consumer group ``ltx2-workers``; one entry per job, read by
-  idle workers in order. An entry stays pending until its job is final; a worker host keeps
-  touching the entries it holds, so an entry left untouched past the visibility timeout belongs to
-  a dead worker and the next idle worker claims it (``XAUTOCLAIM``).
-- ``ltx2:queued``: sorted set of the ids still QUEUED, by submission time (depth, position, cap).
-- ``ltx2:expiries``: sorted set of final job ids by the time their record expires, so a sweeper can
-  delete their files (Redis expires the record itself).
-- ``ltx2:rate:{owner}``, ``ltx2:credits:{owner}``: per-key limits, so they hold across replicas.
-- ``ltx2:worker:{name}`` + ``ltx2:workers``: what each worker reports about itself, for /ready.
-
-Every status change is a Lua script that checks the current status (and, for a worker, that it
-still holds the job's current delivery), so the state machine is guarded across processes: a
-worker presumed dead whose job was redelivered cannot complete it a second time.
-
-This module holds the layout, the scripts and the API replicas' side; server/workers/redis_work.py is the
-worker hosts' side.
+Every status change is a Lua script that checks the current status (and, for a worker, that it still
+holds the job's current delivery): a worker presumed dead whose job was redelivered cannot complete it
+a second time. This module is the API replicas' side; server/workers/redis_work.py the worker hosts'.
 """
 
 from __future__ import annotations
@@ -102,7 +93,6 @@ def connect(url: str) -> Any:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password."""
     if "@" in url:
         scheme, _, rest = url.partition("://")
         return f"{scheme}://{rest.split('@', 1)[1]}"
@@ -373,7 +363,6 @@ class RedisJobStore:
             raise
 
     async def queue(self, job: Job, webhook: tuple[str, str] | None = None) -> None:
-        """Store the job and queue it in one step; QueueFull past --max-queue waiting jobs."""
         fields = record_of(job, expire_at=job.created_at + self._ttl)
         if webhook is not None:
             fields.update(webhook=webhook[0], webhook_base=webhook[1])
@@ -408,7 +397,6 @@ class RedisJobStore:
         return job
 
     async def wait_final(self, job: Job, timeout: float) -> Job:
-        """The job once COMPLETED or FAILED; asyncio.TimeoutError after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         pause = POLL_INTERVAL / 2
         while True:

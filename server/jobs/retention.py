@@ -21,7 +21,6 @@ class Retention:
         self.settings, self.store, self.clock, self.input_deadline = settings, store, clock, input_deadline
 
     async def sweep(self) -> int:
-        """How many jobs expired."""
         expired = await self.store.take_expired(self.clock.now())
         for job_id in expired:
             await self.store.results.delete_job(job_id)

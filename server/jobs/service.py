@@ -122,7 +122,6 @@ class JobService:
             self.background.spawn(self.outbox.send_forever())
 
     async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None:
-        """Graceful shutdown: refuse new jobs; the store ends the jobs this process runs."""
         self.accepting = False
         await self.store.drain(grace, reason)
 

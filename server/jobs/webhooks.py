@@ -1,13 +1,9 @@
-"""Webhooks: the final result body POSTed to the URL given at submission, signed, retried, off the worker's path.
+"""Webhooks: the final result body POSTed to the URL given at submission, signed with ``x-ltx2-signature:
+sha256=<HMAC-SHA256 of the body bytes under --webhook-secret>``, retried, as tasks on the API process's
+event loop (the worker never waits; a slow receiver only delays its own retries).
 
-Signature: ``x-ltx2-signature: sha256=<hex>``, the HMAC-SHA256 of the exact body bytes under the
-server's ``--webhook-secret``. Deliveries are tasks on the API process's event loop: the worker never
-waits for them, and a slow or failing receiver only delays its own retries.
-
-URL rules, the image URLs' own (server/jobs/netguard.py): http or https only; the host is resolved before
-each attempt, any link-local, cloud-metadata, multicast or unspecified address is refused, and the
-connection goes to the very address that was checked (no DNS rebinding). Private and loopback addresses
-are allowed: on-prem receivers usually live there. Redirects are not followed.
+URLs follow the image URLs' rules (server/jobs/netguard.py), checked before each attempt, except that
+private and loopback addresses are allowed (on-prem receivers live there). Redirects are not followed.
 """
 
 from __future__ import annotations

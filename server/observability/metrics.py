@@ -18,7 +18,6 @@ GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 12
 
 
 def _one(family: type, name: str, text: str, value: float):
-    """A metric family with one unlabelled sample."""
     metric = family(name, text)
     metric.add_metric([], value)
     return metric
@@ -121,7 +120,6 @@ class ServerMetrics:
         self.registry.register(gauges)
 
     async def refresh(self) -> None:
-        """Read what lives outside this process (a shared store's queue and workers) before a scrape."""
         await self._gauges.refresh()
 
     def on_job_change(self, job: Job, change: str) -> None:

@@ -211,7 +211,6 @@ def run_job(
     cuda = _cuda()
     if cuda is not None:
         cuda.reset_peak_memory_stats()
-    started = time.monotonic()
     try:
         if is_cancelled(job.job_id):
             raise JobCancelled
@@ -232,7 +231,6 @@ def run_job(
         job_id=job.job_id,
         output_path=str(result.output_path),
         seed=result.seed,
-        inference_seconds=time.monotonic() - started,
         stage_seconds=dict(result.stage_seconds),
         peak_gpu_memory_bytes=int(cuda.max_memory_allocated()) if cuda is not None else 0,
     )

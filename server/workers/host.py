@@ -96,7 +96,6 @@ class WorkerHost:
                 delay = min(10.0, delay * 2)
 
     async def _drain(self, grace: float) -> None:
-        """Take no new job; let running ones finish within the grace period."""
         self.source.taking_jobs = False
         busy = [worker for worker in self.pool.workers if worker.job is not None]
         log.info("stopping: no new jobs; waiting up to %g s for %d running", grace, len(busy))

@@ -67,7 +67,6 @@ class JobSucceeded:
     job_id: str
     output_path: str
     seed: int
-    inference_seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # Peak CUDA memory allocated during the job; 0 when not on CUDA.
     peak_gpu_memory_bytes: int = 0

@@ -23,8 +23,6 @@ _STATE_RANK = [WorkerState(name) for name in ("ready", "busy", "starting", "load
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """One worker as /ready and /metrics show it."""
-
     index: int
     device: str
     state: str

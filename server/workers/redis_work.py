@@ -291,7 +291,6 @@ class RedisWorkSource:
         return bool(self._held)
 
     async def settle_writes(self, timeout: float = 10.0) -> None:
-        """Let reports already made reach Redis before the host stops."""
         writes = [held.writes for held in self._held.values() if held.writes is not None]
         if writes:
             await asyncio.wait(writes, timeout=timeout)

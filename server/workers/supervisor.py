@@ -56,8 +56,6 @@ def crash_restart_delay(crashes_in_a_row: int) -> float:
 
 @dataclass(eq=False)
 class _Child:
-    """One incarnation of the worker process and the pipe to it."""
-
     generation: int
     process: multiprocessing.process.BaseProcess
     conn: Connection

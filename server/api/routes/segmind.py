@@ -52,13 +52,12 @@ async def _wait_while_connected(request: Request, service, job) -> Job | None:
             "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
             "description": "The mp4 with audio.",
             "headers": {
-                "x-request-id": {"description": "The job's id.", "required": True, "schema": {"type": "string"}},
-                "x-generation-time": {
-                    "description": "Seconds spent generating.",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-                "x-seed-value": {"description": "The seed used.", "required": True, "schema": {"type": "string"}},
+                name: {"description": text, "required": True, "schema": {"type": "string"}}
+                for name, text in (
+                    ("x-request-id", "The job's id."),
+                    ("x-generation-time", "Seconds spent generating."),
+                    ("x-seed-value", "The seed used."),
+                )
             },
         },
         **error_responses(*V1_ERRORS),
