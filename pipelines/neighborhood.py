@@ -60,7 +60,7 @@ def neighborhood_attention(
     gather_elements: int = DEFAULT_GATHER_ELEMENTS,
 ) -> torch.Tensor:
     """Softmax(q . k) v over each query's window. ``query`` [B, T, H, W, N, D] is already scaled (diffusers'
-    decoder folds 1/sqrt(D) into it); scores and softmax in float32. Returns [B, T, H, W, N, D]."""
+    decoder folds 1/sqrt(D) into it); softmax in float32. Returns [B, T, H, W, N, D]."""
     batch, frames, rows, columns, heads, dim = query.shape
     grid = (frames, rows, columns)
     kernel = tuple(min(k, n) for k, n in zip(kernel_size, grid, strict=True))
@@ -68,24 +68,28 @@ def neighborhood_attention(
     window = kernel[0] * kernel[1] * kernel[2]
     slab = _slab_sizes(grid, window, batch * heads * dim, gather_elements)
     output = torch.empty_like(query)
-    # One row per token (its heads and channels): a single gather then lays the windows out in query order.
-    flat_keys = key.reshape(batch, frames * rows * columns, heads, dim)
-    flat_values = value.reshape(batch, frames * rows * columns, heads, dim)
+    # Heads first, one row per token: a gather then lays each query's window out contiguously, and the
+    # scores and the weighted sum are batched matrix products over the slab's queries.
+    flat_keys = key.reshape(batch, frames * rows * columns, heads, dim).transpose(1, 2).contiguous()
+    flat_values = value.reshape(batch, frames * rows * columns, heads, dim).transpose(1, 2).contiguous()
     for t0 in range(0, frames, slab[0]):
         for h0 in range(0, rows, slab[1]):
             for w0 in range(0, columns, slab[2]):
                 ranges = [slice(t0, t0 + slab[0]), slice(h0, h0 + slab[1]), slice(w0, w0 + slab[2])]
-                window_rows = _window_rows(
-                    [start[part] for start, part in zip(starts, ranges, strict=True)], kernel, grid
+                slab_starts = [start[part] for start, part in zip(starts, ranges, strict=True)]
+                window_rows = _window_rows(slab_starts, kernel, grid)  # [t, h, w, K]
+                slab_shape = window_rows.shape[:3]
+                queries_in_slab = window_rows.shape[0] * window_rows.shape[1] * window_rows.shape[2]
+                shape = (batch, heads, queries_in_slab, window, dim)
+                keys = flat_keys.index_select(2, window_rows.reshape(-1)).view(shape)
+                values = flat_values.index_select(2, window_rows.reshape(-1)).view(shape)
+                queries = query[:, ranges[0], ranges[1], ranges[2]].reshape(batch, queries_in_slab, heads, dim)
+                scores = torch.matmul(keys, queries.transpose(1, 2).unsqueeze(-1)).squeeze(-1)  # [B, N, S, K]
+                weights = torch.softmax(scores.float(), dim=-1).to(values.dtype).unsqueeze(-2)
+                attended = torch.matmul(weights, values).squeeze(-2)  # [B, N, S, D]
+                output[:, ranges[0], ranges[1], ranges[2]] = attended.transpose(1, 2).reshape(
+                    batch, *slab_shape, heads, dim
                 )
-                slab_shape = window_rows.shape
-                rows_flat = window_rows.reshape(-1)
-                keys = flat_keys[:, rows_flat].unflatten(1, slab_shape)  # [B, t, h, w, K, N, D]
-                values = flat_values[:, rows_flat].unflatten(1, slab_shape)
-                queries = query[:, ranges[0], ranges[1], ranges[2]].unsqueeze(4)  # [B, t, h, w, 1, N, D]
-                scores = (queries.float() * keys.float()).sum(-1)  # [B, t, h, w, K, N]
-                weights = torch.softmax(scores, dim=4).to(values.dtype).unsqueeze(-1)
-                output[:, ranges[0], ranges[1], ranges[2]] = (weights * values).sum(4)
     return output
 
 
