@@ -126,7 +126,9 @@ def describe_distilled_source(bundle: LTX2Bundle, weights_dir: str | Path | None
         )
     if weights_dir is None:  # a model built in code: no weights folder to look in
         return "distilled: base model + distilled LoRA"
-    return f"distilled: base model + distilled LoRA ({DISTILLED_CHECKPOINT_FILE} not in {weights_dir})"
+    # With the LoRA, distilled_checkpoint_file (when set) names the checkpoint that was looked for instead.
+    looked_for = bundle.distilled_checkpoint_file or DISTILLED_CHECKPOINT_FILE
+    return f"distilled: base model + distilled LoRA ({looked_for} not in {weights_dir})"
 
 
 def load_checkpoint_transformer(checkpoint_file: Path, config_dir: Path, dtype: torch.dtype):

@@ -217,6 +217,7 @@ def load_single_file_bundle(
     elif lora_file is not None:
         pipe.load_lora_weights(str(lora_file.parent), weight_name=lora_file.name, adapter_name=DISTILLED_ADAPTER)
         bundle = _finish_bundle(pipe, upsampler)
+        bundle.distilled_checkpoint_file = layout.release.distilled[0]  # what --recipe distilled looked for
     else:  # one-stage without the LoRA: no stage 2 to run
         bundle = _finish_bundle(pipe, upsampler, adapter=None)
     log.info("loaded %s (model_version %s)", checkpoint_file.name, layout.model_version(checkpoint_file) or "unknown")
