@@ -53,12 +53,7 @@ GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
 
 def option(group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None) -> Any:
     """A Settings field; ``brief``: a shorter help for ``--help``; ``commands``: narrower than its group's."""
-    metadata: dict[str, object] = {"group": group, "help": help}
-    if brief:
-        metadata["brief"] = brief
-    if commands is not None:
-        metadata["commands"] = commands
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata={"group": group, "help": help, "brief": brief, "commands": commands})
 
 
 @dataclass(frozen=True)
@@ -141,9 +136,7 @@ class Settings:
         " or cpu:N (N CPU workers, for tests); overrides --device",
     )
     worker_threads: int = option(
-        WORKERS,
-        0,
-        "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; with cpu:N, the cores split among N)",
+        WORKERS, 0, "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; cpu:N splits the cores N ways)"
     )
     worker_nice: int = option(WORKERS, 10, "CPU niceness of the worker, so the API answers promptly while it computes")
     worker_start_timeout: float = option(
@@ -153,13 +146,9 @@ class Settings:
         WORKERS, 1800.0, "seconds a job may run; past it the job fails (timed out) and the worker restarts (0: none)"
     )
     cancel_grace: float = option(
-        WORKERS,
-        30.0,
-        "seconds a cancelled running job has to stop at a step boundary before its worker is killed and restarted",
+        WORKERS, 30.0, "seconds a cancelled running job has to stop at a step boundary before its worker is restarted"
     )
-    shutdown_grace: float = option(
-        WORKERS, 60.0, "on SIGTERM, seconds the running job may take to finish before it is failed"
-    )
+    shutdown_grace: float = option(WORKERS, 60.0, "on SIGTERM, seconds a running job has to finish before it is failed")
     store: str = option(
         STORE,
         "memory",
@@ -168,14 +157,9 @@ class Settings:
         "share, unless --results-s3 names a bucket",
     )
     visibility_timeout: float = option(
-        STORE,
-        60.0,
-        "with --store redis: seconds without a heartbeat before a job's worker counts as dead and the job is "
-        "delivered to another",
+        STORE, 60.0, "--store redis: seconds without a heartbeat before a job's worker counts as dead; another gets it"
     )
-    max_deliveries: int = option(
-        STORE, 3, "with --store redis: deliveries of a job whose worker keeps dying before it FAILS"
-    )
+    max_deliveries: int = option(STORE, 3, "--store redis: deliveries of a job whose worker keeps dying, then it FAILS")
     results_dir: str = option(
         STORE,
         "",
@@ -185,15 +169,10 @@ class Settings:
     results_group_readable: bool = option(
         STORE, False, "results readable by the server's group too: files 0640, folders 0750 (default: 0600, 0700)"
     )
-    results_s3: str = option(
-        STORE, "", "s3://bucket/prefix: keep results in this bucket, output URLs presigned (empty: results-dir)"
-    )
+    results_s3: str = option(STORE, "", "s3://bucket/prefix: results in a bucket, presigned URLs (empty: results-dir)")
     s3_endpoint_url: str = option(STORE, "", "endpoint of an S3-compatible store (MinIO, R2...); empty: AWS")
     ttl_seconds: float = option(
-        STORE,
-        3600.0,
-        "how long a job and its files are kept, from submission; a job still queued this long after submission is"
-        " FAILED (expired)",
+        STORE, 3600.0, "how long a job and its files are kept, from submission; a job still queued then FAILS (expired)"
     )
     # The expiry sweep runs in the API process only.
     sweep_interval: float = option(STORE, 30.0, "seconds between expiry sweeps", commands=(SERVE,))
@@ -207,10 +186,7 @@ class Settings:
         " is a start-up error, never a key); empty: auth off, with a warning at start-up",
     )
     public_url: str = option(
-        HTTP,
-        "",
-        "base URL for absolute URLs in responses, e.g. https://gpu.example.com behind a proxy (default: from the "
-        "request)",
+        HTTP, "", "base of absolute URLs in responses, e.g. https://gpu.example.com behind a proxy (else the request's)"
     )
     trust_forwarded_headers: bool = option(
         HTTP, False, "build absolute URLs from X-Forwarded-Proto/-Host/-Prefix (only behind a proxy that sets them)"
@@ -225,25 +201,17 @@ class Settings:
     sync_timeout: float = option(HTTP, 1800.0, "seconds a /v1 call waits before 504")
     max_body_bytes: int = option(HTTP, 32 * 1024 * 1024, "largest request body, in bytes; more gets 413")
     header_timeout: float = option(
-        HTTP,
-        10.0,
-        "seconds a client may take to send a request's headers (from its first byte, or from connecting); slower "
-        "gets 408 and is closed",
+        HTTP, 10.0, "seconds to send a request's headers (from its first byte, or connecting); slower gets 408, closed"
     )
     body_timeout: float = option(
-        HTTP,
-        120.0,
-        "seconds a client may take to send a request's body after its headers; slower gets 408 and is closed",
+        HTTP, 120.0, "seconds a client may take to send a body after its headers; slower gets 408 and is closed"
     )
     max_queue: int = option(LIMITS, 100, "most jobs waiting; beyond it submissions get 429")
     rate_limit: int = option(
-        LIMITS,
-        0,
-        "job submissions per minute per API key (0: no limit; with auth off all clients share one allowance); "
-        "more get 429",
+        LIMITS, 0, "submissions per minute per API key, more get 429 (0: no limit; with auth off all share one limit)"
     )
     max_prompt_chars: int = option(
-        LIMITS, 10_000, "longest prompt, in characters (1-10000; negative_prompt stays capped at 10000)"
+        LIMITS, 10000, "longest prompt, 1-10000 characters (negative_prompt: capped at 10000)"
     )
     max_image_bytes: int = option(IMAGES, 20 * 1024 * 1024, "largest input image, in bytes")
     image_timeout: float = option(IMAGES, 30.0, "seconds to fetch an image URL, in all (redirects included)")
@@ -258,9 +226,7 @@ class Settings:
         " and checked); submissions of a URL beyond it get 429",
     )
     max_image_pixels: int = option(
-        IMAGES,
-        64_000_000,
-        "most pixels (width x height) of an input image, read from its header before decoding (decompression bombs)",
+        IMAGES, 64000000, "most pixels (width x height) of an input image, read from its header (decompression bombs)"
     )
     block_private_image_urls: bool = option(
         IMAGES, False, "refuse image URLs on private and loopback addresses (link-local/metadata: always refused)"
@@ -270,9 +236,7 @@ class Settings:
     )
     webhook_timeout: float = option(WEBHOOKS, 10.0, "seconds one webhook attempt may take")
     webhook_retries: int = option(WEBHOOKS, 5, "further webhook attempts after a failed one")
-    webhook_backoff: float = option(
-        WEBHOOKS, 1.0, "seconds before the first webhook retry, doubling each time (at most 300)"
-    )
+    webhook_backoff: float = option(WEBHOOKS, 1.0, "seconds before the first webhook retry, then doubling (up to 300)")
     log_level: str = option(LOGGING, "info", "debug, info, warning or error")
     log_format: str = option(LOGGING, "text", "text, or json: one JSON object per line, with the request id")
 
@@ -417,7 +381,7 @@ class Settings:
 
 def command_fields(command: str) -> list[Field]:
     """The settings ``command`` offers as flags, in declaration order (which is group order)."""
-    return [f for f in fields(Settings) if command in f.metadata.get("commands", GROUP_COMMANDS[f.metadata["group"]])]
+    return [f for f in fields(Settings) if command in (f.metadata["commands"] or GROUP_COMMANDS[f.metadata["group"]])]
 
 
 def env_name(field_name: str) -> str:

@@ -19,9 +19,7 @@ class JobQueue(Protocol):
     hand back the job of a worker that died (True when the queue will deliver it again; False: the job fails)."""
 
     async def next_job(self) -> Job | None: ...  # None: nothing to run after all (a reader's timeout)
-
     def release_job(self, job: Job) -> bool: ...
-
     def put_back(self, job: Job) -> None: ...
 
 
@@ -44,7 +42,6 @@ class Gauges(Protocol):
     """A Prometheus collector of what the store reads live (queue depth, running jobs, workers)."""
 
     async def refresh(self) -> None: ...
-
     def collect(self): ...
 
 
@@ -54,43 +51,27 @@ class JobStore(Protocol):
     results: ResultStorage
 
     async def open(self) -> None: ...  # start what the store runs (its workers, its connection)
-
     async def close(self) -> None: ...  # stop its workers, close its connections
-
     # Store and queue the job with its input (QueueFull past --max-queue); ``webhook``: (URL, base URL) to
     # call once the job ends. Nothing is kept when it raises.
     async def create(self, job: Job, webhook: tuple[str, str] | None, intake: InputIntake) -> None: ...
-
     async def find(self, job_id: str) -> Job | None: ...
-
     async def wait_final(self, job: Job, timeout: float) -> Job: ...  # asyncio.TimeoutError past timeout
-
     # The job each time what its status body shows changes, ending with its final state; None when
     # nothing happened for a while (a keep-alive).
     def changes(self, job: Job) -> AsyncIterator[Job | None]: ...
-
     async def cancel(self, job: Job) -> None: ...  # a queued job fails at once; a running one is stopped
-
     def queue_view(self, job: Job) -> QueueView: ...
-
     def attach(self, events) -> None: ...  # hear (and stream) the changes of jobs made in this process
-
     async def depth(self) -> int: ...
-
     async def readiness(self) -> dict: ...  # the /ready body: whether and which workers take jobs
-
     def gauges(self) -> Gauges: ...
-
     # Ids of final jobs past their retention, forgotten now; each returned once (its files go next).
     async def take_expired(self, now: float) -> list[str]: ...
-
     # Fail jobs still QUEUED one TTL after submission (with ``error``), and jobs whose input is not in
     # place ``input_deadline`` (+ ``margin``) seconds after it; how many.
     async def fail_overdue(self, now: float, error: str, input_deadline: float, margin: float) -> int: ...
-
     async def webhooks_due(self, consumer: str) -> list[WebhookDue]: ...  # waits a moment for some
-
     async def webhook_sent(self, entry_id: str) -> None: ...
-
     # Shutdown: end the jobs this process runs; their errors start with reason.
     async def drain(self, grace: float, reason: str = SHUTTING_DOWN) -> None: ...

@@ -48,30 +48,20 @@ def apply_results_umask(group_readable: bool) -> int:
 class ResultStorage(Protocol):
     # API side: stores the input image; returns its location for the job record.
     async def save_input(self, job_id: str, raw: bytes) -> str: ...
-
     # Worker-host side: a local file the generator can read (InputGone when it is not there).
     async def local_input(self, job_id: str, location: str, scratch_dir: Path) -> Path: ...
-
     def local_output_path(self, job_id: str, scratch_dir: Path) -> Path: ...  # where the worker writes the mp4
-
     # After a successful generation: makes the mp4 visible to every replica; returns its location.
     async def publish_output(self, job_id: str, local_path: Path) -> str: ...
-
     async def discard_local(self, job_id: str, scratch_dir: Path) -> None: ...  # a worker host's scratch copies
-
     async def output_size(self, location: str) -> int | None: ...  # None when it is gone
-
     # The URL a result body's ``output`` carries.
     def output_url(self, job_id: str, location: str, token: str, base: str, expires_in: float | None = None) -> str: ...
-
     # The file to serve directly, or None when the storage serves it itself (OutputGone when gone).
     def local_file(self, location: str) -> Path | None: ...
-
     # The output's bytes (OutputGone, before any byte, when it is gone).
     async def open_output(self, location: str) -> OutputStream: ...
-
     async def delete_job(self, job_id: str) -> None: ...  # everything of the job (expiry); idempotent
-
     async def delete_output(self, location: str) -> None: ...  # a delivery whose result was refused; idempotent
 
 
@@ -82,13 +72,13 @@ def checked_job_id(job_id: str) -> str:
     return job_id
 
 
+@dataclass(eq=False)
 class OutputStream:
     """An output's bytes in chunks, with its size; closes what it reads from when done or abandoned."""
 
-    def __init__(self, size: int, read: Callable[[int], bytes], close: Callable[[], object]) -> None:
-        self.size = size
-        self._read = read
-        self._close = close
+    size: int
+    _read: Callable[[int], bytes]
+    _close: Callable[[], object]
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()

@@ -209,6 +209,7 @@ class WorkerSupervisor:
         if generation != self._generation or self._state is WorkerState.STOPPED:
             return  # from a child we already gave up on
         now = self._clock.now()
+        job = self._current_job(getattr(message, "job_id", None))
         if isinstance(message, msg.WorkerReady):
             self._consecutive_failures = 0
             self.last_load_error = None
@@ -219,28 +220,22 @@ class WorkerSupervisor:
             self.last_load_error = message.error
             self._set_state(WorkerState.LOAD_FAILED)
             log.error("worker failed to load the model: %s", message.error)
+        elif job is None:
+            return  # about a job this worker no longer runs
         elif isinstance(message, msg.JobProgress):
-            job = self._current_job(message.job_id)
-            if job is not None:
-                job.report_progress(message.stage, message.step, message.total_steps)
+            job.report_progress(message.stage, message.step, message.total_steps)
         elif isinstance(message, msg.JobSucceeded):
-            job = self._current_job(message.job_id)
-            if job is not None:
-                self._crashes_in_a_row = 0
-                self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
-                job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
-                self._finish_current(job)
+            self._crashes_in_a_row = 0
+            self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
+            job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
+            self._finish_current(job)
         elif isinstance(message, msg.JobFailed):
-            job = self._current_job(message.job_id)
-            if job is not None:
-                job.fail(now, message.error, message.fault)
-                self._finish_current(job)
+            job.fail(now, message.error, message.fault)
+            self._finish_current(job)
 
-    def _current_job(self, job_id: str) -> Job | None:
+    def _current_job(self, job_id: str | None) -> Job | None:
         job = self._current
-        if job is None or job.id != job_id or job.status is not JobStatus.PROCESSING:
-            return None
-        return job
+        return job if job is not None and job.id == job_id and job.status is JobStatus.PROCESSING else None
 
     def _finish_current(self, job: Job) -> None:
         stages = " ".join(f"{name}={seconds:.2f}" for name, seconds in job.stage_seconds.items())
