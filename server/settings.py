@@ -31,14 +31,8 @@ REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 # What a setting configures (each Settings field's metadata["group"]), and which commands offer it as a flag.
 SERVE, WORKER, GENERATE = "serve", "worker", "generate"
-MODEL = "model and generation"
-WORKERS = "worker processes"
-STORE = "job store and results"
-HTTP = "HTTP API"
-LIMITS = "limits"
-IMAGES = "input images"
-WEBHOOKS = "webhooks"
-LOGGING = "logging"
+MODEL, WORKERS, STORE, HTTP = "model and generation", "worker processes", "job store and results", "HTTP API"
+LIMITS, IMAGES, WEBHOOKS, LOGGING = "limits", "input images", "webhooks", "logging"
 GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
     MODEL: (SERVE, WORKER, GENERATE),  # what each worker loads and how it generates
     WORKERS: (SERVE, WORKER),  # the worker processes of a host: count, threads, time limits

@@ -73,12 +73,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         redoc_url=None,
     )
     _install_error_handlers(app, settings)
-    for router in (segmind.router, jobs.router, outputs.router, ops.router):
-        app.include_router(router)
+    for module in (segmind, jobs, outputs, ops, playground, events, apidocs):
+        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=playground.STATIC_DIR), name="static")
-    app.include_router(playground.router)
-    app.include_router(events.router)
-    app.include_router(apidocs.router)
     install_openapi(app, settings)
     # Outermost last: the Host check, then the body size cap, then the request log line, then x-ignored-fields.
     app.add_middleware(IgnoredFieldsMiddleware)

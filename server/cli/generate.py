@@ -76,21 +76,17 @@ class ProgressView:
 
     def __init__(self, stream: TextIO, is_terminal: bool, width: int = 30) -> None:
         self._stream = stream
-        self._is_terminal = is_terminal
+        self.is_terminal = is_terminal
         self._width = width
         self._last_line: tuple[str, int] | None = None
         self._started = time.monotonic()
-
-    @property
-    def is_terminal(self) -> bool:
-        return self._is_terminal
 
     def __call__(self, job: Job, change: str) -> None:
         progress = job.progress
         stage = job.stage if job.status is not JobStatus.QUEUED else "queued"
         steps = f" {job.step}/{job.total_steps}" if job.total_steps > 1 else ""
         elapsed = time.monotonic() - self._started
-        if self._is_terminal:
+        if self.is_terminal:
             filled = round(progress * self._width)
             bar = "#" * filled + "-" * (self._width - filled)
             self._stream.write(f"\r[{bar}] {progress * 100:5.1f}% {stage}{steps} {elapsed:.0f}s\x1b[K")

@@ -136,11 +136,11 @@ class FetchSlots:
         return FetchSlot(self)
 
 
+@dataclass(eq=False)
 class FetchSlot:
-    def __init__(self, slots: FetchSlots) -> None:
-        self._slots: FetchSlots | None = slots
-        # The background task that now holds the slot (and releases it when done), if any.
-        self.task: asyncio.Task | None = None
+    _slots: FetchSlots | None
+    # The background task that now holds the slot (and releases it when done), if any.
+    task: asyncio.Task | None = None
 
     def release(self, *_: object) -> None:
         """Idempotent; takes (and ignores) a task, so it can be a task's done callback."""

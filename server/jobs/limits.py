@@ -70,13 +70,8 @@ def parse_key_line(line: str, where: str = "") -> KeyPolicy | None:
             limits[name] = number
         else:
             label_words.append(word)
-    return KeyPolicy(
-        key=key,
-        label=" ".join(label_words),
-        jobs=int(limits["jobs"]) if "jobs" in limits else None,
-        gpu_seconds=limits.get("gpu-seconds"),
-        rate=int(limits["rate"]) if "rate" in limits else None,
-    )
+    jobs, rate = (int(limits[name]) if name in limits else None for name in ("jobs", "rate"))
+    return KeyPolicy(key, " ".join(label_words), jobs=jobs, gpu_seconds=limits.get("gpu-seconds"), rate=rate)
 
 
 def utc_text(timestamp: float) -> str:
@@ -93,13 +88,10 @@ def owner_id(key: str | None) -> str | None:
 
 
 def rate_limited(limit: int, reset_at: float, now: float) -> RateLimited:
-    return RateLimited(
-        f"rate limit: at most {limit} submissions per minute for this key; retry after {utc_text(reset_at)}",
-        headers={
-            "Retry-After": str(max(1, math.ceil(reset_at - now))),
-            "x-rate-limit-reset-at-utc": utc_text(reset_at),
-        },
-    )
+    when = utc_text(reset_at)
+    headers = {"Retry-After": str(max(1, math.ceil(reset_at - now))), "x-rate-limit-reset-at-utc": when}
+    message = f"rate limit: at most {limit} submissions per minute for this key; retry after {when}"
+    return RateLimited(message, headers=headers)
 
 
 def credits_spent(policy: KeyPolicy, which: str) -> InsufficientCredits:

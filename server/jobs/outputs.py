@@ -48,8 +48,6 @@ class Outputs:
         return self.results.output_url(job.id, job.output or "", job.output_token, base)
 
 
-def _same_token(presented: str, expected: str | None) -> bool:
+def _same_token(presented: str, expected: str) -> bool:
     """Constant-time comparison of bytes: compare_digest refuses str with non-ASCII characters."""
-    if expected is None:
-        return False
     return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))

@@ -82,14 +82,10 @@ def connect(url: str) -> Any:
     # connection that Redis dropped (it restarted) is retried on a fresh one; the scripts that change
     # state are idempotent, so a retry after a lost answer does not apply them twice.
     return aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=2.0,
-        socket_timeout=10.0,
-        health_check_interval=15,
+        url, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    )  # fmt: skip
 
 
 def describe_url(url: str) -> str:

@@ -227,13 +227,8 @@ class RedisWorkSource:
             except Exception as exc:  # noqa: BLE001 - the job fails; the worker goes on
                 await self._finish(delivery, "FAILED", {"error": f"storing the video failed: {exc}"})
                 return
-            fields = {
-                "output": location,
-                "output_size": str(size),
-                "seed": str(job.seed),
-                "stage_seconds": json.dumps(job.stage_seconds),
-                "progress": "1",
-            }
+            fields = dict(output=location, output_size=str(size), seed=str(job.seed), progress="1")
+            fields["stage_seconds"] = json.dumps(job.stage_seconds)
             if not await self._finish(delivery, "COMPLETED", fields):
                 await self._results.delete_output(location)
         else:

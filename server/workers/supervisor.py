@@ -75,7 +75,7 @@ class WorkerSupervisor:
         # Set when we kill the child on purpose (time limit, a cancel it did not heed): the running
         # job then fails with this (error, fault) instead of "the worker process died".
         self._kill_reason: tuple[str, str] | None = None
-        self._job_watchdog: asyncio.Task | None = None
+        self._job_watchdog: asyncio.TimerHandle | None = None
         self._store = store
         self._clock = clock
         self._context = multiprocessing.get_context("spawn")
@@ -317,7 +317,10 @@ class WorkerSupervisor:
         )
         self._kill_reason = None
         if self._job_timeout > 0:
-            self._job_watchdog = asyncio.get_running_loop().create_task(self._enforce_time_limit(job))
+            error = f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted"
+            self._job_watchdog = asyncio.get_running_loop().call_later(
+                self._job_timeout, self._kill_for, job, error, msg.FAULT_GENERATION
+            )
         self._send(child, message)
         await self._current_done.wait()
 
@@ -327,11 +330,6 @@ class WorkerSupervisor:
             child.conn.send(message)
         except (OSError, ValueError):
             pass  # the child is dying; its exit handler fails the running job
-
-    async def _enforce_time_limit(self, job: Job) -> None:
-        await asyncio.sleep(self._job_timeout)
-        error = f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted"
-        self._kill_for(job, error, msg.FAULT_GENERATION)
 
     def _kill_for(self, job: Job, error: str, fault: str) -> None:
         """Kill the child if it is still running ``job``; that job fails with ``error``."""
@@ -353,8 +351,4 @@ class WorkerSupervisor:
             return
         log.info("cancelling running job %s", job.id)
         self._send(child, msg.CancelJob(job_id=job.id))
-        asyncio.get_running_loop().create_task(self._kill_if_still_running(job))
-
-    async def _kill_if_still_running(self, job: Job) -> None:
-        await asyncio.sleep(self._cancel_grace)
-        self._kill_for(job, "cancelled", msg.FAULT_CANCELLED)
+        asyncio.get_running_loop().call_later(self._cancel_grace, self._kill_for, job, "cancelled", msg.FAULT_CANCELLED)
