@@ -43,7 +43,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        results_dir, owns_dir = _prepare_results_dir(settings)
+        owns_dir = not settings.results_dir
+        results_dir = Path(tempfile.mkdtemp(prefix="ltx2-results-") if owns_dir else settings.results_dir).resolve()
+        results_dir.mkdir(parents=True, exist_ok=True)
         app.state.temporary_results = results_dir if owns_dir else None  # (serve removes it on a forced exit)
         store, limits = build_store(settings, clock, devices, results_dir)
         service = app.state.service = JobService(settings, store, clock, limits, result_body)
@@ -97,14 +99,6 @@ def build_store(settings: Settings, clock: Clock, devices, results_dir: Path) ->
     stale_after = max(10.0, settings.visibility_timeout)
     shared = RedisJobStore(settings.store, results, clock, settings.max_queue, settings.ttl_seconds, stale_after)
     return shared, RedisLimits(shared, load_key_policies(settings.api_keys), settings.rate_limit)
-
-
-def _prepare_results_dir(settings: Settings) -> tuple[Path, bool]:
-    if settings.results_dir:
-        path = Path(settings.results_dir).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        return path, False
-    return Path(tempfile.mkdtemp(prefix="ltx2-results-")), True
 
 
 def _install_error_handlers(app: FastAPI, settings: Settings) -> None:

@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         raise SystemExit("ltx2-server: " + "; ".join(problems))
     if args.command == "serve":
-        from server.cli.port import port_in_use, port_in_use_message
+        from server.cli.port import port_in_use
 
         if port_in_use(settings.host, settings.port):
-            raise SystemExit(port_in_use_message(settings.port))
+            raise SystemExit(f"ltx2-server: port {settings.port} is in use: another ltx2-server? use --port")
         from server.cli.serve import serve
 
         return serve(settings)

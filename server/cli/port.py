@@ -24,7 +24,3 @@ def port_in_use(host: str, port: int) -> bool:
             except OSError as exc:
                 return exc.errno == errno.EADDRINUSE
     return False
-
-
-def port_in_use_message(port: int) -> str:
-    return f"ltx2-server: port {port} is in use: another ltx2-server? use --port"

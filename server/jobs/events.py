@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 from server.jobs.progress import ProgressTracker
-from server.jobs.record import Job, JobLive
+from server.jobs.record import Job, JobLive, JobObserver
 
 log = logging.getLogger("ltx2.events")
-
-Listener = Callable[[Job, str], None]
-
 STREAM_KEEPALIVE_SECONDS = 15.0
 # Put into every stream's queue by close(): the stream ends without a final event.
 _CLOSED = object()
@@ -29,11 +26,11 @@ def snapshot(job: Job) -> Job:
 
 class JobEventHub:
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        self._listeners: list[JobObserver] = []
         self._streams: dict[str, set[asyncio.Queue[Job | object]]] = {}
         self.closed = False
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: JobObserver) -> None:
         self._listeners.append(listener)
 
     def publish(self, job: Job, change: str) -> None:

@@ -93,11 +93,10 @@ def log_job_change(job: Job, change: str) -> None:
         return
     metrics = job.metrics(job.finished_at or job.started_at or job.created_at)
     fields: dict[str, object] = {"request_id": job.id, "event": change, "status": job.status.value}
-    if change == "started":
+    if change == "started" or job.status.is_final:
         fields["queue_seconds"] = metrics["queue_time"]
     if job.status.is_final:
         fields["generation_seconds"] = metrics["inference_time"]
-        fields["queue_seconds"] = metrics["queue_time"]
     if job.error:
         fields["error"] = job.error
     level = logging.WARNING if change == "failed" else logging.INFO

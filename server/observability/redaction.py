@@ -23,9 +23,7 @@ _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 def control_character_error(value: str) -> str | None:
     """Why a URL value is refused for holding a control character, or None when it holds none."""
     found = CONTROL_CHARACTERS.search(value)
-    if found is None:
-        return None
-    return f"contains a control character (U+{ord(found.group()):04X}), which no URL may hold"
+    return f"contains a control character (U+{ord(found.group()):04X}), which no URL may hold" if found else None
 
 
 def redact_url(url: str) -> str:
@@ -66,13 +64,8 @@ def escape_control_characters(text: str) -> str:
 
 
 def _redact_pairs(query: str) -> str:
-    pairs = []
-    for pair in query.split("&"):
-        if not pair:
-            continue
-        name, equals, _ = pair.partition("=")
-        pairs.append(f"{name}={REDACTED}" if equals else REDACTED)
-    return "&".join(pairs)
+    pairs = [pair.partition("=") for pair in query.split("&") if pair]
+    return "&".join(f"{name}={REDACTED}" if equals else REDACTED for name, equals, _ in pairs)
 
 
 def _redact_roughly(text: str) -> str:

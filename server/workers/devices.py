@@ -43,14 +43,12 @@ def gpus_problem(spec: str) -> str | None:
         return None
     if _INDEX_LIST.match(spec):
         indices = spec.split(",")
-        if len(set(int(index) for index in indices)) != len(indices):
-            return f"gpus: each GPU index may appear once; got {spec!r}"
-        return None
+        repeated = len(set(int(index) for index in indices)) != len(indices)
+        return f"gpus: each GPU index may appear once; got {spec!r}" if repeated else None
     cpu = _CPU_FORM.match(spec)
     if cpu:
-        if 1 <= int(cpu.group(1)) <= MAX_CPU_WORKERS:
-            return None
-        return f"gpus: cpu:N needs N from 1 to {MAX_CPU_WORKERS}; got {spec!r}"
+        in_range = 1 <= int(cpu.group(1)) <= MAX_CPU_WORKERS
+        return None if in_range else f"gpus: cpu:N needs N from 1 to {MAX_CPU_WORKERS}; got {spec!r}"
     return f"gpus: must be {GPUS_FORMS}; got {spec!r}"
 
 

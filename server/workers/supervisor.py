@@ -172,11 +172,10 @@ class WorkerSupervisor:
         ).start()
         model = self._config.model
         log.info("%s process %s started (pid %s), loading model %r", self.name, child.generation, process.pid, model)
-        asyncio.get_running_loop().create_task(self._kill_if_not_ready(child))
+        asyncio.get_running_loop().call_later(self._start_timeout, self._kill_if_not_ready, child)
 
-    async def _kill_if_not_ready(self, child: _Child) -> None:
+    def _kill_if_not_ready(self, child: _Child) -> None:
         """A worker that hangs while loading is killed; its exit then restarts it with backoff."""
-        await asyncio.sleep(self._start_timeout)
         if child.generation == self._generation and self._state is WorkerState.STARTING:
             log.error("worker did not load the model within %.0f s; killing it", self._start_timeout)
             self.last_load_error = f"the worker did not load the model within {self._start_timeout:g} s"
