@@ -11,6 +11,7 @@ from .generations import GENERATIONS, generation
 
 if TYPE_CHECKING:
     from .generate import LTX2Generator
+    from .speed import SpeedOptions
 
 __all__ = ["build_generator", "load_generator", "MODELS"]
 
@@ -32,6 +33,10 @@ def load_generator(
     x264_crf: int | None = None,
     num_inference_steps: int | None = None,
     num_threads: int | None = None,
+    compile: str = "off",
+    attention: str = "auto",
+    decode_chunk_frames: int = 48,
+    cache_negative_prompt: bool = True,
 ) -> "LTX2Generator":
     """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time.
 
@@ -43,7 +48,21 @@ def load_generator(
     distilled recipe uses Lightricks' distilled checkpoint when ``weights`` holds it.
     The returned generator's ``description`` says what was loaded and which offload mode was chosen, why
     (and, for the distilled recipe, which distilled model).
+
+    Speed (pipelines/speed.py; an option that cannot run here is refused before any weights load):
+    ``compile`` off|regional (torch.compile of the transformer's repeated block; the first request of each
+    kind pays the compile); ``attention`` auto|sdpa|cudnn|flash4|sage (the transformer's attention kernel;
+    sage is approximate); ``decode_chunk_frames`` frames per chunk of the video decode (0: one pass, more
+    memory); ``cache_negative_prompt`` keeps the negative prompt's encoding between requests (same output).
     """
+    from .speed import SpeedOptions
+
+    speed = SpeedOptions(
+        compile=compile,
+        attention=attention,
+        decode_chunk_frames=decode_chunk_frames,
+        cache_negative_prompt=cache_negative_prompt,
+    )
     chosen = generation(model)
     if recipe not in chosen.recipes:
         raise ValueError(f"recipe: {model} offers {', '.join(chosen.recipes)}; got {recipe!r}")
@@ -63,11 +82,13 @@ def load_generator(
         resolve_dtype,
         store_transformer_in_fp8,
     )
+    from .speed import apply_speed_options, check_speed_options
 
     # Use every core the process may run on; torch's default can count hyperthreads or the whole host.
     torch.set_num_threads(num_threads or max(1, len(os.sched_getaffinity(0))))
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    check_speed_options(speed, torch_device)
     if chosen.is_tiny:
         bundle = build_tiny_bundle(model)
         if torch_dtype != torch.float32:  # built in float32
@@ -81,6 +102,7 @@ def load_generator(
     if fp8:
         store_transformer_in_fp8(bundle, torch_dtype)
     plan = place_bundle(bundle, offload, torch_device)
+    apply_speed_options(bundle, speed, torch_device, plan.mode)
     generator = build_generator(
         bundle,
         model,
@@ -90,6 +112,7 @@ def load_generator(
         num_inference_steps=num_inference_steps,
         x264_preset=x264_preset,
         x264_crf=x264_crf,
+        speed=speed,
     )
     distilled = ""
     if recipe == "distilled":
@@ -97,7 +120,8 @@ def load_generator(
     generator.description = (
         f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
         f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
-        f"offload {plan.mode}: {plan.reason}{distilled}; guidance {generator.guidance_summary}"
+        f"offload {plan.mode}: {plan.reason}{distilled}; guidance {generator.guidance_summary}; "
+        f"{speed.summary()}"
     )
     return generator
 
@@ -112,13 +136,18 @@ def build_generator(
     num_inference_steps: int | None = None,
     x264_preset: str | None = None,
     x264_crf: int | None = None,
+    speed: "SpeedOptions | None" = None,
 ) -> "LTX2Generator":
     """A placed LTX2Bundle -> the Generator the worker runs, with ``model``'s defaults for what is not given.
 
     The one place this happens: the server (through ``load_generator``) and scripts/bench_gpu.py share it,
-    so the benchmark times exactly what the server runs.
+    so the benchmark times exactly what the server runs. ``speed`` gives the generator its video decode chunk
+    and negative prompt cache (its compile and attention are applied to the bundle by apply_speed_options).
     """
     from .generate import LTX2Generator
+    from .speed import SpeedOptions
+
+    speed = speed or SpeedOptions()
 
     defaults = generation(model)
     # LTX-2.5's bundle names its own generator (pipelines/ltx25.py: the diffusion-decoder decode).
@@ -132,4 +161,6 @@ def build_generator(
         x264_crf=x264_crf if x264_crf is not None else defaults.x264_crf,
         max_sequence_length=defaults.max_sequence_length,
         use_vae_decode=plan.vae_tiling,
+        decode_chunk_frames=speed.decode_chunk_frames,
+        cache_negative_prompt=speed.cache_negative_prompt,
     )

@@ -10,9 +10,13 @@ join without seams and the result matches vae.decode up to float rounding.
 
 from __future__ import annotations
 
+import sys
 from typing import Iterator
 
 import torch
+
+# A chunk length no clip reaches: one pass for code that steps through a clip chunk by chunk.
+ONE_PASS_FRAMES = sys.maxsize
 
 
 def _decoder_head(decoder, latents: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -77,11 +81,16 @@ def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
 def decode_video_chunks(
     vae, latents: torch.Tensor, *, num_frames: int, chunk_frames: int = 24, use_vae_decode: bool = False
 ) -> Iterator[torch.Tensor]:
-    """Yield decoded uint8 frames [f, H, W, 3] for the first num_frames frames, chunk_frames at a time.
+    """Yield decoded uint8 frames [f, H, W, 3] for the first num_frames frames, chunk_frames at a time
+    (0: all of them in one pass, which skips the chunks' overlapping halos but holds the whole clip's
+    full-resolution activations at once).
 
     latents: denormalised [1, C, T, h, w] (what the pipeline returns with output_type="latent").
     use_vae_decode: decode in one vae.decode call instead (which honours vae.enable_tiling()).
     """
+    if chunk_frames < 0:
+        raise ValueError(f"chunk_frames: must be >= 0 (0: one pass); got {chunk_frames}")
+    chunk_frames = chunk_frames or max(num_frames, 1)
     decoder = vae.decoder
     causal = decoder.is_causal
     latents = latents.to(vae.dtype)

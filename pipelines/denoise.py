@@ -201,7 +201,8 @@ def make_stg_capable(transformer) -> None:
     diffusers' converter builds LTX-2.0 transformers with ``perturbed_attn=False``, whose attention
     processors have no perturbation path: STG is then silently skipped and its pass equals the prompt pass.
     The perturbing processor has no weights of its own and, unperturbed, computes exactly what the plain one
-    does, so it is switched in for every attention of every block. Idempotent.
+    does, so it is switched in for every attention of every block, on the attention kernel its predecessor was
+    given (pipelines/speed.py). Idempotent.
     """
     from diffusers.models.transformers.transformer_ltx2 import (
         LTX2AudioVideoAttnProcessor,
@@ -212,8 +213,11 @@ def make_stg_capable(transformer) -> None:
         if getattr(block, "perturbed_attn", True):
             continue
         for module in block.modules():
-            if isinstance(getattr(module, "processor", None), LTX2AudioVideoAttnProcessor):
-                module.set_processor(LTX2PerturbedAttnProcessor())
+            plain = getattr(module, "processor", None)
+            if isinstance(plain, LTX2AudioVideoAttnProcessor):
+                perturbing = LTX2PerturbedAttnProcessor()
+                perturbing._attention_backend = plain._attention_backend
+                module.set_processor(perturbing)
         block.perturbed_attn = True
 
 

@@ -35,12 +35,13 @@ import torch
 from PIL import Image
 
 from .conditioning import compressed_like_training
-from .decode import decode_video_chunks
+from .decode import ONE_PASS_FRAMES, decode_video_chunks
 from .denoise import Contexts
 from .guidance import DEFAULT_GUIDANCE_POLICY, GuidancePolicy, guidance_policy
 from .interface import GenerationResult, GpuOutOfMemory, InvalidInputError, JobSpec, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
 from .recipes import DenoiseJob, RecipeRunner, image_crf_for, recipe_spec
+from .speed import NegativePromptCache
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class LTX2Generator:
         decode_chunk_frames: int = 48,
         use_vae_decode: bool = False,
         guidance: str | GuidancePolicy = DEFAULT_GUIDANCE_POLICY,
+        cache_negative_prompt: bool = True,
     ) -> None:
         if num_inference_steps < 2:
             # The LTX-2 schedule's terminal stretch needs two steps (pipelines/schedule.py).
@@ -148,7 +150,9 @@ class LTX2Generator:
         self.x264_preset = x264_preset
         self.x264_crf = x264_crf
         self.max_sequence_length = max_sequence_length
-        self.decode_chunk_frames = decode_chunk_frames
+        # 0 asks for one pass: a chunk longer than any clip (a size every chunked loop can step by).
+        self.decode_chunk_frames = decode_chunk_frames or ONE_PASS_FRAMES
+        self.negative_prompt_cache = NegativePromptCache() if cache_negative_prompt else None
         # With VAE tiling (offloaded small GPUs) the VAE's own tiled decode bounds memory spatially too.
         self.use_vae_decode = use_vae_decode
         # What was loaded and how (set by pipelines.load_generator; shown in /ready and the start-up log).
@@ -260,20 +264,28 @@ class LTX2Generator:
 
     def _encode_prompt(self, params: JobSpec, policy) -> Contexts:
         """Gemma, then the connectors, one prompt at a time (as Lightricks' pipelines do); the negative
-        prompt only when a guided stage will use it."""
-        use_negative = policy.uses_negative_prompt
-        positive, positive_mask, negative, negative_mask = self.pipe.encode_prompt(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
-            do_classifier_free_guidance=use_negative,
+        prompt only when a guided stage will use it, from the cache when it was encoded before."""
+        video, audio = self._encode_one(params.prompt)
+        if not policy.uses_negative_prompt:
+            return Contexts(video=video, audio=audio)
+        negative = params.negative_prompt or ""  # what diffusers' encode_prompt encodes for no negative prompt
+        if self.negative_prompt_cache is None:
+            negative_video, negative_audio = self._encode_one(negative)
+        else:
+            key = (negative, self.max_sequence_length, str(self._device), str(self.pipe.text_encoder.dtype))
+            negative_video, negative_audio = self.negative_prompt_cache.get_or_encode(
+                key, lambda: self._encode_one(negative)
+            )
+        return Contexts(video=video, audio=audio, negative_video=negative_video, negative_audio=negative_audio)
+
+    def _encode_one(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_states, mask, _, _ = self.pipe.encode_prompt(
+            prompt=prompt,
+            do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
             device=self._device,
         )
-        video, audio = self._connect(positive, positive_mask)
-        if not use_negative:
-            return Contexts(video=video, audio=audio)
-        negative_video, negative_audio = self._connect(negative, negative_mask)
-        return Contexts(video=video, audio=audio, negative_video=negative_video, negative_audio=negative_audio)
+        return self._connect(hidden_states, mask)
 
     def _connect(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         padding_side = getattr(self.pipe.tokenizer, "padding_side", "left")
