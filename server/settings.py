@@ -17,12 +17,14 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipelines.generations import ALL_RECIPES, Generation, detect_generation, generation, model_names
 from server.workers.devices import gpus_problem
 
 ENV_PREFIX = "LTX2_"
-KNOWN_MODELS = ("auto", "ltx-2-19b", "tiny")
-# Mirrors of pipelines' choices (the API process never imports pipelines; a test keeps them equal).
-RECIPES = ("two-stage", "one-stage", "distilled")
+# The generations table (pipelines.generations) is torch-free: the API process reads it to check --model.
+KNOWN_MODELS = ("auto", *model_names())
+RECIPES = ("auto", *ALL_RECIPES)
+# Mirrors of pipelines' choices (the API process never imports torch-bound pipelines modules; a test keeps them equal).
 GUIDANCE_POLICIES = ("ltx-pipelines", "ltx-2.0-release")
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -55,21 +57,23 @@ class Settings:
     model: str = option(
         MODEL,
         "auto",
-        "ltx-2-19b (from --weights), tiny (offline test model), auto (ltx-2-19b when --weights holds a model, "
-        "else tiny), or module:factory (a custom generator from a Python module, as the tests use)",
-        brief="ltx-2-19b, tiny (test model), auto (ltx-2-19b if in --weights, else tiny), module:factory",
+        "ltx-2-19b, ltx-2.3-22b or ltx-2.5 (from --weights: docs/generations.md), tiny, tiny-2.3 or tiny-2.5 "
+        "(offline random-weight test models of each generation), auto (the generation --weights holds, "
+        "recognised from its metadata, else tiny), or module:factory (a custom generator from a Python module)",
+        brief="ltx-2-19b, ltx-2.3-22b, ltx-2.5, tiny[-2.3|-2.5] (test models), auto (from --weights), module:factory",
     )
     weights: str = option(
         MODEL,
         "weights",
-        "folder holding the ltx-2-19b weights (scripts/download_weights.py fills and checks it)",
-        brief="folder holding the ltx-2-19b weights",
+        "folder holding the model's weights (scripts/download_weights.py --model NAME fills and checks it)",
+        brief="folder holding the model's weights",
     )
     recipe: str = option(
         MODEL,
-        "two-stage",
-        "two-stage (Lightricks' recommended), one-stage, or distilled (fastest)",
-        brief="two-stage, one-stage or distilled",
+        "auto",
+        "two-stage (Lightricks' recommended), one-stage, or distilled (fastest); auto: the generation's first "
+        "(two-stage; one-stage for LTX-2.5, its only recipe)",
+        brief="auto (the generation's own), two-stage, one-stage or distilled",
     )
     guidance: str = option(
         MODEL,
@@ -245,20 +249,51 @@ class Settings:
         return self.store != "memory"
 
     def resolved_model(self) -> str:
-        """``auto`` becomes ltx-2-19b when the weights folder holds a model (a model_index.json), else tiny."""
+        """``auto`` becomes the generation the weights folder holds (its metadata says which), else tiny."""
         if self.model != "auto":
             return self.model
-        return "ltx-2-19b" if (Path(self.weights) / "model_index.json").is_file() else "tiny"
+        return detect_generation(self.weights) or "tiny"
+
+    def served_generation(self) -> Generation | None:
+        """The generation this host's workers run; None for a custom module:factory generator."""
+        model = self.resolved_model()
+        return None if ":" in model else generation(model)
+
+    def resolved_recipe(self) -> str:
+        served = self.served_generation()
+        if self.recipe != "auto":
+            return self.recipe
+        return served.recipes[0] if served else "two-stage"
 
     def serves_test_model(self) -> bool:
-        """Workers here run the random-weight tiny model (``tiny``, or ``auto`` without weights)."""
-        return self.resolved_model() == "tiny"
+        """Workers here run a random-weight tiny model (``tiny*``, or ``auto`` without weights)."""
+        served = self.served_generation()
+        return served is not None and served.is_tiny
 
     def test_model_warning(self) -> str:
         return (
             f"serving the tiny test model: its videos are random noise; put LTX-2 weights in {self.weights} "
             "or pass --weights DIR"
         )
+
+    def _generation_problems(self) -> list[tuple[bool, str]]:
+        """The recipe and guidance the served generation offers (known once --model is)."""
+        if self.model not in KNOWN_MODELS or self.recipe not in RECIPES or self.guidance not in GUIDANCE_POLICIES:
+            return []
+        served = self.served_generation()
+        if served is None:
+            return []
+        recipe, names = self.resolved_recipe(), served.guidance_names
+        return [
+            (
+                recipe in served.recipes,
+                f"recipe: {served.name} offers {', '.join(served.recipes)}; got {recipe!r}",
+            ),
+            (
+                self.guidance in names,
+                f"guidance: {served.name} offers {', '.join(names)}; got {self.guidance!r}",
+            ),
+        ]
 
     def problems(self) -> list[str]:
         checks = [
@@ -281,6 +316,7 @@ class Settings:
                 self.guidance in GUIDANCE_POLICIES,
                 f"guidance: must be one of {', '.join(GUIDANCE_POLICIES)}; got {self.guidance!r}",
             ),
+            *self._generation_problems(),
             (
                 self.offload in OFFLOAD_MODES,
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",

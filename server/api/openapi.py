@@ -100,6 +100,11 @@ class ReadyBody(_Open):
         description="true when this server runs the tiny test model (random weights: its videos are noise), "
         "as `--model tiny`, or `auto` without weights, does; absent on an API replica of a shared store.",
     )
+    generation: dict[str, str] | None = Field(
+        None,
+        description="The LTX-2 generation this server's workers run: `name` (as `--model` spells it), `title`, "
+        "`version` (2.0, 2.3 or 2.5); absent on an API replica of a shared store and for a custom generator.",
+    )
     auth_required: bool | None = Field(
         None, description="true when requests need an `x-api-key` header (the server has keys)."
     )

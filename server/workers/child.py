@@ -59,7 +59,8 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         x264_crf=settings.x264_crf if settings.x264_crf >= 0 else None,
         steps=settings.steps or None,
         nice=settings.worker_nice,
-        **{name: getattr(settings, name) for name in _AS_IS},
+        recipe=settings.resolved_recipe(),
+        **{name: getattr(settings, name) for name in _AS_IS if name != "recipe"},
     )
 
 
@@ -187,11 +188,11 @@ def describe_load_failure(exc: BaseException) -> str:
 
 def weights_problems(config: WorkerConfig) -> list[str]:
     """The model's missing files, before anything starts; runs in the API process (plain file checks, no torch)."""
-    if config.model != "ltx-2-19b":
+    if ":" in config.model:
         return []
-    from pipelines.weights import check_weights
+    from pipelines.generations import check_weights
 
-    return check_weights(Path(config.weights))
+    return check_weights(config.model, config.weights, config.recipe)
 
 
 def run_job(

@@ -101,10 +101,13 @@ def test_unknown_recipe_offload_dtype_and_model_are_refused_naming_the_choices()
         timeout=60,
     )
     assert result.returncode != 0
-    assert "recipe: must be one of two-stage, one-stage, distilled; got 'fast'" in result.stderr
+    assert "recipe: must be one of auto, two-stage, one-stage, distilled; got 'fast'" in result.stderr
     assert "offload: must be one of auto, none, text-encoder, model, group, sequential; got 'disk'" in result.stderr
     assert "dtype: must be one of auto, bf16, fp16, fp32; got 'int4'" in result.stderr
-    assert "model: must be one of auto, ltx-2-19b, tiny, or module:factory; got 'ltx-3'" in result.stderr
+    assert (
+        "model: must be one of auto, ltx-2-19b, ltx-2.3-22b, ltx-2.5, tiny, tiny-2.3, tiny-2.5, or module:factory; "
+        "got 'ltx-3'" in result.stderr
+    )
 
 
 def test_model_auto_serves_ltx_2_19b_only_when_the_weights_folder_holds_a_model(tmp_path):
@@ -116,6 +119,20 @@ def test_model_auto_serves_ltx_2_19b_only_when_the_weights_folder_holds_a_model(
     assert Settings(model="tiny", weights=str(tmp_path)).resolved_model() == "tiny"
 
 
+def test_each_generation_offers_its_own_recipes_and_guidance_at_start_up():
+    from server.settings import Settings
+
+    assert Settings(model="tiny-2.5").resolved_recipe() == "one-stage"
+    assert Settings(model="tiny-2.3").resolved_recipe() == "two-stage"
+    assert Settings(model="tiny-2.5", recipe="two-stage").problems() == [
+        "recipe: tiny-2.5 offers one-stage; got 'two-stage'"
+    ]
+    assert Settings(model="tiny-2.3", guidance="ltx-2.0-release").problems() == [
+        "guidance: tiny-2.3 offers ltx-pipelines; got 'ltx-2.0-release'"
+    ]
+    assert Settings(model="tiny-2.5").serves_test_model() and not Settings(model="ltx-2.5").serves_test_model()
+
+
 def test_server_side_choices_mirror_the_pipelines_ones():
     import pipelines
     from pipelines.guidance import DEFAULT_GUIDANCE_POLICY, GUIDANCE_POLICIES
@@ -124,7 +141,7 @@ def test_server_side_choices_mirror_the_pipelines_ones():
     from pipelines.recipes import RECIPES
     from server import settings
 
-    assert settings.RECIPES == RECIPES and settings.OFFLOAD_MODES == OFFLOAD_MODES
+    assert settings.RECIPES == ("auto", *RECIPES) and settings.OFFLOAD_MODES == OFFLOAD_MODES
     assert settings.GUIDANCE_POLICIES == GUIDANCE_POLICIES
     assert settings.Settings().guidance == DEFAULT_GUIDANCE_POLICY
     assert settings.DTYPES == tuple(DTYPES)

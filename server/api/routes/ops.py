@@ -35,6 +35,9 @@ async def ready(request: Request):
     body = await service.store.readiness()
     if not service.settings.shared_store:
         body["test_model"] = service.settings.serves_test_model()
+        served = service.settings.served_generation()
+        if served is not None:
+            body["generation"] = {"name": served.name, "title": served.title, "version": served.version}
     # What a client (the playground) needs to know to show the right fields.
     body["auth_required"] = bool(service.settings.parsed_api_keys())
     body["webhooks"] = bool(service.settings.webhook_secret)
