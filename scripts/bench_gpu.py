@@ -1,19 +1,23 @@
 """GPU benchmark: the server's own generation path on each full-size LTX-2 generation, with random weights.
 
-Builds each generation asked for (``--models``: LTX-2 19B, pipelines/ltx2_19b.py; LTX-2.3 22B,
-pipelines/ltx23_22b.py) with random weights directly on the GPU (no download), one after the other (each is
-freed before the next is built), places it with the server's offload planner, turns it into the server's
-generator for each recipe (pipelines.build_generator, as `ltx2-server serve --model ...` does) and times
-``generator.generate(params, image, output, on_progress)`` on the API's default payload (720x1280,
-181 frames, 24 fps, guidance 4, the default negative prompt), after one small warm-up run per recipe.
+Builds each generation asked for (``--models``, by default every generation the server serves: LTX-2 19B,
+pipelines/ltx2_19b.py; LTX-2.3 22B, pipelines/ltx23_22b.py; LTX-2.5, pipelines/ltx25_full.py) with random
+weights directly on the GPU (no download), one after the other (each is freed before the next is built),
+places it with the server's offload planner, turns it into the server's generator for each recipe it offers
+(pipelines.build_generator, as `ltx2-server serve --model ...` does; a recipe the generation does not offer,
+such as two-stage for LTX-2.5, is listed as skipped) and times ``generator.generate(params, image, output,
+on_progress)`` on the API's default payload (720x1280, 181 frames, 24 fps, guidance 4, the default negative
+prompt), after one small warm-up run per recipe.
 
 It prints one table per generation: seconds per stage and per denoising step, peak VRAM, and achieved
 TFLOP/s from an analytic count of the transformer's forward passes (pipelines.ltx2_19b.transformer_forward_flops,
 which follows each generation's config; model FLOPs: the distilled LoRA's extra matmuls in stage 2, and
-LTX-2.3's attention gates and prompt AdaLN, under 0.1 %, are not counted). Each generation runs its own
-defaults (pipelines/generations.py: 40 steps for 2.0, 30 for 2.3, and its guidance).
+LTX-2.3's attention gates and prompt AdaLN, under 0.1 %, are not counted; LTX-2.5's diffusion decoder is
+timed in decode_video, its FLOPs not counted). Each generation runs its own defaults (pipelines/generations.py:
+40 steps for 2.0, 30 for 2.3 and 2.5, and its guidance).
 
-    python scripts/bench_gpu.py [--models ltx-2-19b,ltx-2.3-22b] [--recipes two-stage,distilled,one-stage]
+    python scripts/bench_gpu.py [--models ltx-2-19b,ltx-2.3-22b,ltx-2.5]
+                                [--recipes two-stage,distilled,one-stage]
                                 [--one-stage-steps 40] [--json OUT]
     python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny models
 
@@ -23,7 +27,9 @@ building the random 19B should take ~30 s (not yet measured on a GPU: its Python
 linears; the weight initialisation itself runs on the GPU). At about 520 TFLOP/s (an H100-class GPU) the three
 recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all. If it runs long,
 --one-stage-steps 20 halves the longest run; a run stopped with SIGTERM still prints the table of the recipes
-that finished, and --json is written after each.
+that finished, and --json is written after each. The default, every generation in turn, takes about 12 minutes
+(not yet measured on a GPU); `--recipes one-stage --one-stage-steps 20` times each generation's transformer,
+decoders and mux in about 6.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ GIB = 1024**3
 FULL_SIZE = {
     "ltx-2-19b": ("tiny", "pipelines.ltx2_19b", "build_random_19b_bundle"),
     "ltx-2.3-22b": ("tiny-2.3", "pipelines.ltx23_22b", "build_random_22b_bundle"),
+    "ltx-2.5": ("tiny-2.5", "pipelines.ltx25_full", "build_random_ltx25_bundle"),
 }
 
 
@@ -86,9 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="the tiny models on the CPU, small payload")
     parser.add_argument(
         "--models",
-        default="ltx-2-19b",
-        help=f"comma-separated generations to build and time, in turn (of {', '.join(FULL_SIZE)}; default "
-        "ltx-2-19b); with --tiny, the tiny model of each",
+        default=",".join(FULL_SIZE),
+        help=f"comma-separated generations to build and time, in turn (default: all, {','.join(FULL_SIZE)}); "
+        "with --tiny, the tiny model of each",
     )
     parser.add_argument("--recipes", default="two-stage,distilled,one-stage")
     parser.add_argument("--steps", type=int, default=None, help="stage-1 steps of two-stage (default: the model's)")
@@ -219,23 +226,37 @@ def run_once(generator, payload: dict, image_path: Path, output_path: Path, devi
     )
 
 
+def recipe_not_offered(model: str, recipe: str) -> str | None:
+    """Why ``model`` does not run ``recipe`` (LTX-2.5 runs one-stage only), or None when it does."""
+    from pipelines.generations import generation as generation_row
+
+    served = generation_row(model)
+    if recipe in served.recipes:
+        return None
+    return f"not offered ({', '.join(served.recipes)} only)"
+
+
+def generated_size(generator, payload: dict):
+    """The size ``generator`` generates for ``payload``: the next valid size up, raised to a generation's own
+    floor (LTX-2.5's diffusion decoder: 17 frames, 224 px)."""
+    from pipelines.interface import JobSpec
+
+    return generator._plan_size(JobSpec(prompt=PROMPT, negative_prompt="", seed=0, **payload))
+
+
 def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) -> dict:
     import pipelines
-    from pipelines.generate import plan_generation_size
 
+    skipped = recipe_not_offered(built["model"], recipe)
+    if skipped:
+        return dict(recipe=recipe, steps="-", generated="-", skipped=skipped)
     steps = (args.one_stage_steps or args.steps) if recipe == "one-stage" else args.steps
     generator = pipelines.build_generator(
         built["bundle"], built["model"], built["plan"], recipe=recipe, num_inference_steps=steps
     )
     pipe = generator.pipe
     payload = args.payload
-    size = plan_generation_size(
-        payload["width"],
-        payload["height"],
-        payload["num_frames"],
-        spatial_multiple=pipe.vae_spatial_compression_ratio * generator.spec.spatial_factor,
-        temporal_ratio=pipe.vae_temporal_compression_ratio,
-    )
+    size = generated_size(generator, payload)
     row = dict(
         recipe=recipe,
         steps=f"{generator.spec.stage1_steps}+{generator.spec.final_steps}"
@@ -295,6 +316,8 @@ def render_table(header: str, rows: list[dict]) -> str:
     lines.append(("warm-up run s", [cell(row.get("warmup_seconds")) for row in rows]))
     if any("error" in row for row in rows):
         lines.append(("error", [row.get("error", "") for row in rows]))
+    if any("skipped" in row for row in rows):
+        lines.append(("skipped", [row.get("skipped", "") for row in rows]))
     names = [row["recipe"] for row in rows]
     label_width = max(len(label) for label, _ in lines)
     widths = [max(len(name), *(len(values[i]) for _, values in lines)) for i, name in enumerate(names)]
@@ -377,7 +400,7 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
             for recipe in args.recipe_list:
                 rows.append(bench_recipe(built, recipe, args, image_path, Path(tmp)))
                 row = rows[-1]
-                outcome = row["error"] if "error" in row else f"{row['end_to_end']:.2f} s end to end"
+                outcome = row.get("error") or row.get("skipped") or f"{row['end_to_end']:.2f} s end to end"
                 print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
                 if args.json:
                     _write_json(args.json, reports)

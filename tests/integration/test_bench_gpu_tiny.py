@@ -3,10 +3,13 @@ build_generator, every recipe through generator.generate, FLOP count, table, JSO
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from pipelines.generations import GENERATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = ("two-stage", "distilled", "one-stage")
@@ -18,6 +21,7 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
         sys.executable,
         "scripts/bench_gpu.py",
         "--tiny",
+        "--models", "ltx-2-19b",
         "--width", "64",
         "--height", "64",
         "--frames", "9",
@@ -49,18 +53,34 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
     )
 
 
-def test_bench_gpu_tiny_times_each_generation_in_turn(tmp_path):
-    """--models builds each generation (here its tiny model) after the last, with its own defaults, one table each."""
+def test_bench_gpu_tiny_times_every_served_generation_in_turn_by_default(tmp_path):
+    """No --models: each served generation (here its tiny model) after the last, with its own defaults, one table
+    each; a recipe a generation does not offer (LTX-2.5: one-stage only) is listed as skipped, not failed."""
     report_path = tmp_path / "bench.json"
     command = [
-        sys.executable, "scripts/bench_gpu.py", "--tiny", "--models", "ltx-2-19b,ltx-2.3-22b",
+        sys.executable, "scripts/bench_gpu.py", "--tiny",
         "--width", "64", "--height", "64", "--frames", "9", "--no-warmup", "--recipes", "one-stage",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    headers = [line for line in completed.stdout.splitlines() if line.startswith(("LTX-2 tiny", "LTX-2.3 tiny"))]
-    assert len(headers) == 2 and headers[1].startswith("LTX-2.3 tiny on CPU")
+    titles = ("LTX-2 tiny", "LTX-2.3 tiny", "LTX-2.5 tiny")
+    headers = [line for line in completed.stdout.splitlines() if line.startswith(titles)]
+    assert [header.split(" on ")[0] for header in headers] == list(titles)
     generations = json.loads(report_path.read_text())["generations"]
-    assert [g["model"] for g in generations] == ["tiny", "tiny-2.3"]
+    assert [g["model"] for g in generations] == [g.name for g in GENERATIONS.values() if g.is_tiny]
     assert all("error" not in row and row["mp4_bytes"] > 0 for g in generations for row in g["recipes"])
+    # LTX-2.5 generates at least what its diffusion decoder takes (tiny-2.5: 96 px, 9 frames), cropped back.
+    assert generations[2]["recipes"][0]["generated"] == "96x96x9"
+
+
+def test_a_recipe_the_generation_does_not_offer_is_skipped_with_its_reason():
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "scripts" / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.recipe_not_offered("ltx-2.5", "two-stage") == "not offered (one-stage only)"
+    assert bench.recipe_not_offered("ltx-2.3-22b", "distilled") is None
+    assert list(bench.FULL_SIZE) == [g.name for g in GENERATIONS.values() if not g.is_tiny]
+    row = bench.bench_recipe(dict(model="tiny-2.5"), "distilled", None, Path("unused"), Path("unused"))
+    table = bench.render_table("tiny-2.5", [row])
+    assert "skipped" in row and "not offered (one-stage only)" in table.splitlines()[-1]
