@@ -26,7 +26,9 @@ def load_generator(
     device: str = "auto",
     dtype: str = "auto",
     offload: str = "auto",
-    fp8: bool = False,
+    fp8: bool | str = "off",
+    stage2_lora: str = "adapter",
+    plan_request: tuple[int, int, int] | None = None,
     recipe: str = "two-stage",
     guidance: str = "ltx-pipelines",
     x264_preset: str | None = None,
@@ -54,6 +56,12 @@ def load_generator(
     kind pays the compile); ``attention`` auto|sdpa|cudnn|flash4|sage (the transformer's attention kernel;
     sage is approximate); ``decode_chunk_frames`` frames per chunk of the video decode (0: one pass, more
     memory); ``cache_negative_prompt`` keeps the negative prompt's encoding between requests (same output).
+
+    Memory and precision (pipelines/fp8.py, stage2.py, offload.py): ``fp8`` off|storage|compute (True:
+    storage; fp8 weights with bf16 matmuls, or fp8 matmuls too, which is lossier); ``stage2_lora``
+    adapter|merged|merged-fp8 (the distilled LoRA as a peft adapter, or merged once at load into a second
+    transformer, kept in the weights' dtype or in fp8); ``plan_request`` (width, height, num_frames): the
+    largest request ``offload`` budgets activation memory for (None: the API's default, 720x1280x181).
     """
     from .speed import SpeedOptions
 
@@ -73,22 +81,26 @@ def load_generator(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from .fp8 import fp8_mode
     from .loader import (
         build_tiny_bundle,
         describe_distilled_source,
         load_bundle_for,
         place_bundle,
+        prepare_transformers,
         resolve_device,
         resolve_dtype,
-        store_transformer_in_fp8,
     )
+    from .offload import DEFAULT_PLAN_REQUEST, RequestSize
     from .speed import apply_speed_options, check_speed_options
+    from .stage2 import check_stage2_lora
 
     # Use every core the process may run on; torch's default can count hyperthreads or the whole host.
     torch.set_num_threads(num_threads or max(1, len(os.sched_getaffinity(0))))
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_speed_options(speed, torch_device)
+    fp8, stage2_lora = fp8_mode(fp8), check_stage2_lora(stage2_lora)
     if chosen.is_tiny:
         bundle = build_tiny_bundle(model)
         if torch_dtype != torch.float32:  # built in float32
@@ -97,11 +109,11 @@ def load_generator(
                 bundle.latent_upsampler.to(torch_dtype)
     else:
         bundle = load_bundle_for(model, weights, torch_dtype, recipe=recipe)
-    # A transformer read from the fp8 checkpoint stays in fp8: that is what its download was chosen for.
-    fp8 = fp8 or getattr(bundle, "fp8_checkpoint", False)
-    if fp8:
-        store_transformer_in_fp8(bundle, torch_dtype)
-    plan = place_bundle(bundle, offload, torch_device)
+    precision = prepare_transformers(bundle, torch_dtype, recipe=recipe, fp8=fp8, stage2_lora=stage2_lora)
+    request = DEFAULT_PLAN_REQUEST if plan_request is None else RequestSize(*plan_request)
+    plan = place_bundle(
+        bundle, offload, torch_device, recipe=recipe, request=request, decode_chunk_frames=decode_chunk_frames or None
+    )
     apply_speed_options(bundle, speed, torch_device, plan.mode)
     generator = build_generator(
         bundle,
@@ -119,7 +131,7 @@ def load_generator(
         distilled = f"; {describe_distilled_source(bundle, None if chosen.is_tiny else weights)}"
     generator.description = (
         f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
-        f"{str(torch_dtype).removeprefix('torch.')}{', transformer stored in fp8' if fp8 else ''}; "
+        f"{str(torch_dtype).removeprefix('torch.')}{', ' + precision if precision else ''}; "
         f"offload {plan.mode}: {plan.reason}{distilled}; guidance {generator.guidance_summary}; "
         f"{speed.summary()}"
     )

@@ -13,7 +13,18 @@ from typing import Any, Callable
 import torch
 
 from .checkpoint_keys import CHECKPOINT_TRANSFORMER_PREFIX, convert_connectors_to_diffusers, is_connector_key
-from .offload import GIB, OffloadPlan, apply_offload, module_bytes, plan_offload
+from .offload import (
+    DEFAULT_DECODE_CHUNK_FRAMES,
+    DEFAULT_PLAN_REQUEST,
+    GIB,
+    ActivationBudget,
+    OffloadPlan,
+    RequestSize,
+    activation_budget,
+    apply_offload,
+    module_bytes,
+    plan_offload,
+)
 from .weights import (
     DISTILLED_CHECKPOINT_FILE,
     DISTILLED_LORA_FILE,
@@ -54,6 +65,11 @@ class LTX2Bundle:
     # contexts) come from that file too, as in Lightricks' distilled pipeline; False when the file has
     # none of their tensors and the weights folder's connectors/ is used instead.
     distilled_connectors: bool = False
+    # Lightricks' fp8 checkpoint's own scales, by diffusers module name: (weight_scale, input_scale or None);
+    # fp8 storage re-quantises each matrix with them, which gives back the checkpoint's fp8 values exactly.
+    fp8_scales: dict[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    # How the distilled LoRA reaches the stages that use it (pipelines/stage2.py): "adapter" or "merged".
+    stage2_lora: str = "adapter"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -110,6 +126,8 @@ def load_bundle_from_weights(
         bundle.distilled_checkpoint_file = distilled_file.name
         bundle.distilled_connectors = connectors is not None
     bundle.fp8_checkpoint = fp8_checkpoint
+    if fp8_checkpoint:
+        bundle.fp8_scales = read_fp8_scales(distilled_file or weights_dir / FP8_CHECKPOINT_FILE)
     if recipe == "distilled":
         log.info("%s", describe_distilled_source(bundle, weights_dir))
     return bundle
@@ -124,11 +142,12 @@ def describe_distilled_source(bundle: LTX2Bundle, weights_dir: str | Path | None
             f"distilled: checkpoint {bundle.distilled_checkpoint_file} (transformer only: the file has no "
             "text connector tensors, so they come from connectors/)"
         )
+    merged = ", merged at load" if bundle.stage2_lora == "merged" else ""
     if weights_dir is None:  # a model built in code: no weights folder to look in
-        return "distilled: base model + distilled LoRA"
+        return f"distilled: base model + distilled LoRA{merged}"
     # With the LoRA, distilled_checkpoint_file (when set) names the checkpoint that was looked for instead.
     looked_for = bundle.distilled_checkpoint_file or DISTILLED_CHECKPOINT_FILE
-    return f"distilled: base model + distilled LoRA ({looked_for} not in {weights_dir})"
+    return f"distilled: base model + distilled LoRA ({looked_for} not in {weights_dir}){merged}"
 
 
 def load_checkpoint_transformer(checkpoint_file: Path, config_dir: Path, dtype: torch.dtype):
@@ -198,6 +217,27 @@ def load_checkpoint_connectors(checkpoint_file: Path, config_dir: Path, dtype: t
     return connectors.to(dtype).eval()
 
 
+def read_fp8_scales(checkpoint_file: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """The transformer's fp8 scales in one of Lightricks' checkpoints, by diffusers module name:
+    ``weight_scale`` (W ~= q * scale) and ``input_scale`` (the calibrated activation scale of fp8
+    matmuls, or None). Renamed by diffusers' own converter, as the weights are."""
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+    from safetensors import safe_open
+
+    by_kind: dict[str, dict[str, torch.Tensor]] = {"weight_scale": {}, "input_scale": {}}
+    with safe_open(str(checkpoint_file), framework="pt") as checkpoint:
+        for name in checkpoint.keys():
+            module, _, kind = name.rpartition(".")
+            if kind in by_kind and name.startswith(CHECKPOINT_TRANSFORMER_PREFIX) and not is_connector_key(name):
+                # Named as the module's weight, so the converter renames it as it renames the weight.
+                by_kind[kind][f"{module}.weight"] = checkpoint.get_tensor(name).float()
+    weight_scales, input_scales = (
+        {name.removesuffix(".weight"): tensor for name, tensor in convert_ltx2_transformer_to_diffusers(found).items()}
+        for found in by_kind.values()
+    )
+    return {name: (scale, input_scales.get(name)) for name, scale in weight_scales.items()}
+
+
 def _read_dequantized(checkpoint, names: list[str], dtype: torch.dtype) -> tuple[dict[str, torch.Tensor], bool]:
     """``names`` from an open safetensors file in ``dtype``, and whether any was stored in fp8. An fp8 tensor
     ``W`` comes with a float ``W_scale`` (``...weight`` / ``...weight_scale``) and is read as W * scale; the
@@ -265,20 +305,86 @@ def _finish_bundle(pipe, upsampler, *, adapter: str | None = DISTILLED_ADAPTER) 
     return LTX2Bundle(pipe=pipe, latent_upsampler=upsampler, distilled_adapter=adapter)
 
 
-def store_transformer_in_fp8(bundle: LTX2Bundle, compute_dtype: torch.dtype) -> None:
-    """Keep the transformer blocks' matrices in scaled float8 (pipelines/fp8.py), upcast per layer as it
-    runs: about half the memory of bf16 for the largest component, at a small quality and speed cost."""
+def store_transformer_in_fp8(bundle: LTX2Bundle, compute_dtype: torch.dtype, mode: str = "storage") -> None:
+    """Keep the transformer blocks' matrices in scaled float8 (pipelines/fp8.py): ``storage`` upcasts per
+    layer as it runs, ``compute`` runs fp8 matmuls. About half the memory of bf16 for the largest component.
+    A merged stage-2 transformer (pipelines/stage2.py) is stored the same way."""
     from .fp8 import store_blocks_in_fp8
 
-    store_blocks_in_fp8(bundle.pipe.transformer, compute_dtype)
+    store_blocks_in_fp8(bundle.pipe.transformer, compute_dtype, mode=mode, checkpoint_scales=bundle.fp8_scales)
+    stage2 = stage2_transformer(bundle)
+    if stage2 is not None:
+        store_blocks_in_fp8(stage2, compute_dtype, mode=mode)
+
+
+def stage2_transformer(bundle: LTX2Bundle) -> torch.nn.Module | None:
+    """The merged stage-2 transformer kept beside the base one, or None (one transformer does everything)."""
+    stage2 = bundle.distilled_transformer
+    if isinstance(stage2, torch.nn.Module) and stage2 is not bundle.pipe.transformer:
+        return stage2
+    return None
+
+
+def prepare_transformers(
+    bundle: LTX2Bundle, compute_dtype: torch.dtype, *, recipe: str, fp8: str = "off", stage2_lora: str = "adapter"
+) -> str:
+    """Apply the precision options at load, in order: the stage-2 LoRA merged (from the unquantised
+    weights), then fp8. Returns what was done, for the generator's description ("" when nothing was)."""
+    from .fp8 import fp8_mode, store_blocks_in_fp8
+    from .stage2 import check_stage2_lora
+
+    fp8 = fp8_mode(fp8)
+    stage2_lora = check_stage2_lora(stage2_lora)
+    if fp8 == "off" and bundle.fp8_checkpoint:
+        fp8 = "storage"  # a transformer read from the fp8 checkpoint stays in fp8: its download was chosen for that
+    done = []
+    merged = stage2_lora != "adapter" and _merge_stage2_lora(bundle, recipe)
+    if merged:
+        done.append("stage-2 LoRA merged at load")
+    stage2 = stage2_transformer(bundle)
+    if merged and stage2_lora == "merged-fp8" and fp8 == "off" and stage2 is None:
+        fp8 = "storage"  # the distilled recipe's one transformer is the merged one
+    if fp8 != "off":
+        store_transformer_in_fp8(bundle, compute_dtype, fp8)
+        done.append("transformer stored in fp8" + (", fp8 matmuls" if fp8 == "compute" else ""))
+    elif stage2_lora == "merged-fp8" and stage2 is not None:
+        store_blocks_in_fp8(stage2, compute_dtype, mode="storage")
+        done.append("merged stage-2 transformer stored in fp8")
+    return ", ".join(done)
+
+
+def _merge_stage2_lora(bundle: LTX2Bundle, recipe: str) -> bool:
+    """Merge the distilled LoRA at load (pipelines/stage2.py): into a second transformer for two-stage's
+    stage 2, into the base itself for the distilled recipe (which never runs the base). False when there is
+    nothing to merge: one-stage never runs the LoRA; a distilled checkpoint or LTX-2.5 has none."""
+    from .stage2 import merge_adapter_into, merged_copy
+
+    adapter, pipe = bundle.distilled_adapter, bundle.pipe
+    if adapter is None or recipe == "one-stage":
+        return False
+    if recipe == "distilled":
+        changed = set(merge_adapter_into(pipe.transformer, adapter))
+        bundle.distilled_transformer = pipe.transformer
+        if bundle.fp8_scales:  # a merged matrix is no longer the checkpoint's: it gets scales of its own
+            bundle.fp8_scales = {name: v for name, v in bundle.fp8_scales.items() if name not in changed}
+    else:
+        bundle.distilled_transformer = merged_copy(pipe.transformer, adapter)
+        pipe.unload_lora_weights()
+    bundle.distilled_adapter = None
+    bundle.stage2_lora = "merged"
+    return True
 
 
 _PIPE_COMPONENTS = ("transformer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")
 
 
 def _bundle_modules(bundle: LTX2Bundle) -> dict[str, torch.nn.Module]:
-    # bundle.distilled_transformer, when set, is pipe.transformer: counted and placed as that.
+    # bundle.distilled_transformer, when set, is pipe.transformer (counted and placed as that) or the merged
+    # stage-2 transformer.
     modules = {name: getattr(bundle.pipe, name) for name in _PIPE_COMPONENTS}
+    stage2 = stage2_transformer(bundle)
+    if stage2 is not None:
+        modules["stage2_transformer"] = stage2
     if bundle.latent_upsampler is not None:
         modules["latent_upsampler"] = bundle.latent_upsampler
     decoder = getattr(bundle, "diffusion_decoder", None)  # LTX-2.5 (pipelines/ltx25.py)
@@ -304,13 +410,47 @@ def bytes_on_device(bundle: LTX2Bundle, device: torch.device) -> int:
     return sum(module_bytes(module, device_type="cuda") for module in _bundle_modules(bundle).values())
 
 
-def place_bundle(bundle: LTX2Bundle, offload: str, device: torch.device) -> OffloadPlan:
-    """Choose the offload mode (``auto`` from free VRAM) and apply it; raises InsufficientGpuMemory."""
+def place_bundle(
+    bundle: LTX2Bundle,
+    offload: str,
+    device: torch.device,
+    *,
+    recipe: str = "two-stage",
+    request: RequestSize = DEFAULT_PLAN_REQUEST,
+    decode_chunk_frames: int | None = DEFAULT_DECODE_CHUNK_FRAMES,
+) -> OffloadPlan:
+    """Choose the offload mode (``auto`` from free VRAM and what ``request`` needs under ``recipe``) and
+    apply it; raises InsufficientGpuMemory."""
     sizes = component_bytes(bundle)
     # Weights already on the GPU (a bundle built there, like scripts/bench_gpu.py's random 19B) are part of
     # what the plan places, not a cost on top of it: count their memory as free.
     free = free_gpu_bytes(device) + bytes_on_device(bundle, device)
-    plan = plan_offload(offload, on_cuda=device.type == "cuda", free_bytes=free, component_bytes=sizes)
+    budget = bundle_activation_budget(bundle, recipe, request, decode_chunk_frames)
+    plan = plan_offload(
+        offload, on_cuda=device.type == "cuda", free_bytes=free, component_bytes=sizes, activations=budget
+    )
     log.info("offload %s (%s); weights %.1f GiB in all", plan.mode, plan.reason, sum(sizes.values()) / GIB)
     apply_offload(bundle, plan, device)
     return plan
+
+
+def bundle_activation_budget(
+    bundle: LTX2Bundle,
+    recipe: str,
+    request: RequestSize = DEFAULT_PLAN_REQUEST,
+    decode_chunk_frames: int | None = DEFAULT_DECODE_CHUNK_FRAMES,
+) -> ActivationBudget:
+    """activation_budget for this bundle's transformer, dtype, stage-2 LoRA mode and fp8 mode."""
+    from .fp8 import Fp8Linear
+
+    transformer = bundle.pipe.transformer
+    fp8_compute = any(isinstance(m, Fp8Linear) and m.compute for m in transformer.modules())
+    return activation_budget(
+        dict(transformer.config),
+        request,
+        recipe=recipe,
+        dtype_bytes=bundle.pipe.vae.dtype.itemsize,
+        lora_adapter=bundle.distilled_adapter is not None,
+        fp8_compute=fp8_compute,
+        decode_chunk_frames=decode_chunk_frames,
+    )

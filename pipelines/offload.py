@@ -1,11 +1,20 @@
 """Where the model's weights live during generation: all on the GPU, or offloaded to CPU memory.
 
-``plan_offload`` is pure arithmetic on byte counts (unit-tested without a GPU); ``apply_offload`` turns a
-plan into diffusers/accelerate offloading on a loaded bundle. ``auto`` picks the fastest mode that fits
-the free VRAM: everything resident (80 GB cards); everything but the text encoder, which visits the GPU
-only to encode the prompt (when all of it does not quite fit); model offload, i.e. one component on the
-GPU at a time (48 GB); or block-level group offload with VAE tiling (24 GB). A mode that cannot fit is refused at
-start-up with the numbers, instead of failing mid-job.
+``plan_offload`` is pure arithmetic on byte counts (unit-tested without a GPU); ``apply_offload`` places a
+loaded bundle as a plan says. ``auto`` picks the fastest mode that fits the free VRAM: everything
+resident (80 GB cards); everything but the text encoder, which visits the GPU only to encode the prompt;
+model offload, where the text encoder and the transformer(s) take turns on the GPU and the small
+components stay (48 GB cards with fp8); or block-level group offload with VAE tiling (24 GB). A mode
+that cannot fit is refused at start-up with the numbers, instead of failing mid-job.
+
+What a mode needs is the weights on the GPU at its worst moment plus the activations of the largest
+request it is planned for (``activation_budget``: the full-resolution denoising stage, with the stage-2
+LoRA's temporaries when it runs as an adapter, or the video decode, whichever is larger; plus a
+workspace margin), computed from that request's token counts (pipelines/ltx2_19b.py).
+
+Offloaded weights wait in pinned CPU memory and are never copied back: a component leaving the GPU just
+drops its GPU copy (the weights never change), and one arriving is copied from pinned memory, which is
+several times faster than from pageable memory.
 """
 
 from __future__ import annotations
@@ -15,12 +24,35 @@ from typing import Any
 
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 GIB = 1024**3
-# Activation memory a default-sized request (720x1280, 181 frames) needs on top of the weights that
-# are on the GPU at that moment: published two-stage peaks (70.5 GB on an H100 with ~64 GB of bf16
-# weights) put it near 7 GB; 8 GiB leaves a margin.
-DEFAULT_ACTIVATION_HEADROOM = 8 * GIB
 # Group offload keeps one transformer block at a time resident; below this nothing works.
 MIN_GROUP_OFFLOAD_BYTES = 2 * GIB
+# Gemma encoding one prompt (1024 tokens, every layer's hidden states kept for the connectors).
+TEXT_ENCODE_BYTES = 2 * GIB
+# Kernel workspaces (cuBLAS, attention) and the caching allocator's slack, on top of live tensors.
+WORKSPACE_BYTES = 1 * GIB
+
+# Live activation memory of one transformer forward, in values of the model's width per video token (the
+# same per audio token at the audio width): measured on the CPU at LTX-2 19B's full width (one block,
+# bf16, 512 to 1,024 video tokens: 82 bytes per token per unit of width) by tracking every tensor diffusers'
+# eager LTX2VideoTransformer3DModel allocates and frees. The largest terms are the per-token AdaLN
+# tables (every token has its own timestep: 6 + 4 widths, twice), the feed-forward's 4-width
+# intermediate and its GELU, and the float32 RoPE tables.
+TRANSFORMER_VALUES_PER_TOKEN_WIDTH = 41
+# With the distilled LoRA as a peft adapter: its B output beside the base output of the widest matrix
+# (the feed-forward's 4-width input projection): measured 8 more bytes per token per unit of width.
+LORA_ADAPTER_VALUES_PER_TOKEN_WIDTH = 4
+# fp8 compute: each matmul's input is also held as e4m3 (1 byte) while it runs; the widest is 4 widths.
+FP8_COMPUTE_BYTES_PER_TOKEN_WIDTH = 4
+# The chunked video decode (pipelines/decode.py), per output pixel of one frame, in values: the decoder
+# head's output for the whole clip (half the frames at an eighth of the resolution, 256 channels: 2.5
+# per output frame), and the last up-block's ~5.5 full-width 128-channel tensors at a quarter of the
+# resolution (44 per frame of the window being decoded). Measured on the CPU with LTX-2's video VAE
+# (bf16): within 10 % of these at 64 to 128 px.
+DECODE_HEAD_VALUES_PER_PIXEL_FRAME = 2.5
+DECODE_TAIL_VALUES_PER_PIXEL_FRAME = 44
+# Output frames of context decoded on each side of a chunk (13 head frames, upscaled 2x in time).
+DECODE_HALO_FRAMES = 26
+DEFAULT_DECODE_CHUNK_FRAMES = 48
 
 
 class InsufficientGpuMemory(Exception):
@@ -34,8 +66,98 @@ class OffloadPlan:
     reason: str
 
 
+@dataclass(frozen=True)
+class RequestSize:
+    """The largest request a worker is planned for (the API's default payload unless told otherwise)."""
+
+    width: int = 720
+    height: int = 1280
+    num_frames: int = 181
+    fps: float = 24.0
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}x{self.num_frames}"
+
+
+DEFAULT_PLAN_REQUEST = RequestSize()
+
+
+@dataclass(frozen=True)
+class ActivationBudget:
+    """Bytes of activations a request needs on top of the weights, and where the figure comes from."""
+
+    denoise_bytes: int  # the full-resolution transformer forward (+ LoRA temporaries / fp8 copies)
+    decode_bytes: int  # the video decode
+    workspace_bytes: int = WORKSPACE_BYTES
+    detail: str = ""
+
+    @property
+    def total(self) -> int:
+        # The transformer is done before the decode starts: the two peaks never add up.
+        return max(self.denoise_bytes, self.decode_bytes) + self.workspace_bytes
+
+    def describe(self) -> str:
+        return (
+            f"activations ~{_gib(self.total)} ({self.detail}: denoising {_gib(self.denoise_bytes)}, "
+            f"decode {_gib(self.decode_bytes)}, workspace {_gib(self.workspace_bytes)})"
+        )
+
+
+# The fixed headroom the planner used before it computed one: what a caller without a request size gets.
+DEFAULT_ACTIVATION_BUDGET = ActivationBudget(7 * GIB, 0, WORKSPACE_BYTES, "a fixed allowance")
+
+
+def activation_budget(
+    transformer_config: dict[str, Any],
+    request: RequestSize = DEFAULT_PLAN_REQUEST,
+    *,
+    recipe: str = "two-stage",
+    dtype_bytes: int = 2,
+    lora_adapter: bool = True,
+    fp8_compute: bool = False,
+    decode_chunk_frames: int | None = DEFAULT_DECODE_CHUNK_FRAMES,
+) -> ActivationBudget:
+    """What ``request`` needs beyond the weights under ``recipe``. Its largest transformer forward runs
+    at full resolution: stage 2 of two-stage and distilled (with the distilled LoRA's temporaries when
+    ``lora_adapter``), every step of one-stage; stage 1 runs a quarter of those tokens. The decode runs
+    ``decode_chunk_frames`` frames at a time (None: all at once)."""
+    from .generate import plan_generation_size
+    from .ltx2_19b import audio_tokens, video_tokens
+
+    temporal, spatial, _ = transformer_config["vae_scale_factors"]
+    two_stage = recipe != "one-stage"
+    size = plan_generation_size(
+        request.width,
+        request.height,
+        request.num_frames,
+        spatial_multiple=spatial * (2 if two_stage else 1),
+        temporal_ratio=temporal,
+    )
+    video = video_tokens(size.width, size.height, size.num_frames, transformer_config)
+    audio = audio_tokens(size.num_frames, request.fps, transformer_config)
+    width = transformer_config["num_attention_heads"] * transformer_config["attention_head_dim"]
+    audio_width = transformer_config["audio_num_attention_heads"] * transformer_config["audio_attention_head_dim"]
+    lora_adapter = lora_adapter and two_stage  # one-stage never switches the LoRA on
+    values = TRANSFORMER_VALUES_PER_TOKEN_WIDTH + (LORA_ADAPTER_VALUES_PER_TOKEN_WIDTH if lora_adapter else 0)
+    per_width = values * dtype_bytes + (FP8_COMPUTE_BYTES_PER_TOKEN_WIDTH if fp8_compute else 0)
+    denoise = per_width * (video * width + audio * audio_width)
+    frames = size.num_frames
+    window = frames if decode_chunk_frames is None else min(frames, decode_chunk_frames + 2 * DECODE_HALO_FRAMES)
+    per_pixel = DECODE_HEAD_VALUES_PER_PIXEL_FRAME * frames + DECODE_TAIL_VALUES_PER_PIXEL_FRAME * window
+    decode = int(per_pixel * dtype_bytes * size.width * size.height)
+    stage = "one-stage" if not two_stage else "stage 2"
+    lora = " with the LoRA adapter" if lora_adapter else ""
+    generated = f"{size.width}x{size.height}x{frames}"
+    detail = f"{recipe} at {request} ({generated} generated): {stage} {video:,} video tokens{lora}"
+    return ActivationBudget(int(denoise), decode, WORKSPACE_BYTES, detail)
+
+
 def _gib(num_bytes: float) -> str:
     return f"{num_bytes / GIB:.1f} GiB"
+
+
+# Components that take turns on the GPU under model offload; every other one stays there.
+TURN_TAKERS = ("text_encoder", "transformer", "stage2_transformer")
 
 
 def plan_offload(
@@ -44,7 +166,7 @@ def plan_offload(
     on_cuda: bool,
     free_bytes: int,
     component_bytes: dict[str, int],
-    headroom_bytes: int = DEFAULT_ACTIVATION_HEADROOM,
+    activations: ActivationBudget = DEFAULT_ACTIVATION_BUDGET,
 ) -> OffloadPlan:
     if requested not in OFFLOAD_MODES:
         raise ValueError(f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {requested!r}")
@@ -52,16 +174,18 @@ def plan_offload(
         if requested == "auto":
             return OffloadPlan("none", vae_tiling=False, reason="no CUDA device: the weights are used where they are")
         return OffloadPlan(requested, vae_tiling=False, reason=f"--offload {requested}, with the CPU on both ends")
-    needs = _bytes_needed(component_bytes, headroom_bytes)
+    needs = bytes_needed(component_bytes, activations.total)
     free = f"{_gib(free_bytes)} free"
+    budget = activations.describe()
     if requested == "auto":
         for mode in ("none", "text-encoder", "model"):
             if free_bytes >= needs[mode]:
-                return OffloadPlan(mode, vae_tiling=False, reason=f"{_WHY[mode]}: needs ~{_gib(needs[mode])}, {free}")
+                reason = f"{_WHY[mode]}: needs ~{_gib(needs[mode])}, {free}; {budget}"
+                return OffloadPlan(mode, vae_tiling=False, reason=reason)
         requested = "group"
-        requested_reason = f"{_WHY['group']}: one component at a time would need ~{_gib(needs['model'])}, {free}"
+        requested_reason = f"{_WHY['group']}: model offload would need ~{_gib(needs['model'])}, {free}; {budget}"
     else:
-        requested_reason = f"--offload {requested}"
+        requested_reason = f"--offload {requested}: needs ~{_gib(needs[requested])}, {free}; {budget}"
     if free_bytes < needs[requested]:
         hint = {"none": "--offload text-encoder, model or group", "text-encoder": "--offload model or group"}.get(
             requested, "--offload group or --fp8"
@@ -69,7 +193,8 @@ def plan_offload(
         if requested in ("group", "sequential"):
             hint = "a larger GPU"
         raise InsufficientGpuMemory(
-            f"--offload {requested} needs ~{_gib(needs[requested])} of GPU memory but only {free}; use {hint}"
+            f"--offload {requested} needs ~{_gib(needs[requested])} of GPU memory but only {free}; use {hint} "
+            f"({budget})"
         )
     tiling = requested in ("group", "sequential")
     return OffloadPlan(requested, vae_tiling=tiling, reason=requested_reason)
@@ -78,23 +203,24 @@ def plan_offload(
 _WHY = {
     "none": "everything resident",
     "text-encoder": "everything resident but the text encoder, which visits the GPU for each prompt",
-    "model": "model offload (one component on the GPU at a time)",
+    "model": "model offload (text encoder and transformer take turns on the GPU)",
     "group": "group offload + VAE tiling",
 }
 
 
-def _bytes_needed(component_bytes: dict[str, int], headroom: int) -> dict[str, int]:
+def bytes_needed(component_bytes: dict[str, int], activations: int) -> dict[str, int]:
     """Peak GPU bytes of each mode: the weights resident at the worst moment plus activations."""
     total = sum(component_bytes.values())
     text_encoder = component_bytes.get("text_encoder", 0)
-    # The prompt encode needs little besides the text encoder's own weights; the rest needs headroom.
-    text_encoder_peak = max(text_encoder + MIN_GROUP_OFFLOAD_BYTES, headroom)
-    largest = max(component_bytes.values())
-    group = MIN_GROUP_OFFLOAD_BYTES + headroom // 4
+    transformers = [component_bytes.get(name, 0) for name in TURN_TAKERS[1:]]
+    staying = total - text_encoder - sum(transformers)
+    # While Gemma encodes the prompt the transformers wait (resident or not) and need no activations.
+    text_encoder_turn = text_encoder + TEXT_ENCODE_BYTES
+    group = MIN_GROUP_OFFLOAD_BYTES + activations // 4
     return {
-        "none": total + headroom,
-        "text-encoder": total - text_encoder + text_encoder_peak,
-        "model": largest + headroom,
+        "none": total + activations,
+        "text-encoder": total - text_encoder + max(text_encoder_turn, activations),
+        "model": staying + max(text_encoder_turn, max(transformers) + activations),
         "group": group,
         "sequential": group,
     }
@@ -106,33 +232,91 @@ def module_bytes(module, device_type: str | None = None) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if device_type is None or t.device.type == device_type)
 
 
-def _place_upsampler(bundle, device) -> None:
+class HostCopy:
+    """A module whose weights wait in CPU memory (pinned when the GPU is CUDA) and visit ``device``:
+    ``onload`` copies them over, ``offload`` just drops the GPU copy, since the weights never change."""
+
+    def __init__(self, module, device) -> None:
+        import torch
+
+        self.module = module
+        self.device = torch.device(device)
+        unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}
+        self.tensors = list(unique.values())
+        pin = self.device.type == "cuda"
+        for tensor in self.tensors:
+            host = tensor.data.to("cpu")
+            tensor.data = host.pin_memory() if pin else host
+        self.host = [tensor.data for tensor in self.tensors]
+        self.on_device = self.device.type == "cpu"
+
+    def onload(self) -> None:
+        if self.on_device:
+            return
+        for tensor, host in zip(self.tensors, self.host, strict=True):
+            tensor.data = host.to(self.device, non_blocking=True)
+        self.on_device = True
+
+    def offload(self) -> None:
+        if not self.on_device or self.device.type == "cpu":
+            return
+        for tensor, host in zip(self.tensors, self.host, strict=True):
+            tensor.data = host
+        self.on_device = False
+
+
+def take_turns(copies: list[HostCopy]) -> None:
+    """Before any of these modules runs, the others leave the GPU and it arrives (if not there already)."""
+
+    def arrive(arriving: HostCopy):
+        def pre_forward(module, args, kwargs=None):
+            for other in copies:
+                if other is not arriving:
+                    other.offload()
+            arriving.onload()
+
+        return pre_forward
+
+    for copy in copies:
+        copy.module.register_forward_pre_hook(arrive(copy))
+
+
+def _place_resident(bundle, device, names: tuple[str, ...]) -> None:
+    for name in names:
+        getattr(bundle.pipe, name).to(device)
     # 0.5B params: cheaper to keep resident than to move for every request. LTX-2.5 has none.
     if bundle.latent_upsampler is not None:
         bundle.latent_upsampler.to(device)
+
+
+_SMALL_COMPONENTS = ("connectors", "vae", "audio_vae", "vocoder")
 
 
 def apply_offload(bundle, plan: OffloadPlan, device) -> None:
     """Place the bundle's weights as the plan says. Runs once, at load."""
     import torch
 
+    from .loader import stage2_transformer
+
     pipe = bundle.pipe
     device = torch.device(device)
+    stage2: Any = stage2_transformer(bundle)
     if plan.mode == "none":
         pipe.to(device)
-        _place_upsampler(bundle, device)
+        _place_resident(bundle, device, ())
+        if stage2 is not None:
+            stage2.to(device)
     elif plan.mode == "text-encoder":
-        from accelerate import cpu_offload_with_hook
-
-        for name in ("transformer", "connectors", "vae", "audio_vae", "vocoder"):
-            getattr(pipe, name).to(device)
-        _place_upsampler(bundle, device)
-        # Moves to the GPU when the prompt is encoded; the generator sends it back right after.
-        _, hook = cpu_offload_with_hook(pipe.text_encoder, execution_device=device)
-        bundle.after_prompt = hook.offload
+        _place_resident(bundle, device, ("transformer", *_SMALL_COMPONENTS))
+        if stage2 is not None:
+            stage2.to(device)
+        text_encoder = HostCopy(pipe.text_encoder, device)
+        take_turns([text_encoder])  # visits the GPU when the prompt is encoded...
+        bundle.after_prompt = text_encoder.offload  # ...and leaves right after
     elif plan.mode == "model":
-        pipe.enable_model_cpu_offload(device=device)
-        _place_upsampler(bundle, device)
+        _place_resident(bundle, device, _SMALL_COMPONENTS)
+        turns = [pipe.text_encoder, pipe.transformer, *([stage2] if stage2 is not None else [])]
+        take_turns([HostCopy(module, device) for module in turns])
     elif plan.mode in ("group", "sequential"):
         # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
         # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and
@@ -141,13 +325,11 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
             "group": dict(offload_type="block_level", num_blocks_per_group=1),
             "sequential": dict(offload_type="leaf_level"),
         }
-        pipe.enable_group_offload(
-            onload_device=device,
-            offload_device=torch.device("cpu"),
-            use_stream=device.type == "cuda",
-            **level[plan.mode],
-        )
-        _place_upsampler(bundle, device)
+        options = dict(onload_device=device, offload_device=torch.device("cpu"), use_stream=device.type == "cuda")
+        pipe.enable_group_offload(**options, **level[plan.mode])
+        if stage2 is not None:
+            stage2.enable_group_offload(**options, **level[plan.mode])
+        _place_resident(bundle, device, ())
     else:
         raise ValueError(f"unknown offload mode {plan.mode!r}")
     if plan.vae_tiling:
