@@ -1,4 +1,5 @@
-"""Parity report: how closely this server's LTX-2 code follows Lightricks' reference (ltx-core / ltx-pipelines).
+"""Parity report: how closely this server's LTX-2 code follows Lightricks' reference (ltx-core / ltx-pipelines)
+and, for LTX-2.5, which that reference predates, diffusers' own LTX-2.5 pipeline.
 
 Usage: python scripts/parity_report.py [-k EXPR] [--json PATH] [-- EXTRA PYTEST ARGS]
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if returncode != 0:
         print(output.rstrip(), end="\n\n")
-    print(f"Parity with Lightricks' reference (ltx-core / ltx-pipelines): {len(rows)} comparisons\n")
+    references = "Lightricks' ltx-core / ltx-pipelines; for LTX-2.5, diffusers' LTX-2.5 pipeline"
+    print(f"Parity with the reference ({references}): {len(rows)} comparisons\n")
     print(table(rows) if rows else "(no comparison recorded)")
     print(f"\nDeliberate divergences ({DIVERGENCES.relative_to(REPO)}):")
     print(divergence_lines(divergences, outcomes))

@@ -13,7 +13,8 @@ A known difference, asserted below: diffusers' image-to-video loop turns every t
 with the step's sigma, the clean (image) frame included, where Lightricks' rule (ours) uses each token's own
 sigma, 0 on the clean frame. The guided estimate of the clean frame is thrown away either way, but guidance
 rescale takes the standard deviation over the whole estimate, so with rescale on the two loops part. The
-loop is compared with rescale off; the rescale case is shown to differ.
+loop is compared with rescale off; the rescale case is shown to differ. This difference and LTX-2.5's other
+deliberate ones are asserted and their reasons given in tests/parity/test_divergences.py.
 """
 
 from __future__ import annotations
@@ -287,21 +288,3 @@ def test_windowed_attention_matches_flex_attention():
     record("LTX-2.5 windowed neighbourhood attention", diff, FORWARD_TOLERANCE)
     assert diff < FORWARD_TOLERANCE
     assert torch.equal(mine, sliced)  # the memory bound changes nothing
-
-
-def test_the_schedule_is_lightricks_ltx_2_one_not_diffusers_token_count_shift():
-    """Deliberate difference: LTX-2.5 runs the LTX-2 schedule of the other generations (shift taken at 4,096
-    tokens, last sigma 0.1; docs/fidelity.md), where diffusers' LTX-2.5 pipeline shifts by the request's token
-    count, which at 720x1280x121 puts 23 of its 30 steps above sigma 0.9 (ours: 13). The loop itself is the
-    same (above: both sides given our sigmas)."""
-    import numpy as np
-    from diffusers.modular_pipelines.ltx2.before_denoise import calculate_shift
-
-    from pipelines.tiny import _build_scheduler  # LTX-2's diffusers scheduler config
-
-    steps, tokens = 30, 16 * (1280 // 32) * (720 // 32)  # 121 frames: 16 latent frames
-    scheduler = _build_scheduler()
-    mu = calculate_shift(tokens, 1024, 4096, 0.95, 2.05)
-    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
-    theirs, ours = scheduler.sigmas[:-1], ltx2_sigmas(steps)[:-1]
-    assert (int((theirs > 0.9).sum()), int((ours > 0.9).sum())) == (23, 13)
