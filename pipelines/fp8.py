@@ -140,11 +140,11 @@ def quantize_rows(rows: torch.Tensor, static_scale: torch.Tensor | None) -> tupl
     exact in any float format, so the only rounding is e4m3's own."""
     if static_scale is not None:
         scale = static_scale.to(rows.dtype)
-        quantized = (rows / scale).clamp(-E4M3_MAX, E4M3_MAX).to(_FP8)
+        quantized = (rows / scale).clamp_(-E4M3_MAX, E4M3_MAX).to(_FP8)  # in place: one temporary, not two
         return quantized, scale.float().expand(rows.shape[0], 1).contiguous()
     largest = rows.abs().amax(dim=1, keepdim=True).float().clamp(min=torch.finfo(torch.float32).tiny)
     scale = torch.exp2(torch.ceil(torch.log2(largest / E4M3_MAX)))
-    quantized = (rows / scale.to(rows.dtype)).clamp(-E4M3_MAX, E4M3_MAX).to(_FP8)
+    quantized = (rows / scale.to(rows.dtype)).clamp_(-E4M3_MAX, E4M3_MAX).to(_FP8)
     return quantized, scale
 
 
