@@ -30,6 +30,18 @@ recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all. 
 that finished, and --json is written after each. The default, every generation in turn, takes about 12 minutes
 (not yet measured on a GPU); `--recipes one-stage --one-stage-steps 20` times each generation's transformer,
 decoders and mux in about 6.
+
+Speed options (pipelines/speed.py), then, side by side per --speed-recipes recipe (default two-stage): the
+"eager" baseline (no compile, torch's SDPA, 48-frame decode chunks, negative prompt encoded every request), each
+option alone (compile, sdpa, cudnn, flash4, sage, decode-one-pass, negative-cache) and the options together
+("lossless": compile, the fastest exact attention available, one-pass decode, negative prompt cache; "lossy":
+the same with SageAttention). Each variant runs --speed-steps (4) guided steps, scaled to the model's count,
+a first run then a timed one; the table gives seconds per stage, the speed-up over eager, TFLOP/s, the fraction
+of the floor (the transformer's FLOPs at --floor-tflops 800 over the end-to-end time), peak VRAM and how far
+the final latents are from eager's. An option this machine cannot run is listed as unavailable; one that fails
+is reported and the next one runs; no variant starts that would end past --budget-s (570 s of the whole run).
+
+    python scripts/bench_gpu.py --recipes none --speed all --speed-recipes two-stage,distilled
 """
 
 from __future__ import annotations
@@ -107,6 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fps", type=int, default=None)
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here (after each recipe)")
+    add_speed_arguments(parser)
     args = parser.parse_args(argv)
     base = TINY_PAYLOAD if args.tiny else DEFAULT_PAYLOAD
     args.payload = dict(
@@ -117,11 +130,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         fps=args.fps or base["fps"],
     )
     args.warmup_payload = None if args.no_warmup else (TINY_WARMUP_PAYLOAD if args.tiny else WARMUP_PAYLOAD)
-    args.recipe_list = [name.strip() for name in args.recipes.split(",") if name.strip()]
+    args.recipe_list = [name.strip() for name in args.recipes.split(",") if name.strip() and name.strip() != "none"]
     args.model_list = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in args.model_list if name not in FULL_SIZE]
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(FULL_SIZE)})")
+    resolve_speed_arguments(parser, args)
     return args
 
 
@@ -284,6 +298,278 @@ def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) ->
     return row
 
 
+# -- compute-side speed options (pipelines/speed.py), side by side ---------------------------------------------
+# Each variant is a pipelines.speed.SpeedOptions applied to the one loaded model (and undone after): the same
+# payload, fewer stage-1 steps (--speed-steps) scaled up to the model's own count, a first run (compiles, fills
+# the negative prompt cache, warms kernels) then a timed run. "eager" is the baseline: what the server ran before
+# these options (no compile, torch's SDPA, 48-frame decode chunks, the negative prompt encoded every request).
+SPEED_VARIANTS = {
+    "eager": dict(cache_negative_prompt=False),
+    "compile": dict(cache_negative_prompt=False, compile="regional"),
+    "sdpa": dict(cache_negative_prompt=False, attention="sdpa"),
+    "cudnn": dict(cache_negative_prompt=False, attention="cudnn"),
+    "flash4": dict(cache_negative_prompt=False, attention="flash4"),
+    "sage": dict(cache_negative_prompt=False, attention="sage"),
+    "decode-one-pass": dict(cache_negative_prompt=False, decode_chunk_frames=0),
+    "negative-cache": dict(cache_negative_prompt=True),
+    "lossless": dict(compile="regional", attention="exact-fastest", decode_chunk_frames=0),
+    "lossy": dict(compile="regional", attention="sage", decode_chunk_frames=0),
+}
+SCALED_STAGE = {"two-stage": "stage1", "one-stage": "denoise"}  # the stage whose steps --speed-steps sets
+SPEED_ROW_STAGES = ("encode_prompt", "stage1", "denoise", "upsample", "stage2", "decode_video", "mux")
+# The floor the issue measures against: every transformer FLOP at this rate (bf16 dense, H100/H200 class).
+FLOOR_TFLOPS = 800.0
+GPU_BUDGET_S = 570.0  # the whole run, build included, within 10 minutes on one GPU
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--speed",
+        default="all",
+        help=f"speed variants to compare (comma-separated of {', '.join(SPEED_VARIANTS)}; all; none)",
+    )
+    parser.add_argument("--speed-recipes", default=None, help="recipes of the comparison (two-stage; --tiny one-stage)")
+    parser.add_argument("--speed-models", default=None, help="generations compared (default: the first of --models)")
+    parser.add_argument(
+        "--speed-steps", type=int, default=None, help="stage-1 (one-stage: all) steps each variant runs (4; --tiny 2)"
+    )
+    parser.add_argument("--floor-tflops", type=float, default=FLOOR_TFLOPS, help="rate of the floor (TFLOP/s)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help=f"start no variant that would end past this many seconds of the run ({GPU_BUDGET_S:.0f}; --tiny none)",
+    )
+
+
+def resolve_speed_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    names = [name.strip() for name in args.speed.split(",") if name.strip()]
+    if names == ["all"]:
+        names = list(SPEED_VARIANTS)
+    elif names == ["none"]:
+        names = []
+    unknown = [name for name in names if name not in SPEED_VARIANTS]
+    if unknown:
+        parser.error(f"--speed: unknown {', '.join(unknown)} (known: {', '.join(SPEED_VARIANTS)})")
+    if names and names[0] != "eager":  # every variant is compared with the baseline
+        names = ["eager", *[name for name in names if name != "eager"]]
+    args.speed_list = names
+    models = args.speed_models or args.model_list[0]
+    args.speed_model_list = [name.strip() for name in models.split(",") if name.strip()]
+    recipes = args.speed_recipes or ("one-stage" if args.tiny else "two-stage")
+    args.speed_recipe_list = [name.strip() for name in recipes.split(",") if name.strip()]
+    args.speed_steps = args.speed_steps or (2 if args.tiny else 4)
+    args.budget_s = args.budget_s if args.budget_s is not None else (0.0 if args.tiny else GPU_BUDGET_S)
+    args.started = time.monotonic()
+
+
+def speed_options_for(variant: str, device):
+    """The variant's SpeedOptions; "exact-fastest" is the fastest exact attention this machine has, unmeasured:
+    FlashAttention 4 where it can run, else cuDNN's, else torch's SDPA (the CPU)."""
+    from pipelines.speed import SpeedOptions, SpeedOptionUnavailable, check_speed_options
+
+    values = dict(SPEED_VARIANTS[variant])
+    if values.get("attention") == "exact-fastest":
+        for attention in ("flash4", "cudnn", "sdpa"):
+            try:
+                check_speed_options(SpeedOptions(attention=attention), device)
+            except SpeedOptionUnavailable:
+                continue
+            values["attention"] = attention
+            break
+    return SpeedOptions(**values)
+
+
+def bench_speed_options(built: dict, args, image_path: Path, tmp: Path, report: dict, reports: list[dict]) -> bool:
+    """Every --speed variant for every --speed-recipes recipe; prints one table per recipe. True if one failed
+    (an option this machine cannot run is reported as unavailable, not as a failure)."""
+    generation = next(name for name, (tiny, *_) in FULL_SIZE.items() if built["model"] in (name, tiny))
+    if not args.speed_list or generation not in args.speed_model_list:
+        return False
+    runs: dict[str, list[dict]] = {}
+    report["speed_options"] = dict(
+        steps=args.speed_steps, floor_tflops=args.floor_tflops, budget_s=args.budget_s, recipes=runs
+    )
+    from pipelines.generations import generation as generation_row
+
+    failed = False
+    for recipe in args.speed_recipe_list:
+        if recipe not in generation_row(built["model"]).recipes:
+            print(f"speed options: {built['model']} has no {recipe} recipe; skipped", file=sys.stderr, flush=True)
+            continue
+        rows = runs.setdefault(recipe, [])
+        latents: dict[str, object] = {}  # variant -> its final video latents (CPU, float32)
+        try:
+            for variant in args.speed_list:
+                rows.append(bench_speed_variant(built, recipe, variant, args, image_path, tmp, rows, latents))
+                print(f"{recipe} / {variant}: {_speed_outcome(rows[-1])}", file=sys.stderr, flush=True)
+                if args.json:
+                    _write_json(args.json, reports)
+        finally:
+            print(render_speed_table(built, recipe, args, rows), flush=True)
+        failed = failed or any("error" in row for row in rows)
+    return failed
+
+
+def _speed_outcome(row: dict) -> str:
+    for key in ("error", "unavailable", "skipped"):
+        if key in row:
+            return f"{key}: {row[key]}"
+    return f"{row['end_to_end_scaled']:.2f} s end to end (scaled)"
+
+
+def bench_speed_variant(
+    built: dict, recipe: str, variant: str, args, image_path: Path, tmp: Path, done: list[dict], latents: dict
+) -> dict:
+    import pipelines
+    from pipelines.speed import SpeedOptionUnavailable, apply_speed_options
+
+    row: dict = dict(variant=variant)
+    try:
+        options = speed_options_for(variant, built["device"])
+    except SpeedOptionUnavailable as error:
+        return dict(row, unavailable=str(error))
+    row["options"] = options.summary()
+    elapsed = time.monotonic() - args.started
+    last = next((r["variant_seconds"] for r in reversed(done) if "variant_seconds" in r), 0.0)
+    if args.budget_s and elapsed + 1.2 * last > args.budget_s:
+        return dict(row, skipped=f"time budget ({elapsed:.0f} s of {args.budget_s:.0f} s used)")
+    started = time.perf_counter()
+    undo = None
+    try:
+        undo = apply_speed_options(built["bundle"], options, built["device"], built["plan"].mode)
+        generator = pipelines.build_generator(
+            built["bundle"],
+            built["model"],
+            built["plan"],
+            recipe=recipe,
+            num_inference_steps=args.speed_steps,
+            speed=options,
+        )
+        kept = _capture_latents(generator)
+        first = run_once(generator, args.payload, image_path, tmp / f"{recipe}-{variant}-first.mp4", built["device"])
+        row["first_run_seconds"] = first["end_to_end"]
+        row.update(run_once(generator, args.payload, image_path, tmp / f"{recipe}-{variant}.mp4", built["device"]))
+        row.update(_speed_figures(generator, built, recipe, args, row))
+        latents[variant] = kept[-1]
+        row.update(_latent_difference(kept[-1], latents.get("eager")))
+    except SpeedOptionUnavailable as error:
+        row["unavailable"] = str(error)
+    except Exception as error:  # one failing option must not hide the others' numbers
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+    finally:
+        if undo is not None:
+            undo()
+        _free_gpu()
+    row["variant_seconds"] = time.perf_counter() - started
+    return row
+
+
+def _capture_latents(generator) -> list:
+    """Keeps each run's final video latents (on the CPU, float32), to compare a variant with the baseline."""
+    kept: list = []
+    run = generator.runner.run
+
+    def run_and_keep(job):
+        output = run(job)
+        kept.append(output.video.detach().float().cpu())
+        return output
+
+    generator.runner.run = run_and_keep
+    return kept
+
+
+def _latent_difference(latents, baseline) -> dict:
+    """How far a variant's final video latents are from the baseline's (same seed): 0 for bit-identical."""
+    if baseline is None:
+        return {}
+    difference = latents - baseline
+    rms = float(difference.pow(2).mean().sqrt() / baseline.pow(2).mean().sqrt().clamp(min=1e-12))
+    return dict(latent_max_abs_diff=float(difference.abs().max()), latent_relative_rms=rms)
+
+
+def _speed_figures(generator, built: dict, recipe: str, args, row: dict) -> dict:
+    """Seconds scaled from the steps run to the model's own, TFLOP/s and the fraction of the floor."""
+    from pipelines.generations import generation as generation_row
+    from pipelines.interface import JobSpec
+
+    pipe = generator.pipe
+    payload = args.payload
+    size = generator._plan_size(JobSpec(prompt=PROMPT, negative_prompt="", seed=0, **payload))
+    flops = stage_flops(generator, size, payload, dict(pipe.transformer.config))
+    # Only the guided stage's step count follows --speed-steps (stage 2 and distilled's stage 1 are fixed).
+    scaled_stage = SCALED_STAGE.get(recipe)
+    scale = {scaled_stage: generation_row(built["model"]).num_inference_steps / args.speed_steps}
+    scaled_stages = dict(row["stages"])
+    scaled_flops = 0.0
+    for stage, (total, _) in flops.items():
+        scaled_stages[stage] = row["stages"][stage] * scale.get(stage, 1.0)
+        scaled_flops += total * scale.get(stage, 1.0)
+    denoise_seconds = sum(row["stages"][stage] for stage in flops)
+    end_to_end = row["end_to_end"] + sum(scaled_stages[stage] - row["stages"][stage] for stage in flops)
+    tflops = sum(total for total, _ in flops.values()) / 1e12 / denoise_seconds
+    floor_seconds = scaled_flops / 1e12 / args.floor_tflops
+    return dict(
+        generated=f"{size.width}x{size.height}x{size.num_frames}",
+        steps_run={stage: steps for stage, (_, steps) in flops.items()},
+        stages_scaled=scaled_stages,
+        end_to_end_scaled=end_to_end,
+        tflops_per_s=tflops,
+        floor_seconds=floor_seconds,
+        fraction_of_floor=floor_seconds / end_to_end,
+    )
+
+
+def render_speed_table(built: dict, recipe: str, args, rows: list[dict]) -> str:
+    from pipelines.generations import generation as generation_row
+
+    def cell(value, fmt="{:.2f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    baseline = next((row.get("end_to_end_scaled") for row in rows if row["variant"] == "eager"), None)
+    stages = [s for s in SPEED_ROW_STAGES if any(s in row.get("stages_scaled", {}) for row in rows)]
+    memory = "peak VRAM GiB" if built["device"].type == "cuda" else "peak RSS GiB"
+    header = ["variant", "first run s", *(f"{s} s" for s in stages), "end-to-end s", "speed-up", "TFLOP/s",
+              "of floor", memory, "max|dlatent|", "outcome"]  # fmt: skip
+    lines = []
+    for row in rows:
+        scaled = row.get("end_to_end_scaled")
+        speed_up = baseline / scaled if baseline and scaled else None
+        fraction = row.get("fraction_of_floor")
+        outcome = next((f"{k}: {row[k]}" for k in ("error", "unavailable", "skipped") if k in row), "ok")
+        lines.append(
+            [
+                row["variant"],
+                cell(row.get("first_run_seconds")),
+                *(cell(row.get("stages_scaled", {}).get(s)) for s in stages),
+                cell(scaled),
+                cell(speed_up, "{:.2f}x"),
+                cell(row.get("tflops_per_s"), "{:.3g}"),
+                cell(fraction * 100 if fraction is not None else None, "{:.0f}%"),
+                cell(row.get("peak_gib")),
+                cell(row.get("latent_max_abs_diff", 0.0 if row["variant"] == "eager" and scaled else None), "{:.2g}"),
+                outcome[:90],
+            ]
+        )
+    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
+    scaled_stage = SCALED_STAGE.get(recipe)
+    model_steps = generation_row(built["model"]).num_inference_steps
+    steps = (
+        f"{scaled_stage} ran {args.speed_steps} steps, its time scaled to the model's {model_steps}"
+        if scaled_stage
+        else "its fixed steps"
+    )
+    title = (
+        f"speed options, {recipe} ({steps}; a first run, then the timed one, per variant); of floor: the "
+        f"transformer's FLOPs at {args.floor_tflops:g} TFLOP/s over the end-to-end time; max|dlatent|: final "
+        "video latents vs eager, same seed"
+    )
+    out = [title, " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out.append("-" * len(out[-1]))
+    out.extend(" | ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines)
+    return "\n".join(out)
+
+
 def render_table(header: str, rows: list[dict]) -> str:
     def cell(value, fmt="{:.2f}") -> str:
         return "-" if value is None else fmt.format(value)
@@ -390,6 +676,7 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
         f"guidance {payload['guidance_scale']}; build {timings['total']:.1f} s"
     )
     rows: list[dict] = []
+    printed = False
     report = dict(model=built["model"], header=header, device=built["device_name"], build_seconds=timings,
                   payload=payload, recipes=rows)  # fmt: skip
     reports.append(report)
@@ -404,12 +691,18 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
                 print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
                 if args.json:
                     _write_json(args.json, reports)
+            if rows:
+                print(render_table(header, rows), flush=True)
+            printed = True
+            speed_failed = bench_speed_options(built, args, image_path, Path(tmp), report, reports)
     except KeyboardInterrupt:
-        header += "; INTERRUPTED before " + ", ".join(args.recipe_list[len(rows) :])
         report["interrupted"] = True
-    print(render_table(header, rows), flush=True)
+        speed_failed = True
+        if not printed:
+            header += "; INTERRUPTED before " + ", ".join(args.recipe_list[len(rows) :])
+            print(render_table(header, rows), flush=True)
     del built
-    failed = any("error" in row for row in rows) or len(rows) < len(args.recipe_list)
+    failed = any("error" in row for row in rows) or len(rows) < len(args.recipe_list) or speed_failed
     return (1 if failed else 0), report
 
 

@@ -27,6 +27,7 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
         "--frames", "9",
         "--no-warmup",
         "--recipes", ",".join(RECIPES),
+        "--speed", "none",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -59,7 +60,7 @@ def test_bench_gpu_tiny_times_every_served_generation_in_turn_by_default(tmp_pat
     report_path = tmp_path / "bench.json"
     command = [
         sys.executable, "scripts/bench_gpu.py", "--tiny",
-        "--width", "64", "--height", "64", "--frames", "9", "--no-warmup", "--recipes", "one-stage",
+        "--width", "64", "--height", "64", "--frames", "9", "--no-warmup", "--recipes", "one-stage", "--speed", "none",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -84,3 +85,43 @@ def test_a_recipe_the_generation_does_not_offer_is_skipped_with_its_reason():
     row = bench.bench_recipe(dict(model="tiny-2.5"), "distilled", None, Path("unused"), Path("unused"))
     table = bench.render_table("tiny-2.5", [row])
     assert "skipped" in row and "not offered (one-stage only)" in table.splitlines()[-1]
+
+
+SPEED_VARIANTS = (
+    "eager", "compile", "sdpa", "cudnn", "flash4", "sage", "decode-one-pass", "negative-cache", "lossless", "lossy",
+)  # fmt: skip
+
+
+def test_bench_gpu_tiny_compares_every_speed_option_with_the_eager_baseline(tmp_path):
+    """Every compute-side speed option on the CPU, side by side: compiled and exact options within float rounding of
+    the baseline's latents, the CUDA-only kernels reported as unavailable (naming what they need) while the run goes
+    on, one table, and its JSON."""
+    report_path = tmp_path / "bench.json"
+    command = [
+        sys.executable, "scripts/bench_gpu.py", "--tiny", "--models", "ltx-2-19b", "--width", "64", "--height", "64",
+        "--frames", "9", "--recipes", "none", "--speed", "all", "--speed-recipes", "one-stage",
+        "--json", str(report_path),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("speed options, one-stage") == 1
+    for column in ("first run s", "end-to-end s", "speed-up", "TFLOP/s", "of floor", "max|dlatent|"):
+        assert column in completed.stdout
+
+    speed = json.loads(report_path.read_text())["speed_options"]
+    rows = {row["variant"]: row for row in speed["recipes"]["one-stage"]}
+    assert list(rows) == list(SPEED_VARIANTS)
+    for name in ("cudnn", "flash4", "sage", "lossy"):
+        assert "needs" in rows[name]["unavailable"]
+    assert "pip install flash-attn-4" in rows["flash4"]["unavailable"]
+    ran = [rows[name] for name in SPEED_VARIANTS if name not in ("cudnn", "flash4", "sage", "lossy")]
+    for row in ran:
+        assert "error" not in row and row["mp4_bytes"] > 0
+        assert row["end_to_end_scaled"] > 0 and row["tflops_per_s"] > 0 and 0 < row["fraction_of_floor"]
+        assert row["first_run_seconds"] > 0 and row["steps_run"] == {"denoise": 2}
+    # Exact options: bit-identical latents; compiled ones within float rounding.
+    for name in ("sdpa", "decode-one-pass", "negative-cache"):
+        assert rows[name]["latent_max_abs_diff"] == 0.0
+    for name in ("compile", "lossless"):
+        assert rows[name]["latent_max_abs_diff"] < 1e-4
+    assert "compile regional" in rows["lossless"]["options"] and "one pass" in rows["lossless"]["options"]
