@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import sys
 from dataclasses import fields
 
 from server.settings import GENERATE, SERVE, WORKER, Settings, command_fields, env_name, settings_from_env
@@ -80,6 +81,15 @@ def configure_logging(level: str, log_format: str = "text") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command installs its own handling (while parsing, checking, importing): one line.
+        print("ltx2-server: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setting_names = {f.name for f in fields(Settings)}
     overrides = {key: value for key, value in vars(args).items() if key in setting_names}

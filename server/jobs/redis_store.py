@@ -211,6 +211,18 @@ redis.call('HSET', KEYS[1], 'stage', 'requeued', 'worker', '')
 return 1
 """
 
+# A worker's supervisor took a job but its child died before starting it. ARGV: id, attempt. The job goes
+# back to QUEUED in its place (by submission time), the delivery uncounted, as the in-memory store does.
+_PUT_BACK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'PROCESSING' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[2] then
+  return 0
+end
+if redis.call('HINCRBY', KEYS[1], 'attempt', -1) == 0 then redis.call('HDEL', KEYS[1], 'started_at') end
+redis.call('HSET', KEYS[1], 'status', 'QUEUED', 'stage', 'queued', 'worker', '')
+redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'created_at'), ARGV[1])
+return 1
+"""
+
 # The API cancels. ARGV: id, now. A queued job fails at once; a running one is flagged for its worker.
 _CANCEL = (
     _FINALIZE
@@ -293,6 +305,7 @@ class RedisScripts:
         self.finish = client.register_script(_FINISH)
         self.cancel = client.register_script(_CANCEL)
         self.hand_back = client.register_script(_HAND_BACK)
+        self.put_back = client.register_script(_PUT_BACK)
         self.expire_queued = client.register_script(_EXPIRE_QUEUED)
 
 

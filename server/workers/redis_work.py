@@ -72,6 +72,7 @@ class RedisWorkSource:
         self._results = results
         self._scratch_root = scratch_root
         self._held: dict[str, Delivery] = {}
+        self._putting_back: set[asyncio.Task] = set()
         self._closed = False
         # Set by the host: how to stop a job whose cancel flag appears (routes to its supervisor).
         self.cancel_running: Callable[[Job], None] | None = None
@@ -274,19 +275,40 @@ class RedisWorkSource:
             delivery.released = True
             self._held.pop(delivery.job.id, None)
             if await self.scripts.hand_back(keys=[job_key(delivery.job.id)], args=[delivery.attempt]):
-                # Marked idle for longer than the visibility timeout: the next XAUTOCLAIM takes it.
-                await self.client.xclaim(
-                    QUEUE_STREAM, CONSUMER_GROUP, delivery.consumer, min_idle_time=0,
-                    message_ids=[delivery.entry_id], idle=int(self._visibility * 1000) + 1000, justid=True,
-                )  # fmt: skip
+                await self._make_claimable(delivery)
                 handed += 1
         return handed
+
+    def put_back(self, job: Job) -> None:
+        """Taken but never started (the worker died first): back to the queue in its place, uncounted."""
+        delivery = self._held.pop(job.id, None)
+        if delivery is not None:
+            delivery.released = True
+            self._putting_back.add(asyncio.get_running_loop().create_task(self._put_back(delivery)))
+
+    async def _put_back(self, delivery: Delivery) -> None:
+        job_id = delivery.job.id
+        try:
+            if await self.scripts.put_back(keys=transition_keys(job_id), args=[job_id, delivery.attempt]):
+                await self._make_claimable(delivery)
+        except UNREACHABLE_ERRORS as exc:
+            # The entry stays pending: it is redelivered after the visibility timeout, as a crashed job's is.
+            log.warning("job %s: not put back now (%s); redelivered after %.0f s", job_id, exc, self._visibility)
+        finally:
+            self._putting_back.discard(asyncio.current_task())
+
+    async def _make_claimable(self, delivery: Delivery) -> None:
+        # Marked idle for longer than the visibility timeout: the next XAUTOCLAIM, before any new entry, takes it.
+        await self.client.xclaim(
+            QUEUE_STREAM, CONSUMER_GROUP, delivery.consumer, min_idle_time=0,
+            message_ids=[delivery.entry_id], idle=int(self._visibility * 1000) + 1000, justid=True,
+        )  # fmt: skip
 
     def holds_jobs(self) -> bool:
         return bool(self._held)
 
     async def settle_writes(self, timeout: float = 10.0) -> None:
-        writes = [held.writes for held in self._held.values() if held.writes is not None]
+        writes = [held.writes for held in self._held.values() if held.writes is not None] + [*self._putting_back]
         if writes:
             await asyncio.wait(writes, timeout=timeout)
 
@@ -359,5 +381,4 @@ class WorkerQueue:
         return self._source.release(job)
 
     def put_back(self, job: Job) -> None:
-        # Taken but never started (its worker died first): delivered again like a crashed job's.
-        self._source.release(job)
+        self._source.put_back(job)

@@ -211,3 +211,21 @@ def process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_ctrl_c_while_serve_is_still_starting_exits_130_in_one_line(delay):
+    """Before the worker and uvicorn are up (parsing, checks, imports, start-up): no traceback either."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.servers import REPO_ROOT, free_port
+
+    command = [sys.executable, "-m", "server.cli", "serve", "--model", "tiny", "--port", str(free_port())]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output

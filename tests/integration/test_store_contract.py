@@ -182,16 +182,8 @@ def test_drain_ends_what_this_process_runs_and_never_raises(make_store):
     asyncio.run(scenario())
 
 
-def test_a_job_put_back_by_its_worker_stays_queued_and_is_the_next_one_taken(make_store, request):
+def test_a_job_put_back_by_its_worker_stays_queued_and_is_the_next_one_taken(make_store):
     """The supervisor puts back a job it took but never started (its worker died meanwhile)."""
-    if make_store.kind == "redis":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="Redis's put_back releases the delivery: the record stays PROCESSING, and the job is "
-                "delivered again only after the visibility timeout, behind newer jobs, as another attempt",
-            )
-        )
 
     async def scenario():
         async with make_store() as opened:
@@ -200,7 +192,9 @@ def test_a_job_put_back_by_its_worker_stays_queued_and_is_the_next_one_taken(mak
             clock.advance(1)
             second = await opened.create()
             opened.worker.put_back(await opened.take())
+            await opened.settle()
             assert (await store.find(first.id)).status is JobStatus.QUEUED
+            assert (await store.find(first.id)).stage == "queued"
             assert [(await opened.take()).id, (await opened.take()).id] == [first.id, second.id]
 
     asyncio.run(scenario())
