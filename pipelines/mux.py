@@ -13,22 +13,52 @@ including every default) are yuv420p, which every player supports.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import queue
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from .interface import MuxError
 
 _STDERR_TAIL_CHARS = 2000
-# x264 output depends on its thread count; pinning it makes the bytes reproducible across machines.
-X264_THREADS = 2
+# x264 output depends on its thread count: a fixed count gives the same bytes on every host with it.
+# The default uses the host's cores (x264 gains little past 16); callers may pin it.
+MAX_DEFAULT_X264_THREADS = 16
+# Decoded chunks waiting for the writer thread: one being written and one ready is enough to keep
+# ffmpeg fed while the next chunk decodes, and bounds the memory held to two chunks.
+_WRITER_QUEUE_CHUNKS = 2
+# How often a mux waiting on ffmpeg asks whether it should stop (see stop_muxing_when).
+_STOP_POLL_SECONDS = 0.1
 # x264's own default quality; lower is better and bigger.
 DEFAULT_CRF = 23
+
+
+def default_x264_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_X264_THREADS))
+
+
+# Checked while a mux runs in this context (see stop_muxing_when); None: never stopped from outside.
+_stop_check: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("mux_stop_check", default=None)
+
+
+@contextlib.contextmanager
+def stop_muxing_when(check: Callable[[], None]) -> Iterator[None]:
+    """Every mux_video in this context calls ``check`` while it waits for ffmpeg (every
+    ``_STOP_POLL_SECONDS``); whatever ``check`` raises kills ffmpeg and leaves mux_video, which then
+    leaves nothing behind. Lets a caller that cannot reach the mux (it runs deep in a generator) stop it."""
+    token = _stop_check.set(check)
+    try:
+        yield
+    finally:
+        _stop_check.reset(token)
 
 
 def pixel_format_for(width: int, height: int) -> str:
@@ -69,6 +99,7 @@ def _ffmpeg_command(
     preset: str,
     crf: int,
     output_path: Path,
+    threads: int,
 ) -> list[str]:
     import imageio_ffmpeg
 
@@ -116,7 +147,7 @@ def _ffmpeg_command(
         "-pix_fmt",
         pixel_format_for(width, height),
         "-threads",
-        str(X264_THREADS),
+        str(threads),
         "-r",
         str(fps),
         "-c:a",
@@ -159,12 +190,15 @@ def mux_video(
     *,
     num_frames: int | None = None,
     crf: int = DEFAULT_CRF,
+    threads: int | None = None,
 ) -> None:
     """Encode uint8 frames [F, H, W, 3] (an array, or an iterable of such chunks) and float audio
     [channels, samples] into output_path.
 
     num_frames is required when frames is an iterable (the audio is cut to num_frames / fps seconds
-    before the first frame arrives); chunks beyond it are ignored.
+    before the first frame arrives); chunks beyond it are ignored. A writer thread hands the chunks to
+    ffmpeg while the iterable produces the next one (a decode overlaps the encode of the chunk before),
+    so a chunk must not be modified once yielded. threads: x264's (None: default_x264_threads()).
     """
     output_path = Path(output_path)
     if num_frames is None:
@@ -196,15 +230,18 @@ def mux_video(
             preset=preset,
             crf=crf,
             output_path=partial_path,
+            threads=threads or default_x264_threads(),
         )
         with tempfile.TemporaryFile() as stderr_file:
             # stderr goes to a file, not a pipe: a chatty ffmpeg can never block on a full pipe buffer.
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=stderr_file)
+            writer = _FrameWriter(process)
             try:
-                _feed_frames(process, first, chunks, num_frames, width, height)
-                return_code = process.wait()
+                _feed_frames(writer, first, chunks, num_frames, width, height)
+                return_code = _wait_for(process)
             except BaseException:
                 process.kill()
+                writer.abandon()
                 process.wait()
                 raise
             if return_code != 0:
@@ -215,29 +252,98 @@ def mux_video(
         _remove_quietly(partial_path)
 
 
-def _feed_frames(
-    process: subprocess.Popen, first: np.ndarray, rest: Iterator[np.ndarray], num_frames: int, width: int, height: int
-) -> None:
-    written = 0
-    stdin = process.stdin
-    assert stdin is not None  # the process is started with stdin=PIPE
-    try:
-        for chunk in _prepend(first, rest):
-            if chunk.shape[1:] != (height, width, 3):
-                raise ValueError(f"frame chunk has shape {chunk.shape[1:]}, expected {(height, width, 3)}")
-            chunk = chunk[: num_frames - written]
-            if len(chunk):
-                stdin.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
-                written += len(chunk)
-            if written >= num_frames:
-                break
-    except BrokenPipeError:
-        pass  # ffmpeg died early (bad arguments): its exit status and stderr tell why
-    finally:
+def _wait_for(process: subprocess.Popen) -> int:
+    check = _stop_check.get()
+    if check is None:
+        return process.wait()
+    while True:
+        check()
         try:
-            stdin.close()
-        except BrokenPipeError:
+            return process.wait(_STOP_POLL_SECONDS)
+        except subprocess.TimeoutExpired:
             pass
+
+
+def _feed_frames(
+    writer: _FrameWriter, first: np.ndarray, rest: Iterator[np.ndarray], num_frames: int, width: int, height: int
+) -> None:
+    """Checks and trims each chunk here (the caller's thread, which also produces them); the writer
+    thread writes them. Returns once every chunk is written and ffmpeg's input closed, or ffmpeg stopped
+    reading; on an exception the caller kills ffmpeg and abandons the writer."""
+    written = 0
+    check = _stop_check.get()
+    for chunk in _prepend(first, rest):
+        if check is not None:
+            check()
+        if chunk.shape[1:] != (height, width, 3):
+            raise ValueError(f"frame chunk has shape {chunk.shape[1:]}, expected {(height, width, 3)}")
+        chunk = chunk[: num_frames - written]
+        if len(chunk) and not writer.put(chunk):
+            break  # ffmpeg died early (bad arguments): its exit status and stderr tell why
+        written += len(chunk)
+        if written >= num_frames:
+            break
+    writer.close()
+
+
+class _FrameWriter:
+    """Writes chunks to ffmpeg's stdin from a thread of its own, through a small bounded queue."""
+
+    _DONE = None
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        assert process.stdin is not None  # the process is started with stdin=PIPE
+        self._stdin = process.stdin
+        self._chunks: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=_WRITER_QUEUE_CHUNKS)
+        self._stopped = threading.Event()  # the writer is done (all written, or ffmpeg stopped reading)
+        self._thread = threading.Thread(target=self._write_all, name="ltx2-mux-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, chunk: np.ndarray) -> bool:
+        """Queue a chunk; False once ffmpeg stopped reading (the chunk is dropped)."""
+        # The buffer itself goes to the pipe: no bytes copy unless the chunk is not C-contiguous uint8.
+        chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
+        while not self._stopped.is_set():
+            try:
+                self._chunks.put(chunk, timeout=_STOP_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        """After the last chunk: let the writer finish and close ffmpeg's stdin (its end of input)."""
+        while self._thread.is_alive():
+            try:
+                self._chunks.put(self._DONE, timeout=_STOP_POLL_SECONDS)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def abandon(self) -> None:
+        """After ffmpeg was killed: the writer fails on the broken pipe and exits; wait for it."""
+        self._stopped.set()
+        self._thread.join()
+
+    def _write_all(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                try:
+                    chunk = self._chunks.get(timeout=_STOP_POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                if chunk is self._DONE:
+                    break
+                self._stdin.write(chunk.data.cast("B"))
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # ffmpeg stopped reading: its exit status and stderr tell why
+        finally:
+            self._stopped.set()
+            try:
+                self._stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
 
 
 def _prepend(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
