@@ -234,35 +234,49 @@ def module_bytes(module, device_type: str | None = None) -> int:
 
 class HostCopy:
     """A module whose weights wait in CPU memory (pinned when the GPU is CUDA) and visit ``device``:
-    ``onload`` copies them over, ``offload`` just drops the GPU copy, since the weights never change."""
+    ``onload`` copies them over, ``offload`` puts the host tensors back in their place and lets the GPU
+    copies go, since the weights never change. Tied weights stay tied (one copy, one Parameter)."""
 
     def __init__(self, module, device) -> None:
         import torch
 
         self.module = module
         self.device = torch.device(device)
-        unique = {id(t): t for t in [*module.parameters(), *module.buffers()]}
-        self.tensors = list(unique.values())
         pin = self.device.type == "cuda"
-        for tensor in self.tensors:
-            host = tensor.data.to("cpu")
-            tensor.data = host.pin_memory() if pin else host
-        self.host = [tensor.data for tensor in self.tensors]
+        # (owning module, name, is it a parameter, host tensor), for every parameter and buffer slot.
+        self.slots: list[tuple[Any, str, bool, Any]] = []
+        hosted: dict[int, Any] = {}  # id of the original tensor -> its host copy
+        for owner in module.modules():
+            for table, is_parameter in ((owner._parameters, True), (owner._buffers, False)):
+                for name, tensor in list(table.items()):
+                    if tensor is None:
+                        continue
+                    if id(tensor) not in hosted:
+                        host = tensor.detach().to("cpu")
+                        hosted[id(tensor)] = host.pin_memory() if pin else host
+                    self.slots.append((owner, name, is_parameter, hosted[id(tensor)]))
+        self._fill(lambda host: host)  # one tensor at a time, so the originals are freed as it goes
         self.on_device = self.device.type == "cpu"
 
+    def _fill(self, place) -> None:
+        import torch
+
+        placed: dict[int, Any] = {}  # id of a host tensor -> what its slots get (tied slots: the same object)
+        for owner, name, is_parameter, host in self.slots:
+            if id(host) not in placed:
+                tensor = place(host)
+                placed[id(host)] = torch.nn.Parameter(tensor, requires_grad=False) if is_parameter else tensor
+            (owner._parameters if is_parameter else owner._buffers)[name] = placed[id(host)]
+
     def onload(self) -> None:
-        if self.on_device:
-            return
-        for tensor, host in zip(self.tensors, self.host, strict=True):
-            tensor.data = host.to(self.device, non_blocking=True)
-        self.on_device = True
+        if not self.on_device:
+            self._fill(lambda host: host.to(self.device, non_blocking=True))
+            self.on_device = True
 
     def offload(self) -> None:
-        if not self.on_device or self.device.type == "cpu":
-            return
-        for tensor, host in zip(self.tensors, self.host, strict=True):
-            tensor.data = host
-        self.on_device = False
+        if self.on_device and self.device.type != "cpu":
+            self._fill(lambda host: host)
+            self.on_device = False
 
 
 def take_turns(copies: list[HostCopy]) -> None:

@@ -1,0 +1,149 @@
+"""The memory options of pipelines.load_generator on the CPU: offloading moves weights and never changes
+arithmetic (text-encoder and model offload give the same bytes as none, a merged stage-2 transformer
+included); offloaded weights wait in host memory and leave the GPU without being copied back; Lightricks'
+fp8 checkpoint keeps its own fp8 values and activation scales under ``fp8="compute"``."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import pipelines
+from pipelines.interface import JobSpec
+from pipelines.offload import HostCopy, take_turns
+from pipelines.tiny import save_tiny_weights
+from tests.integration.test_weights_loader import write_checkpoint
+
+FAST = dict(num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, device="cpu")
+REQUEST = JobSpec(
+    prompt="a lighthouse at dusk",
+    negative_prompt="blurry",
+    width=128,
+    height=96,
+    num_frames=9,
+    fps=12,
+    seed=7,
+    guidance_scale=4.0,
+)
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "in.png"
+    Image.radial_gradient("L").convert("RGB").resize((200, 300)).save(path)
+    return path
+
+
+def video_digest(generator, picture: Path, out: Path) -> str:
+    generator.generate(REQUEST, picture, out, lambda *args: None)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("stage2_lora", ["adapter", "merged"])
+@pytest.mark.parametrize("offload", ["text-encoder", "model"])
+def test_offload_gives_the_same_bytes_as_no_offload(picture, tmp_path, offload, stage2_lora):
+    resident = pipelines.load_generator("tiny", offload="none", stage2_lora=stage2_lora, **FAST)
+    offloaded = pipelines.load_generator("tiny", offload=offload, stage2_lora=stage2_lora, **FAST)
+    assert f"offload {offload}" in offloaded.description
+    assert video_digest(offloaded, picture, tmp_path / "a.mp4") == video_digest(resident, picture, tmp_path / "b.mp4")
+
+
+def test_fp8_true_still_means_storage_and_the_description_names_each_option():
+    storage = pipelines.load_generator("tiny", fp8=True, **FAST)
+    assert "transformer stored in fp8;" in storage.description
+    both = pipelines.load_generator("tiny", fp8="compute", stage2_lora="merged", **FAST)
+    assert "stage-2 LoRA merged at load, transformer stored in fp8, fp8 matmuls" in both.description
+    to_q = both.runner.distilled_transformer.transformer_blocks[0].attn1.to_q  # the merged copy: fp8 too
+    assert to_q.compute and to_q.weight_fp8.dtype == torch.float8_e4m3fn
+    copy_only = pipelines.load_generator("tiny", stage2_lora="merged-fp8", **FAST)
+    assert "merged stage-2 transformer stored in fp8" in copy_only.description
+    assert copy_only.pipe.transformer.transformer_blocks[0].attn1.to_q.weight.dtype == torch.float32
+
+
+def test_one_stage_has_no_stage_2_to_merge():
+    generator = pipelines.load_generator("tiny", recipe="one-stage", stage2_lora="merged", **FAST)
+    assert "merged" not in generator.description and generator.runner.distilled_transformer is None
+
+
+def test_bad_option_values_are_refused_before_anything_loads():
+    with pytest.raises(ValueError, match="stage2_lora: must be one of adapter, merged, merged-fp8"):
+        pipelines.load_generator("tiny", stage2_lora="fused", **FAST)
+    with pytest.raises(ValueError, match="fp8: must be one of off, storage, compute"):
+        pipelines.load_generator("tiny", fp8="e5m2", **FAST)
+
+
+def _storages(module) -> list[int]:
+    return [t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers()]]
+
+
+def test_offloaded_weights_leave_the_device_by_dropping_their_copy_never_by_copying_back():
+    # "meta" stands in for the GPU: a tensor moved there has no data, so one that comes back with data
+    # can only be the host copy it left behind.
+    encoder, transformer = torch.nn.Linear(8, 8), torch.nn.Linear(8, 4)
+    host_storages = _storages(encoder)
+    copies = [HostCopy(encoder, "meta"), HostCopy(transformer, "meta")]
+    take_turns(copies)
+    assert _storages(encoder) == host_storages  # nothing moved at load (no pinning without CUDA)
+
+    encoder(torch.empty(2, 8, device="meta"))  # its turn: it arrives, the other waits on the host
+    assert encoder.weight.is_meta and not transformer.weight.is_meta
+    transformer(torch.empty(2, 8, device="meta"))  # its turn: the encoder leaves
+    assert transformer.weight.is_meta and not encoder.weight.is_meta
+    assert _storages(encoder) == host_storages  # the very same host tensors, not a copy back
+
+
+def test_text_encoder_offload_sends_the_encoder_away_right_after_the_prompt(picture, tmp_path):
+    generator = pipelines.load_generator("tiny", offload="text-encoder", **FAST)
+    encoder = generator.pipe.text_encoder
+    assert any(hook for hook in encoder._forward_pre_hooks.values())  # it arrives when called...
+    assert generator.after_prompt is not None  # ...and leaves once the prompt is encoded
+    video_digest(generator, picture, tmp_path / "out.mp4")
+
+
+@pytest.fixture(scope="module")
+def fp8_weights(tmp_path_factory) -> Path:
+    """The tiny LTX-2 on disk with its transformer as Lightricks' fp8 checkpoint, input scales included."""
+    from diffusers import LTX2VideoTransformer3DModel
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from pipelines.weights import FP8_CHECKPOINT_FILE
+
+    folder = tmp_path_factory.mktemp("fp8-weights")
+    save_tiny_weights(folder)
+    transformer = LTX2VideoTransformer3DModel.from_pretrained(folder / "transformer")
+    for shard in (folder / "transformer").glob("*.safetensors"):
+        shard.unlink()
+    checkpoint = folder / FP8_CHECKPOINT_FILE
+    write_checkpoint(transformer, checkpoint, fp8=True)
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    for name in [n for n, t in tensors.items() if t.dtype == torch.float8_e4m3fn]:
+        tensors[name.removesuffix(".weight") + ".input_scale"] = torch.tensor(0.0123)
+    save_file(tensors, str(checkpoint))
+    return folder
+
+
+def test_fp8_compute_keeps_the_checkpoints_fp8_values_and_input_scales(fp8_weights, picture, tmp_path):
+    from safetensors import safe_open
+
+    from pipelines.weights import FP8_CHECKPOINT_FILE
+
+    generator = pipelines.load_generator("ltx-2-19b", weights=str(fp8_weights), fp8="compute", **FAST)
+    assert "transformer stored in fp8, fp8 matmuls" in generator.description
+    to_q = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.base_layer
+    with safe_open(str(fp8_weights / FP8_CHECKPOINT_FILE), framework="pt") as handle:
+        name = "model.diffusion_model.transformer_blocks.0.attn1.to_q"
+        stored, scale = handle.get_tensor(f"{name}.weight"), handle.get_tensor(f"{name}.weight_scale")
+    assert torch.equal(to_q.weight_fp8.view(torch.uint8), stored.view(torch.uint8))
+    assert torch.equal(to_q.weight_scale, scale.float().expand(to_q.out_features))
+    assert to_q.input_scale == pytest.approx(0.0123)
+    # The LoRA is not in the checkpoint: its matrices get scales of their own and dynamic activation scales.
+    lora_a = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.lora_A["stage2_distilled"]
+    assert lora_a.input_scale is None and lora_a.compute
+    video_digest(generator, picture, tmp_path / "fp8.mp4")
