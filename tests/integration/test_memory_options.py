@@ -6,7 +6,6 @@ fp8 checkpoint keeps its own fp8 values and activation scales under ``fp8="compu
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
