@@ -13,11 +13,10 @@ import torch
 from PIL import Image
 
 import pipelines
-from pipelines.denoise import StageDenoiser
 from pipelines.interface import JobSpec
-from pipelines.recipes import DenoiseJob
 from pipelines.speed import compile_repeated_blocks
 from tests.support.media_probe import probe_mp4
+from tests.support.transformer_pass import one_stage_inputs, prompt_pass
 
 
 @pytest.fixture(scope="module")
@@ -89,31 +88,6 @@ def test_one_pass_video_decode_gives_the_chunked_decode_s_bytes_and_frame_count(
     assert hashes[0] == hashes[1]
 
 
-def _one_stage_inputs(generator):
-    """A request's stage inputs on the tiny model: the denoiser, its latent states and contexts."""
-    request = params()
-    policy = generator.request_policy(request)
-    contexts = generator._encode_prompt(request, policy)
-    pixels = torch.from_numpy(np.random.RandomState(0).randint(0, 255, (64, 64, 3), dtype=np.uint8))
-    job = DenoiseJob(
-        pixels=pixels,
-        width=64,
-        height=64,
-        num_frames=9,
-        fps=24.0,
-        policy=policy,
-        contexts=contexts,
-        generator=torch.Generator().manual_seed(0),
-        on_step=lambda step: None,
-    )
-    runner = generator.runner
-    geometry = runner._geometry(job, 64, 64)
-    video = runner._video_state(geometry, runner._image_latent(pixels, 64, 64), None).noised(job.generator, 1.0)
-    audio = runner._audio_state(geometry, None, video.latent.dtype).noised(job.generator, 1.0)
-    denoiser = StageDenoiser(generator.pipe.transformer, policy, geometry, contexts)
-    return denoiser, video, audio, contexts
-
-
 def test_compile_regional_transformer_pass_matches_eager_within_float_rounding():
     """One prompt pass (compiling a whole request takes minutes on a small CPU; bench_gpu.py --tiny runs one)."""
     from torch._dynamo.utils import counters
@@ -121,11 +95,11 @@ def test_compile_regional_transformer_pass_matches_eager_within_float_rounding()
     generator = pipelines.load_generator("tiny", recipe="one-stage", num_inference_steps=2)
     graphs_before = counters["stats"]["unique_graphs"]
     with torch.inference_mode():
-        denoiser, video, audio, contexts = _one_stage_inputs(generator)
-        eager = denoiser._x0(video, audio, 0.7, contexts.video, contexts.audio)
+        denoiser, video, audio, contexts = one_stage_inputs(generator, params())
+        eager = prompt_pass(denoiser, video, audio, contexts)
         undo = compile_repeated_blocks(generator.pipe.transformer)
         try:
-            compiled = denoiser._x0(video, audio, 0.7, contexts.video, contexts.audio)
+            compiled = prompt_pass(denoiser, video, audio, contexts)
         finally:
             undo()
     for eager_x0, compiled_x0 in zip(eager, compiled, strict=True):
@@ -171,7 +145,7 @@ def test_the_connectors_all_ones_text_mask_is_a_no_op_so_the_transformer_is_not_
         assert 0 < int(mask.sum()) < mask.numel()  # the prompt is padded
         video_context, audio_context, connector_mask = _connectors_with_registers()(hidden, mask, padding_side="left")
         assert torch.equal(connector_mask, torch.ones_like(connector_mask))
-        denoiser, video, audio, _ = _one_stage_inputs(generator)
+        denoiser, video, audio, _ = one_stage_inputs(generator, params())
         transformer = pipe.transformer
         geometry = denoiser.geometry
         sigmas = video.mask.squeeze(-1) * 700.0
