@@ -185,3 +185,12 @@ def store_blocks_in_fp8(
             setattr(parent, child_name, replacement)
             swapped += 1
     return swapped
+
+
+def set_fp8_compute(module: torch.nn.Module, compute: bool) -> int:
+    """Switch every Fp8Linear under ``module`` between storage and compute (the weights stay as they are);
+    returns how many."""
+    layers = [layer for layer in module.modules() if isinstance(layer, Fp8Linear)]
+    for layer in layers:
+        layer.compute = compute
+    return len(layers)

@@ -338,7 +338,7 @@ def prepare_transformers(
     if fp8 == "off" and bundle.fp8_checkpoint:
         fp8 = "storage"  # a transformer read from the fp8 checkpoint stays in fp8: its download was chosen for that
     done = []
-    merged = stage2_lora != "adapter" and _merge_stage2_lora(bundle, recipe)
+    merged = stage2_lora != "adapter" and merge_stage2_lora(bundle, recipe)
     if merged:
         done.append("stage-2 LoRA merged at load")
     stage2 = stage2_transformer(bundle)
@@ -353,7 +353,7 @@ def prepare_transformers(
     return ", ".join(done)
 
 
-def _merge_stage2_lora(bundle: LTX2Bundle, recipe: str) -> bool:
+def merge_stage2_lora(bundle: LTX2Bundle, recipe: str) -> bool:
     """Merge the distilled LoRA at load (pipelines/stage2.py): into a second transformer for two-stage's
     stage 2, into the base itself for the distilled recipe (which never runs the base). False when there is
     nothing to merge: one-stage never runs the LoRA; a distilled checkpoint or LTX-2.5 has none."""

@@ -20,7 +20,7 @@ several times faster than from pageable memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
 GIB = 1024**3
@@ -279,11 +279,12 @@ class HostCopy:
             self.on_device = False
 
 
-def take_turns(copies: list[HostCopy]) -> None:
-    """Before any of these modules runs, the others leave the GPU and it arrives (if not there already)."""
+def take_turns(copies: list[HostCopy]) -> list[Any]:
+    """Before any of these modules runs, the others leave the GPU and it arrives (if not there already).
+    Returns the hooks' handles."""
 
     def arrive(arriving: HostCopy):
-        def pre_forward(module, args, kwargs=None):
+        def pre_forward(module, args):
             for other in copies:
                 if other is not arriving:
                     other.offload()
@@ -291,8 +292,33 @@ def take_turns(copies: list[HostCopy]) -> None:
 
         return pre_forward
 
-    for copy in copies:
-        copy.module.register_forward_pre_hook(arrive(copy))
+    return [copy.module.register_forward_pre_hook(arrive(copy)) for copy in copies]
+
+
+def host_turns(bundle, mode: str, device) -> Callable[[], None]:
+    """``text-encoder``: the text encoder waits in host memory, visits the GPU to encode each prompt and leaves
+    right after (bundle.after_prompt). ``model``: it and the transformer(s) take turns. Returns the undo:
+    every one of them back on ``device`` for good (scripts/bench_gpu.py compares modes on one loaded model)."""
+    from .loader import stage2_transformer
+
+    pipe = bundle.pipe
+    modules = [pipe.text_encoder]
+    if mode == "model":
+        modules += [pipe.transformer, *[m for m in (stage2_transformer(bundle),) if m is not None]]
+    copies = [HostCopy(module, device) for module in modules]
+    handles = take_turns(copies)
+    after_prompt = bundle.after_prompt
+    if mode == "text-encoder":
+        bundle.after_prompt = copies[0].offload
+
+    def undo() -> None:
+        for handle in handles:
+            handle.remove()
+        for copy in copies:
+            copy.onload()
+        bundle.after_prompt = after_prompt
+
+    return undo
 
 
 def _place_resident(bundle, device, names: tuple[str, ...]) -> None:
@@ -324,13 +350,10 @@ def apply_offload(bundle, plan: OffloadPlan, device) -> None:
         _place_resident(bundle, device, ("transformer", *_SMALL_COMPONENTS))
         if stage2 is not None:
             stage2.to(device)
-        text_encoder = HostCopy(pipe.text_encoder, device)
-        take_turns([text_encoder])  # visits the GPU when the prompt is encoded...
-        bundle.after_prompt = text_encoder.offload  # ...and leaves right after
+        host_turns(bundle, "text-encoder", device)
     elif plan.mode == "model":
         _place_resident(bundle, device, _SMALL_COMPONENTS)
-        turns = [pipe.text_encoder, pipe.transformer, *([stage2] if stage2 is not None else [])]
-        take_turns([HostCopy(module, device) for module in turns])
+        host_turns(bundle, "model", device)
     elif plan.mode in ("group", "sequential"):
         # "sequential" is leaf-level group offloading: the same memory as accelerate's sequential CPU
         # offload (one layer on the GPU at a time) but with transfers overlapped on a CUDA stream; and

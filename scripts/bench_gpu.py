@@ -42,6 +42,14 @@ the final latents are from eager's. An option this machine cannot run is listed 
 is reported and the next one runs; no variant starts that would end past --budget-s (570 s of the whole run).
 
     python scripts/bench_gpu.py --recipes none --speed all --speed-recipes two-stage,distilled
+
+Memory and precision options (pipelines/fp8.py, stage2.py, offload.py), last, as they change the loaded model
+for good: per --memory-recipes recipe (default two-stage), the "adapter" baseline (bf16, the distilled LoRA as a
+peft adapter), text-encoder and model offload (pinned host copies; undone after their row), then, each on top of
+the last, the LoRA merged into a second transformer, that copy in fp8, the base in fp8 storage too, and both
+with fp8 matmuls. Each row: the weights' size, what is on the GPU, what the offload planner asks for with
+everything resident, seconds per stage (--speed-steps, scaled), peak VRAM and the final latents' distance from
+the baseline. --memory none leaves them out.
 """
 
 from __future__ import annotations
@@ -120,6 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-warmup", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here (after each recipe)")
     add_speed_arguments(parser)
+    add_memory_arguments(parser)
     args = parser.parse_args(argv)
     base = TINY_PAYLOAD if args.tiny else DEFAULT_PAYLOAD
     args.payload = dict(
@@ -136,6 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(FULL_SIZE)})")
     resolve_speed_arguments(parser, args)
+    resolve_memory_arguments(parser, args)
     return args
 
 
@@ -174,8 +184,8 @@ def build(args, generation: str = "ltx-2-19b") -> dict:
 
 
 def place(bundle, offload: str, device):
-    """The server's placement. Its planner keeps ~8 GiB of headroom for activations, which the 19B's
-    ~71 GiB of resident weights (LoRA included) can leave just short of on an 80 GB card: then, for
+    """The server's placement. Its planner budgets the default request's activations (~10 GiB), which the 19B's
+    ~71 GiB of resident weights (LoRA included) leave just short of on an 80 GB card: then, for
     ``--offload none`` with everything already on the GPU, measure the real peak instead of refusing."""
     from pipelines.loader import place_bundle
     from pipelines.offload import InsufficientGpuMemory, OffloadPlan
@@ -570,6 +580,191 @@ def render_speed_table(built: dict, recipe: str, args, rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+# -- memory and precision options (pipelines/fp8.py, stage2.py, offload.py), side by side ----------------------
+# Applied to the one loaded model in this order. The offload modes are undone after their row; merging the stage-2
+# LoRA and storing in fp8 cannot be undone, so from "merged" on each row adds to the ones before it: "fp8-storage"
+# is the base in fp8 with the merged stage-2 copy in fp8, "fp8-compute" both with fp8 matmuls.
+MEMORY_VARIANTS = (
+    "adapter",  # the baseline: bf16, the distilled LoRA as a peft adapter, placed as --offload says
+    "offload-text-encoder",  # Gemma in pinned host memory, visiting the GPU for each prompt
+    "offload-model",  # Gemma and the transformer(s) in pinned host memory, taking turns on the GPU
+    "merged",  # stage 2 runs a second bf16 transformer with the LoRA merged at load (lossless)
+    "merged-fp8",  # that copy in fp8 storage
+    "fp8-storage",  # the base transformer in fp8 storage too
+    "fp8-compute",  # both with fp8 matmuls (the most lossy)
+)
+
+
+def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--memory",
+        default="all",
+        help=f"memory/precision variants to compare, after the speed ones (of {', '.join(MEMORY_VARIANTS)}; "
+        "all; none); on --speed-models, --speed-steps steps, within --budget-s",
+    )
+    parser.add_argument(
+        "--memory-recipes", default="two-stage", help="recipes of the memory comparison (default two-stage)"
+    )
+
+
+def resolve_memory_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    names = [name.strip() for name in args.memory.split(",") if name.strip()]
+    names = list(MEMORY_VARIANTS) if names == ["all"] else [] if names == ["none"] else names
+    unknown = [name for name in names if name not in MEMORY_VARIANTS]
+    if unknown:
+        parser.error(f"--memory: unknown {', '.join(unknown)} (known: {', '.join(MEMORY_VARIANTS)})")
+    # Kept in MEMORY_VARIANTS' order (each irreversible step builds on the ones before), the baseline first.
+    args.memory_list = [name for name in MEMORY_VARIANTS if name in names or (names and name == "adapter")]
+    args.memory_recipe_list = [name.strip() for name in args.memory_recipes.split(",") if name.strip()]
+
+
+def bench_memory_options(built: dict, args, image_path: Path, tmp: Path, report: dict, reports: list[dict]) -> bool:
+    """Every --memory variant, each run for every --memory-recipes recipe; one table per recipe. Runs last: it
+    changes the loaded model for good. True if a variant failed."""
+    generation = next(name for name, (tiny, *_) in FULL_SIZE.items() if built["model"] in (name, tiny))
+    if not args.memory_list or generation not in args.speed_model_list:
+        return False
+    from pipelines.generations import generation as generation_row
+
+    recipes = [recipe for recipe in args.memory_recipe_list if recipe in generation_row(built["model"]).recipes]
+    runs: dict[str, list[dict]] = {recipe: [] for recipe in recipes}
+    report["memory_options"] = dict(steps=args.speed_steps, order=list(MEMORY_VARIANTS), recipes=runs)
+    latents: dict[str, dict[str, object]] = {recipe: {} for recipe in recipes}
+    for variant in args.memory_list:
+        elapsed = time.monotonic() - args.started
+        if args.budget_s and elapsed > args.budget_s:
+            for recipe in recipes:
+                runs[recipe].append(dict(variant=variant, skipped=f"time budget ({elapsed:.0f} s used)"))
+            continue
+        rows = bench_memory_variant(built, variant, recipes, args, image_path, tmp, latents)
+        for recipe, row in zip(recipes, rows, strict=True):
+            runs[recipe].append(row)
+            print(f"{recipe} / {variant}: {_speed_outcome(row)}", file=sys.stderr, flush=True)
+        if args.json:
+            _write_json(args.json, reports)
+    for recipe in recipes:
+        print(render_memory_table(built, recipe, args, runs[recipe]), flush=True)
+    return any("error" in row for rows in runs.values() for row in rows)
+
+
+def bench_memory_variant(
+    built: dict, variant: str, recipes: list[str], args, image_path: Path, tmp: Path, latents: dict
+) -> list[dict]:
+    """Apply ``variant`` to the loaded model, run each recipe (a first run, then the timed one), undo what can be
+    undone; one row per recipe."""
+    try:
+        undo = apply_memory_variant(built, variant)
+    except Exception as error:  # e.g. no room for a second transformer: reported, the next variant goes on
+        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+        _free_gpu()
+        return [dict(variant=variant, error=message) for _ in recipes]
+    try:
+        return [memory_row(built, variant, recipe, args, image_path, tmp, latents[recipe]) for recipe in recipes]
+    finally:
+        undo()
+        _free_gpu()
+
+
+def apply_memory_variant(built: dict, variant: str):
+    """Change the loaded model as ``variant`` says; returns the undo (a no-op for the changes that stay)."""
+    from pipelines.fp8 import set_fp8_compute, store_blocks_in_fp8
+    from pipelines.loader import merge_stage2_lora, stage2_transformer
+    from pipelines.offload import host_turns
+
+    bundle, device = built["bundle"], built["device"]
+    if variant.startswith("offload-"):
+        return host_turns(bundle, variant.removeprefix("offload-"), device)
+    if variant == "merged":
+        merge_stage2_lora(bundle, "two-stage")  # a second transformer: the distilled recipe can run it too
+    elif variant == "merged-fp8":
+        store_blocks_in_fp8(_require(stage2_transformer(bundle), "merged"), built["dtype"], mode="storage")
+    elif variant == "fp8-storage":
+        store_blocks_in_fp8(bundle.pipe.transformer, built["dtype"], mode="storage")
+    elif variant == "fp8-compute":
+        for transformer in {id(t): t for t in (bundle.pipe.transformer, stage2_transformer(bundle)) if t}.values():
+            set_fp8_compute(transformer, True)
+    return lambda: None
+
+
+def _require(stage2, variant: str):
+    if stage2 is None:
+        raise RuntimeError(f"needs the {variant!r} variant first")
+    return stage2
+
+
+def memory_row(built: dict, variant: str, recipe: str, args, image_path: Path, tmp: Path, latents: dict) -> dict:
+    import pipelines
+    from pipelines.loader import bundle_activation_budget, bytes_on_device, component_bytes
+    from pipelines.offload import RequestSize, bytes_needed
+
+    bundle, payload = built["bundle"], args.payload
+    sizes = component_bytes(bundle)
+    # What the planner asks of the GPU for everything resident: this variant's weights and the payload's activations.
+    request = RequestSize(payload["width"], payload["height"], payload["num_frames"], payload["fps"])
+    budget = bundle_activation_budget(bundle, recipe, request)
+    row: dict = dict(
+        variant=variant,
+        weights_gib=sum(sizes.values()) / GIB,
+        on_gpu_gib=bytes_on_device(bundle, built["device"]) / GIB,
+        resident_needs_gib=bytes_needed(sizes, budget.total)["none"] / GIB,
+    )
+    try:
+        generator = pipelines.build_generator(
+            bundle, built["model"], built["plan"], recipe=recipe, num_inference_steps=args.speed_steps
+        )
+        kept = _capture_latents(generator)
+        first = run_once(generator, args.payload, image_path, tmp / f"{recipe}-{variant}-first.mp4", built["device"])
+        row["first_run_seconds"] = first["end_to_end"]
+        row.update(run_once(generator, args.payload, image_path, tmp / f"{recipe}-{variant}.mp4", built["device"]))
+        row.update(_speed_figures(generator, built, recipe, args, row))
+        latents.setdefault(variant, kept[-1])
+        row.update(_latent_difference(kept[-1], latents.get("adapter")))
+    except Exception as error:  # one failing variant must not hide the others' numbers
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+    return row
+
+
+def render_memory_table(built: dict, recipe: str, args, rows: list[dict]) -> str:
+    def cell(value, fmt="{:.2f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    baseline = next((row.get("end_to_end_scaled") for row in rows if row["variant"] == "adapter"), None)
+    memory = "peak VRAM GiB" if built["device"].type == "cuda" else "peak RSS GiB"
+    header = ["variant", "weights GiB", "on GPU GiB", "none needs GiB", "stage1 s", "stage2 s", "end-to-end s",
+              "speed-up", memory, "max|dlatent|", "outcome"]  # fmt: skip
+    lines = []
+    for row in rows:
+        scaled = row.get("end_to_end_scaled")
+        stages = row.get("stages_scaled", {})
+        outcome = next((f"{k}: {row[k]}" for k in ("error", "skipped") if k in row), "ok")
+        lines.append(
+            [
+                row["variant"],
+                cell(row.get("weights_gib"), "{:.3g}"),
+                cell(row.get("on_gpu_gib"), "{:.3g}"),
+                cell(row.get("resident_needs_gib"), "{:.3g}"),
+                cell(stages.get("stage1", stages.get("denoise"))),
+                cell(stages.get("stage2")),
+                cell(scaled),
+                cell(baseline / scaled if baseline and scaled else None, "{:.2f}x"),
+                cell(row.get("peak_gib")),
+                cell(row.get("latent_max_abs_diff", 0.0 if row["variant"] == "adapter" and scaled else None), "{:.2g}"),
+                outcome[:90],
+            ]
+        )
+    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
+    title = (
+        f"memory and precision options, {recipe} ({args.speed_steps} guided steps scaled to the model's; a first run, "
+        "then the timed one); from merged on each row adds to the ones before; none needs: the weights plus the "
+        "activations the offload planner budgets for this payload; max|dlatent|: final video latents vs adapter, "
+        "same seed"
+    )
+    out = [title, " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out.append("-" * len(out[-1]))
+    out.extend(" | ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines)
+    return "\n".join(out)
+
+
 def render_table(header: str, rows: list[dict]) -> str:
     def cell(value, fmt="{:.2f}") -> str:
         return "-" if value is None else fmt.format(value)
@@ -695,6 +890,7 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
                 print(render_table(header, rows), flush=True)
             printed = True
             speed_failed = bench_speed_options(built, args, image_path, Path(tmp), report, reports)
+            speed_failed = bench_memory_options(built, args, image_path, Path(tmp), report, reports) or speed_failed
     except KeyboardInterrupt:
         report["interrupted"] = True
         speed_failed = True

@@ -27,7 +27,7 @@ def test_bench_gpu_tiny_runs_every_recipe_and_prints_one_table(tmp_path):
         "--frames", "9",
         "--no-warmup",
         "--recipes", ",".join(RECIPES),
-        "--speed", "none",
+        "--speed", "none", "--memory", "none",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -61,6 +61,7 @@ def test_bench_gpu_tiny_times_every_served_generation_in_turn_by_default(tmp_pat
     command = [
         sys.executable, "scripts/bench_gpu.py", "--tiny",
         "--width", "64", "--height", "64", "--frames", "9", "--no-warmup", "--recipes", "one-stage", "--speed", "none",
+        "--memory", "none",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -100,6 +101,7 @@ def test_bench_gpu_tiny_compares_every_speed_option_with_the_eager_baseline(tmp_
     command = [
         sys.executable, "scripts/bench_gpu.py", "--tiny", "--models", "ltx-2-19b", "--width", "64", "--height", "64",
         "--frames", "9", "--recipes", "none", "--speed", "all", "--speed-recipes", "one-stage",
+        "--memory", "none",
         "--json", str(report_path),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -125,3 +127,41 @@ def test_bench_gpu_tiny_compares_every_speed_option_with_the_eager_baseline(tmp_
     for name in ("compile", "lossless"):
         assert rows[name]["latent_max_abs_diff"] < 1e-4
     assert "compile regional" in rows["lossless"]["options"] and "one pass" in rows["lossless"]["options"]
+
+
+MEMORY_VARIANTS = (
+    "adapter", "offload-text-encoder", "offload-model", "merged", "merged-fp8", "fp8-storage", "fp8-compute",
+)  # fmt: skip
+
+
+def test_bench_gpu_tiny_compares_every_memory_option_with_the_adapter_baseline(tmp_path):
+    """Every memory/precision option on the CPU, in its order, for two-stage and distilled: offloading and the
+    merged LoRA within float rounding of the baseline's latents, fp8 measurably different, one table per recipe
+    with the weights' size and what the planner asks of the GPU, and the JSON."""
+    report_path = tmp_path / "bench.json"
+    command = [
+        sys.executable, "scripts/bench_gpu.py", "--tiny", "--models", "ltx-2-19b", "--width", "64", "--height", "64",
+        "--frames", "9", "--recipes", "none", "--speed", "none", "--memory", "all",
+        "--memory-recipes", "two-stage,distilled", "--json", str(report_path),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for recipe in ("two-stage", "distilled"):
+        assert completed.stdout.count(f"memory and precision options, {recipe}") == 1
+    for column in ("weights GiB", "none needs GiB", "stage2 s", "speed-up", "peak RSS GiB", "max|dlatent|"):
+        assert column in completed.stdout
+
+    memory = json.loads(report_path.read_text())["memory_options"]
+    for recipe in ("two-stage", "distilled"):
+        rows = {row["variant"]: row for row in memory["recipes"][recipe]}
+        assert list(rows) == list(MEMORY_VARIANTS)
+        for row in rows.values():
+            assert "error" not in row and row["mp4_bytes"] > 0 and row["peak_gib"] > 0
+            assert row["resident_needs_gib"] > row["weights_gib"] > 0
+        for lossless in ("offload-text-encoder", "offload-model"):
+            assert rows[lossless]["latent_max_abs_diff"] == 0
+        assert rows["merged"]["latent_max_abs_diff"] < 1e-5
+        for lossy in ("merged-fp8", "fp8-storage", "fp8-compute"):
+            assert 0 < rows[lossy]["latent_max_abs_diff"] < 0.5
+        # fp8 halves what the transformers weigh (the tiny model's embeddings and projections stay as they are).
+        assert rows["fp8-storage"]["weights_gib"] < rows["merged"]["weights_gib"]
