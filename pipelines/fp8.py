@@ -30,7 +30,8 @@ import torch.nn.functional as F
 E4M3_MAX = 448.0
 FP8_MODES = ("off", "storage", "compute")
 _FP8 = torch.float8_e4m3fn
-# cuBLAS's fp8 matmul wants both matrix dimensions in multiples of 16; the tiny models' are not.
+# cuBLAS's fp8 matmul wants both matrix dimensions in multiples of 16 (the tiny models' are not) and, with
+# row-wise scales, a bf16 output; a layer or dtype it cannot take runs as storage on the GPU.
 _CUBLAS_ALIGNMENT = 16
 
 
@@ -93,7 +94,7 @@ class Fp8Linear(torch.nn.Module):
         return self.dequantized()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compute and (self.aligned or x.device.type != "cuda"):
+        if self.compute and (x.device.type != "cuda" or (self.aligned and x.dtype == torch.bfloat16)):
             output = self._scaled_matmul(x)
             return output if self.bias is None else output + self.bias.to(output.dtype)
         return F.linear(x, self.dequantized(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
