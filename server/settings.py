@@ -137,6 +137,13 @@ class Settings:
         WORKERS, 0, "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; cpu:N splits the cores N ways)"
     )
     worker_nice: int = option(WORKERS, 10, "CPU niceness of the worker, so the API answers promptly while it computes")
+    overlap_mux: bool = option(
+        WORKERS,
+        True,
+        "a worker starts its next job once this one's frames are decoded, while ffmpeg finishes its video "
+        "(--no-overlap-mux: one job at a time, start to end)",
+        brief="start the next job while this one's video is encoded",
+    )
     worker_start_timeout: float = option(
         WORKERS, 600.0, "seconds the worker may take to load; one not ready by then is killed and restarted"
     )

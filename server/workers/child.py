@@ -1,4 +1,5 @@
-"""The worker process: loads the generator once, then runs one job at a time. The one server module that
+"""The worker process: loads the generator once, then runs one job at a time on the GPU; with ``overlap_mux``
+the mux of a job (ffmpeg finishing its video) runs on while the next job denoises. The one server module that
 reaches ``pipelines``, only inside the spawned child, so the API process (which imports this module to
 name the child's entry point) never loads torch.
 """
@@ -46,6 +47,8 @@ class WorkerConfig:
     # One physical GPU index for this worker (--gpus); it then sees that GPU alone, as ``cuda``.
     cuda_visible_devices: str | None = None
     threads: int | None = None  # CPU threads for torch and BLAS (None: their default, one per core)
+    # Take the next job once this one's frames are decoded, while its mux finishes (JobDecoded).
+    overlap_mux: bool = True
 
 
 def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
@@ -59,6 +62,7 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         x264_crf=settings.x264_crf if settings.x264_crf >= 0 else None,
         steps=settings.steps or None,
         nice=settings.worker_nice,
+        overlap_mux=settings.overlap_mux,
         recipe=settings.resolved_recipe(),
         **{name: getattr(settings, name) for name in _AS_IS if name != "recipe"},
     )
@@ -82,15 +86,67 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
         conn.send(msg.WorkerLoadFailed(error=describe_load_failure(exc)))
         return
     inbox = Inbox(conn)
+    outbox = Outbox(conn)
     description = getattr(generator, "description", config.model)
-    conn.send(msg.WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
+    outbox.send(msg.WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
+    serve_jobs(generator, inbox, outbox, config.overlap_mux)
+
+
+def serve_jobs(generator, inbox: Inbox, outbox: Outbox, overlap_mux: bool) -> None:
+    """Runs each job on a thread of its own. Without overlap, one job at a time from start to end; with it,
+    the next job is taken once this one's GPU part is over, while its mux finishes: at most one job on the
+    GPU and one muxing, so a job waits for the mux before it (if still running) before announcing its own."""
+    muxing: threading.Thread | None = None
     while True:
         message = inbox.next()
         if message is None or isinstance(message, msg.Shutdown):
+            if muxing is not None and message is not None:
+                muxing.join()  # told to stop: the supervisor cancelled it if it must not finish
             return  # told to stop, or the API process is gone
-        if isinstance(message, msg.SubmitJob):
-            conn.send(run_job(generator, message, conn, inbox.is_cancelled))
-            inbox.forget(message.job_id)
+        if not isinstance(message, msg.SubmitJob):
+            continue
+        job = JobThread(generator, message, inbox, outbox)
+        if not overlap_mux:
+            job.thread.join()
+            continue
+        job.gpu_done.wait()
+        if muxing is not None:
+            muxing.join()
+        if job.thread.is_alive():
+            outbox.send(msg.JobDecoded(job_id=message.job_id))
+        muxing = job.thread
+
+
+class Outbox:
+    """The child's only writer to the pipe: a job's thread and the main loop both send, one message at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, message: object) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+
+class JobThread:
+    """One job, run on its own thread; ``gpu_done`` is set once it is muxing only (or over)."""
+
+    def __init__(self, generator, job: msg.SubmitJob, inbox: Inbox, outbox: Outbox) -> None:
+        self.gpu_done = threading.Event()
+        self._job = job
+        self._inbox = inbox
+        self.thread = threading.Thread(
+            target=self._run, args=(generator, outbox), name=f"ltx2-job-{job.job_id}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, generator, outbox: Outbox) -> None:
+        try:
+            outbox.send(run_job(generator, self._job, outbox, self._inbox.is_cancelled, self.gpu_done))
+        finally:
+            self._inbox.forget(self._job.job_id)
+            self.gpu_done.set()
 
 
 def die_with_parent() -> None:
@@ -196,26 +252,41 @@ def weights_problems(config: WorkerConfig) -> list[str]:
 
 
 def run_job(
-    generator, job: msg.SubmitJob, conn: Connection, is_cancelled=lambda job_id: False
+    generator,
+    job: msg.SubmitJob,
+    conn: Connection | Outbox,
+    is_cancelled=lambda job_id: False,
+    gpu_done: threading.Event | None = None,
 ) -> msg.JobSucceeded | msg.JobFailed:
+    """Runs ``job``; ``gpu_done`` is set once it reports "muxing" (every frame decoded: the GPU is free)."""
     from pipelines.interface import GpuOutOfMemory, InvalidInputError, MuxError
+    from pipelines.mux import stop_muxing_when
 
     conn.send(msg.JobStarted(job_id=job.job_id))
+    cuda = _cuda()
+    peak_gpu_bytes: list[int] = []  # read when the GPU part ends: a next job may be on the GPU during the mux
+
+    def stop_if_cancelled() -> None:
+        if is_cancelled(job.job_id):
+            raise JobCancelled
 
     def report_progress(stage: str, step: int, total: int) -> None:
         # The generator calls this between denoising steps and before decoding: a cancelled job
         # stops here, without decoding or muxing what it has so far.
-        if is_cancelled(job.job_id):
-            raise JobCancelled
+        stop_if_cancelled()
+        if stage == "muxing" and not peak_gpu_bytes:
+            peak_gpu_bytes.append(int(cuda.max_memory_allocated()) if cuda is not None else 0)
+            if gpu_done is not None:
+                gpu_done.set()
         conn.send(msg.JobProgress(job_id=job.job_id, stage=stage, step=step, total_steps=total))
 
-    cuda = _cuda()
     if cuda is not None:
         cuda.reset_peak_memory_stats()
     try:
-        if is_cancelled(job.job_id):
-            raise JobCancelled
-        result = generator.generate(job.spec, Path(job.image_path), Path(job.output_path), report_progress)
+        stop_if_cancelled()
+        # A cancel that arrives while ffmpeg finishes (the next job may be denoising meanwhile) stops the mux too.
+        with stop_muxing_when(stop_if_cancelled):
+            result = generator.generate(job.spec, Path(job.image_path), Path(job.output_path), report_progress)
     except JobCancelled:
         return msg.JobFailed(job_id=job.job_id, error="cancelled", fault=msg.FAULT_CANCELLED)
     except InvalidInputError as exc:
@@ -233,7 +304,7 @@ def run_job(
         output_path=str(result.output_path),
         seed=result.seed,
         stage_seconds=dict(result.stage_seconds),
-        peak_gpu_memory_bytes=int(cuda.max_memory_allocated()) if cuda is not None else 0,
+        peak_gpu_memory_bytes=(peak_gpu_bytes or [int(cuda.max_memory_allocated()) if cuda is not None else 0])[0],
     )
 
 

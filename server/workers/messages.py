@@ -55,6 +55,14 @@ class JobStarted:
 
 
 @dataclass(frozen=True)
+class JobDecoded:
+    """The job's GPU part is over (its last frame is decoded); the child finishes its mux in the background and
+    takes the next job now. Its JobSucceeded or JobFailed still follows, once the mux ends."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
 class JobProgress:
     job_id: str
     stage: str

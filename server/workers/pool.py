@@ -51,9 +51,9 @@ class WorkerPool:
         await asyncio.gather(*(supervisor.stop(timeout) for supervisor in self._supervisors))
 
     def cancel(self, job: Job) -> None:
-        """A running job is cancelled by the worker running it; a queued one by any (it just fails)."""
+        """A running job (or one finishing its mux) is cancelled by its worker; a queued one by any (it just fails)."""
         for supervisor in self._supervisors:
-            if supervisor.current_job is job:
+            if supervisor.runs(job):
                 supervisor.cancel(job)
                 return
         self._supervisors[0].cancel(job)

@@ -1,5 +1,9 @@
 """Runs the worker child from the API process: spawns it, feeds it jobs one at a time, restarts it. State
 changes on the event loop thread only; a reader thread per child hands each message to the loop.
+
+One job at a time on the GPU: the next is handed over once the child is idle, or once it says the job's GPU
+part is over (JobDecoded), while that job's mux finishes in the child. Such a job stays this worker's until
+its JobSucceeded or JobFailed: cancels, time limits and a crash treat it as they treat the running job.
 """
 
 from __future__ import annotations
@@ -72,10 +76,11 @@ class WorkerSupervisor:
         self._start_timeout = start_timeout
         self._job_timeout = job_timeout
         self._cancel_grace = cancel_grace
-        # Set when we kill the child on purpose (time limit, a cancel it did not heed): the running
-        # job then fails with this (error, fault) instead of "the worker process died".
-        self._kill_reason: tuple[str, str] | None = None
-        self._job_watchdog: asyncio.TimerHandle | None = None
+        # Set when we kill the child on purpose (time limit, a cancel it did not heed): that job then
+        # fails with this (error, fault) instead of "the worker process died".
+        self._kill_reason: tuple[Job, str, str] | None = None
+        # Each job's time limit, from its start to its final message (its mux included).
+        self._job_watchdogs: dict[str, asyncio.TimerHandle] = {}
         self._store = store
         self._clock = clock
         self._context = multiprocessing.get_context("spawn")
@@ -86,6 +91,9 @@ class WorkerSupervisor:
         # Set exactly while the worker is READY: loaded and not running a job.
         self._idle = asyncio.Event()
         self._current: Job | None = None
+        # A job past its GPU part (JobDecoded) whose mux the child is finishing.
+        self._muxing: Job | None = None
+        # Set when the current job ends or reaches its mux: the dispatcher may hand over the next.
         self._current_done = asyncio.Event()
         self._dispatcher: asyncio.Task | None = None
         self._restart_task: asyncio.Task | None = None
@@ -113,6 +121,13 @@ class WorkerSupervisor:
     def current_job(self) -> Job | None:
         return self._current if self._state is WorkerState.BUSY else None
 
+    def runs(self, job: Job) -> bool:
+        """Whether ``job`` is this worker's: generating, or finishing its mux."""
+        return job.status is JobStatus.PROCESSING and job in self._jobs_in_child()
+
+    def _jobs_in_child(self) -> list[Job]:
+        return [job for job in (self._current, self._muxing) if job is not None]
+
     def _set_state(self, new: WorkerState) -> None:
         if new not in WORKER_TRANSITIONS[self._state]:
             raise RuntimeError(f"worker: {self._state.value} -> {new.value} is not allowed")
@@ -133,14 +148,15 @@ class WorkerSupervisor:
         if self._restart_task:
             self._restart_task.cancel()
         child, self._child = self._child, None
-        running = self.current_job
+        # Whatever their status says (a drain may have failed them already), the child still runs them.
+        running = self._jobs_in_child()
         if self._state is not WorkerState.STOPPED:
             self._set_state(WorkerState.STOPPED)
         if child is not None:
-            if running is not None:
+            for job in running:
                 # Whatever grace the job had (the SIGTERM drain) is over: stop it at its next step,
                 # and do not wait long for a generator that never reaches one.
-                self._send(child, msg.CancelJob(job_id=running.id))
+                self._send(child, msg.CancelJob(job_id=job.id))
                 timeout = min(timeout, 2.0)
             await asyncio.to_thread(self._stop_child, child, timeout)
 
@@ -208,7 +224,7 @@ class WorkerSupervisor:
         if generation != self._generation or self._state is WorkerState.STOPPED:
             return  # from a child we already gave up on
         now = self._clock.now()
-        job = self._current_job(getattr(message, "job_id", None))
+        job = self._job_in_child(getattr(message, "job_id", None))
         if isinstance(message, msg.WorkerReady):
             self._consecutive_failures = 0
             self.last_load_error = None
@@ -223,33 +239,48 @@ class WorkerSupervisor:
             return  # about a job this worker no longer runs
         elif isinstance(message, msg.JobProgress):
             job.report_progress(message.stage, message.step, message.total_steps)
+        elif isinstance(message, msg.JobDecoded):
+            self._move_to_muxing(job)
         elif isinstance(message, msg.JobSucceeded):
             self._crashes_in_a_row = 0
             self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
             job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
-            self._finish_current(job)
+            self._finish(job)
         elif isinstance(message, msg.JobFailed):
             job.fail(now, message.error, message.fault)
-            self._finish_current(job)
+            self._finish(job)
 
-    def _current_job(self, job_id: str | None) -> Job | None:
-        job = self._current
-        return job if job is not None and job.id == job_id and job.status is JobStatus.PROCESSING else None
+    def _job_in_child(self, job_id: str | None) -> Job | None:
+        return next(
+            (job for job in self._jobs_in_child() if job.id == job_id and job.status is JobStatus.PROCESSING), None
+        )
 
-    def _finish_current(self, job: Job) -> None:
+    def _move_to_muxing(self, job: Job) -> None:
+        """The child takes the next job while this one's mux finishes (it sends JobDecoded only with none muxing)."""
+        if job is not self._current or self._muxing is not None:
+            return
+        self._muxing, self._current = job, None
+        if self._state is WorkerState.BUSY:
+            self._set_state(WorkerState.READY)
+        self._current_done.set()
+
+    def _finish(self, job: Job) -> None:
         stages = " ".join(f"{name}={seconds:.2f}" for name, seconds in job.stage_seconds.items())
         seconds = job.metrics(self._clock.now())["inference_time"]
         log.info("job %s %s in %.2f s%s", job.id, job.status.value, seconds, f" (stages: {stages})" if stages else "")
-        if self._state is WorkerState.BUSY:
+        if job is self._current and self._state is WorkerState.BUSY:
             self._set_state(WorkerState.READY)
-        self._drop_current()
+        self._drop(job)
 
-    def _drop_current(self) -> None:
-        self._current = None
-        if self._job_watchdog is not None:
-            self._job_watchdog.cancel()
-            self._job_watchdog = None
-        self._current_done.set()
+    def _drop(self, job: Job) -> None:
+        watchdog = self._job_watchdogs.pop(job.id, None)
+        if watchdog is not None:
+            watchdog.cancel()
+        if job is self._muxing:
+            self._muxing = None
+        if job is self._current:
+            self._current = None
+            self._current_done.set()
 
     def _handle_child_exit(self, generation: int, exitcode: int | None) -> None:
         if generation != self._generation or self._state is WorkerState.STOPPED:
@@ -258,18 +289,9 @@ class WorkerSupervisor:
         died_while_serving = self._state in (WorkerState.READY, WorkerState.BUSY)
         # STARTING before failing the job, so the dispatcher cannot hand work to the dead child.
         self._set_state(WorkerState.STARTING)
-        job = self._current
         deliberate = self._kill_reason is not None
-        if job is not None and job.status is JobStatus.PROCESSING and not deliberate and self._store.release_job(job):
-            # A shared queue delivers the job again (to any worker); it is not this worker's to fail.
-            self._drop_current()
-        elif job is not None and job.status is JobStatus.PROCESSING:
-            error, fault = self._kill_reason or (
-                f"the worker process died while generating this job (exit code {exitcode}); the worker was restarted",
-                msg.FAULT_GENERATION,
-            )
-            job.fail(self._clock.now(), error, fault)
-            self._finish_current(job)
+        for job in self._jobs_in_child():
+            self._end_with_the_child(job, exitcode)
         self._kill_reason = None
         if died_while_serving:
             self._consecutive_failures = 0
@@ -283,6 +305,28 @@ class WorkerSupervisor:
         log.warning("%s process exited (code %s); restarting in %.1f s", self.name, exitcode, delay)
         self.restarts += 1
         self._restart_task = asyncio.get_running_loop().create_task(self._restart_after(delay))
+
+    def _end_with_the_child(self, job: Job, exitcode: int | None) -> None:
+        """A job the dead child held: the one it was killed for fails with the reason; any other is a crash's,
+        delivered again by a shared queue or failed."""
+        killed_for = self._kill_reason[0] if self._kill_reason is not None else None
+        if job.status is not JobStatus.PROCESSING:
+            self._drop(job)
+        elif job is not killed_for and self._store.release_job(job):
+            # A shared queue delivers the job again (to any worker); it is not this worker's to fail.
+            self._drop(job)
+        else:
+            error, fault = (
+                self._kill_reason[1:]
+                if self._kill_reason is not None and job is killed_for
+                else (
+                    f"the worker process died while generating this job (exit code {exitcode}); "
+                    "the worker was restarted",
+                    msg.FAULT_GENERATION,
+                )
+            )
+            job.fail(self._clock.now(), error, fault)
+            self._finish(job)
 
     async def _restart_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -314,10 +358,9 @@ class WorkerSupervisor:
         message = msg.SubmitJob(
             job_id=job.id, image_path=str(files.input), output_path=str(files.output), spec=job.params
         )
-        self._kill_reason = None
         if self._job_timeout > 0:
             error = f"timed out: the job ran past the {self._job_timeout:g} s limit; the worker was restarted"
-            self._job_watchdog = asyncio.get_running_loop().call_later(
+            self._job_watchdogs[job.id] = asyncio.get_running_loop().call_later(
                 self._job_timeout, self._kill_for, job, error, msg.FAULT_GENERATION
             )
         self._send(child, message)
@@ -333,10 +376,10 @@ class WorkerSupervisor:
     def _kill_for(self, job: Job, error: str, fault: str) -> None:
         """Kill the child if it is still running ``job``; that job fails with ``error``."""
         child = self._child
-        if child is None or self._current is not job or job.status is not JobStatus.PROCESSING:
+        if child is None or not self.runs(job) or self._kill_reason is not None:
             return
         log.warning("killing the worker (pid %s) running job %s: %s", child.process.pid, job.id, error)
-        self._kill_reason = (error, fault)
+        self._kill_reason = (job, error, fault)
         child.process.kill()
 
     def cancel(self, job: Job) -> None:
@@ -346,7 +389,7 @@ class WorkerSupervisor:
             job.fail(self._clock.now(), "cancelled", msg.FAULT_CANCELLED)
             return
         child = self._child
-        if self._current is not job or job.status is not JobStatus.PROCESSING or child is None:
+        if not self.runs(job) or child is None:
             return
         log.info("cancelling running job %s", job.id)
         self._send(child, msg.CancelJob(job_id=job.id))
