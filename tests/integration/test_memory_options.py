@@ -146,3 +146,84 @@ def test_fp8_compute_keeps_the_checkpoints_fp8_values_and_input_scales(fp8_weigh
     lora_a = generator.pipe.transformer.transformer_blocks[0].attn1.to_q.lora_A["stage2_distilled"]
     assert lora_a.input_scale is None and lora_a.compute
     video_digest(generator, picture, tmp_path / "fp8.mp4")
+
+
+# ---- the offload planner's activation figures, against what the model code really allocates --------------------
+
+
+def _transformer_peak(transformer, frames: int, dtype=torch.bfloat16) -> int:
+    """Peak live bytes of one forward of ``transformer`` on 16x16 latent pixels x ``frames`` (1,024 text tokens)."""
+    from tests.support.live_bytes import LiveBytes
+
+    video, audio = frames * 16 * 16, 40
+    inputs = dict(
+        hidden_states=torch.randn(1, video, 128, dtype=dtype),
+        audio_hidden_states=torch.randn(1, audio, 128, dtype=dtype),
+        encoder_hidden_states=torch.randn(1, 1024, 3840, dtype=dtype),
+        audio_encoder_hidden_states=torch.randn(1, 1024, 3840, dtype=dtype),
+        timestep=torch.full((1, video), 500.0),
+        audio_timestep=torch.full((1, audio), 500.0),
+        sigma=torch.full((1,), 500.0),
+        audio_sigma=torch.full((1,), 500.0),
+    )
+    tracker = LiveBytes(*transformer.parameters(), *transformer.buffers(), *inputs.values())
+    with torch.inference_mode(), tracker:
+        transformer(
+            **inputs, num_frames=frames, height=16, width=16, fps=24.0, audio_num_frames=audio, return_dict=False
+        )
+    return tracker.peak
+
+
+@pytest.mark.parametrize("variant", ["plain", "lora-adapter", "fp8-compute"])
+def test_the_planners_bytes_per_video_token_are_what_the_transformer_allocates(variant):
+    """One block of LTX-2 19B's architecture, at a quarter of its width (the figure scales with the width:
+    82 bytes per token per unit of width at the full 4,096 too), bf16; the growth from 512 to 1,024 video
+    tokens is what each token costs."""
+    from diffusers import LTX2VideoTransformer3DModel
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from pipelines.fp8 import store_blocks_in_fp8
+    from pipelines.ltx2_19b import DISTILLED_LORA_TARGETS, TRANSFORMER_CONFIG
+    from pipelines.offload import (
+        FP8_COMPUTE_BYTES_PER_TOKEN_WIDTH,
+        LORA_ADAPTER_VALUES_PER_TOKEN_WIDTH,
+        TRANSFORMER_VALUES_PER_TOKEN_WIDTH,
+    )
+
+    narrow = dict(num_attention_heads=8, audio_num_attention_heads=8, cross_attention_dim=1024)
+    config = dict(TRANSFORMER_CONFIG, num_layers=1, audio_cross_attention_dim=512, **narrow)
+    torch.manual_seed(0)
+    transformer = LTX2VideoTransformer3DModel(**config).to(torch.bfloat16).eval()
+    planned = 2 * TRANSFORMER_VALUES_PER_TOKEN_WIDTH
+    if variant == "lora-adapter":
+        lora = LoraConfig(r=64, lora_alpha=64, target_modules=list(DISTILLED_LORA_TARGETS))
+        inject_adapter_in_model(lora, transformer, adapter_name="stage2")
+        transformer.to(torch.bfloat16)
+        planned += 2 * LORA_ADAPTER_VALUES_PER_TOKEN_WIDTH
+    if variant == "fp8-compute":
+        store_blocks_in_fp8(transformer, torch.bfloat16, mode="compute")
+        planned += FP8_COMPUTE_BYTES_PER_TOKEN_WIDTH
+    width = 8 * 128
+    measured = (_transformer_peak(transformer, 4) - _transformer_peak(transformer, 2)) / (512 * width)
+    assert measured <= planned <= 1.1 * measured, (measured, planned)
+
+
+def test_the_planners_decode_bytes_bound_what_the_chunked_decode_allocates():
+    """LTX-2's video VAE (full channel widths, bf16) decoding 185 frames in 48-frame chunks at 64x64: the
+    planner's figure per output pixel is within 5 % above what the decode holds at its peak."""
+    from diffusers import AutoencoderKLLTX2Video
+
+    from pipelines.decode import decode_video_chunks
+    from pipelines.ltx2_19b import TRANSFORMER_CONFIG, VIDEO_VAE_CONFIG
+    from pipelines.offload import RequestSize, activation_budget
+    from tests.support.live_bytes import LiveBytes
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTX2Video(**VIDEO_VAE_CONFIG).to(torch.bfloat16).eval()
+    latents = torch.randn(1, 128, 24, 2, 2, dtype=torch.bfloat16)
+    tracker = LiveBytes(*vae.parameters(), *vae.buffers(), latents)
+    with torch.inference_mode(), tracker:
+        for _chunk in decode_video_chunks(vae, latents, num_frames=185, chunk_frames=48):
+            pass
+    planned = activation_budget(dict(TRANSFORMER_CONFIG), RequestSize(64, 64, 185), recipe="one-stage").decode_bytes
+    assert tracker.peak <= planned <= 1.05 * tracker.peak, (tracker.peak, planned)

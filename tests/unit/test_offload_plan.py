@@ -47,8 +47,8 @@ def test_the_default_request_is_budgeted_from_its_token_counts():
     # 720x1280x181 is generated at 768x1280x185 by two-stage: 24 x 40 latent pixels x 24 latent frames in
     # stage 2, and 193 audio tokens (185 frames / 24 fps x 25 per second).
     assert "768x1280x185 generated" in DEFAULT.detail and "23,040 video tokens" in DEFAULT.detail
-    # 41 + 4 (LoRA temporaries) bf16 values of the 4096 width per video token, 2048 per audio token.
-    assert DEFAULT.denoise_bytes == 45 * 2 * (23_040 * 4096 + 193 * 2048)
+    # 42 + 4 (LoRA temporaries) bf16 values of the 4096 width per video token, 2048 per audio token.
+    assert DEFAULT.denoise_bytes == 46 * 2 * (23_040 * 4096 + 193 * 2048)
     # The decode: 2.5 values per output pixel per frame for the whole clip, 44 per frame of the largest
     # window (48 frames + 26 of context on each side).
     assert DEFAULT.decode_bytes == int((2.5 * 185 + 44 * 100) * 2 * 768 * 1280)
@@ -59,7 +59,7 @@ def test_the_default_request_is_budgeted_from_its_token_counts():
 
 def test_the_budget_follows_the_recipe_the_lora_mode_and_the_request():
     merged = activation_budget(CONFIG, lora_adapter=False)
-    assert merged.denoise_bytes == 41 * 2 * (23_040 * 4096 + 193 * 2048)  # no LoRA temporaries
+    assert merged.denoise_bytes == 42 * 2 * (23_040 * 4096 + 193 * 2048)  # no LoRA temporaries
     # One-stage runs every step at full resolution, in multiples of 32 (736 px), and never the LoRA.
     one_stage = activation_budget(CONFIG, recipe="one-stage")
     assert "22,080 video tokens" in one_stage.detail and "LoRA" not in one_stage.detail
