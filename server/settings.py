@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import Field, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any, Mapping
 
 from pipelines.generations import ALL_RECIPES, Generation, detect_generation, generation, model_names
@@ -27,6 +26,10 @@ RECIPES = ("auto", *ALL_RECIPES)
 # Mirrors of pipelines' choices (the API process never imports torch-bound pipelines modules; a test keeps them equal).
 GUIDANCE_POLICIES = ("ltx-pipelines", "ltx-2.0-release")
 OFFLOAD_MODES = ("auto", "none", "text-encoder", "model", "group", "sequential")
+FP8_MODES = ("off", "storage", "compute")
+STAGE2_LORA_MODES = ("adapter", "merged", "merged-fp8")
+COMPILE_MODES = ("off", "regional")
+ATTENTION_CHOICES = ("auto", "sdpa", "cudnn", "flash4", "sage")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -108,11 +111,49 @@ class Settings:
         "auto (from free VRAM), none, text-encoder, model, group or sequential: where weights wait",
         brief="where weights wait: auto (from free VRAM), none, text-encoder, model, group or sequential",
     )
-    fp8: bool = option(
+    fp8: str = option(
         MODEL,
-        False,
-        "store the transformer's weights in float8 (half the memory, upcast per layer)",
-        brief="transformer in float8 (half the memory)",
+        "off",
+        "float8 transformer weights: off, storage (half the memory, matmuls in bf16: near-lossless) or compute "
+        "(float8 matmuls too: faster on Hopper GPUs, lossy); docs/gpus-and-memory.md",
+        brief="off, storage (float8 weights) or compute (float8 matmuls too, lossy)",
+    )
+    stage2_lora: str = option(
+        MODEL,
+        "adapter",
+        "the distilled LoRA of two-stage's second stage: adapter (applied per layer), merged (into a second "
+        "resident transformer at load: faster, more memory) or merged-fp8 (that copy in float8)",
+        brief="adapter, merged or merged-fp8 (second stage's LoRA)",
+        commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
+    )
+    compile: str = option(
+        MODEL,
+        "off",
+        "off, or regional (torch.compile of the transformer's repeated block: slower start, faster steps)",
+        brief="off or regional (torch.compile the transformer block)",
+        commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
+    )
+    attention: str = option(
+        MODEL,
+        "auto",
+        "attention kernel: auto (PyTorch SDPA), sdpa, cudnn, flash4 (flash-attn-4, Hopper+) or sage "
+        "(SageAttention 2: approximate, lossy)",
+        brief="auto, sdpa, cudnn, flash4 or sage (lossy)",
+        commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
+    )
+    decode_chunk_frames: int = option(
+        MODEL,
+        48,
+        "frames the video VAE decodes at a time (0: the whole clip in one pass: fewer convolutions, more memory)",
+        brief="VAE decode chunk in frames (0: one pass)",
+        commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
+    )
+    negative_prompt_cache: bool = option(
+        MODEL,
+        True,
+        "keep the last few negative prompts' embeddings, so a repeated one is not encoded again (identical output)",
+        brief="reuse repeated negative prompts' embeddings",
+        commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
     )
     x264_preset: str = option(
         MODEL,
@@ -329,6 +370,16 @@ class Settings:
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",
             ),
             (self.dtype in DTYPES, f"dtype: must be one of {', '.join(DTYPES)}; got {self.dtype!r}"),
+            *(
+                (value in choices, f"{name.replace('_', '-')}: must be one of {', '.join(choices)}; got {value!r}")
+                for name, value, choices in (
+                    ("fp8", self.fp8, FP8_MODES),
+                    ("stage2_lora", self.stage2_lora, STAGE2_LORA_MODES),
+                    ("compile", self.compile, COMPILE_MODES),
+                    ("attention", self.attention, ATTENTION_CHOICES),
+                )
+            ),
+            (self.decode_chunk_frames >= 0, f"decode-chunk-frames: must be 0 or more; got {self.decode_chunk_frames}"),
             (
                 self.image_connect_timeout > 0,
                 f"image-connect-timeout: must be more than 0; got {self.image_connect_timeout:g}",

@@ -24,7 +24,10 @@ from server.workers import messages as msg
 from server.workers.devices import WorkerDevice
 
 # Settings a worker passes on to pipelines.load_generator as they are, under the same names.
-_AS_IS = ("weights", "recipe", "guidance", "dtype", "offload", "fp8")
+_AS_IS = (
+    "weights", "recipe", "guidance", "dtype", "offload", "fp8",
+    "stage2_lora", "compile", "attention", "decode_chunk_frames",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,12 @@ class WorkerConfig:
     device: str = "auto"
     dtype: str = "auto"
     offload: str = "auto"
-    fp8: bool = False
+    fp8: str = "off"
+    stage2_lora: str = "adapter"
+    compile: str = "off"
+    attention: str = "auto"
+    decode_chunk_frames: int = 48
+    cache_negative_prompt: bool = True
     x264_preset: str | None = None
     x264_crf: int | None = None
     steps: int | None = None
@@ -63,6 +71,7 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         steps=settings.steps or None,
         nice=settings.worker_nice,
         overlap_mux=settings.overlap_mux,
+        cache_negative_prompt=settings.negative_prompt_cache,
         recipe=settings.resolved_recipe(),
         **{name: getattr(settings, name) for name in _AS_IS if name != "recipe"},
     )
@@ -228,7 +237,8 @@ def load_generator_for(config: WorkerConfig):
         return factory()
     from pipelines import load_generator
 
-    options = {name: getattr(config, name) for name in (*_AS_IS, "device", "x264_preset", "x264_crf")}
+    names = (*_AS_IS, "device", "x264_preset", "x264_crf", "cache_negative_prompt")
+    options = {name: getattr(config, name) for name in names}
     return load_generator(config.model, num_inference_steps=config.steps, num_threads=config.threads, **options)
 
 

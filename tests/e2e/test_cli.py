@@ -145,6 +145,14 @@ def test_server_side_choices_mirror_the_pipelines_ones():
     assert settings.GUIDANCE_POLICIES == GUIDANCE_POLICIES
     assert settings.Settings().guidance == DEFAULT_GUIDANCE_POLICY
     assert settings.DTYPES == tuple(DTYPES)
+    from pipelines.fp8 import FP8_MODES
+    from pipelines.speed import ATTENTION_CHOICES, COMPILE_MODES
+    from pipelines.stage2 import STAGE2_LORA_MODES
+
+    assert (settings.FP8_MODES, settings.STAGE2_LORA_MODES) == (FP8_MODES, STAGE2_LORA_MODES)
+    assert (settings.COMPILE_MODES, settings.ATTENTION_CHOICES) == (COMPILE_MODES, ATTENTION_CHOICES)
+    chosen = settings.Settings()
+    assert (chosen.compile, chosen.attention, chosen.fp8, chosen.stage2_lora) == ("off", "auto", "off", "adapter")
     assert set(settings.KNOWN_MODELS) - {"auto"} == set(pipelines.MODELS)
 
 
