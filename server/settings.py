@@ -50,9 +50,13 @@ GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def option(group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None) -> Any:
-    """A Settings field; ``brief``: a shorter help for ``--help``; ``commands``: narrower than its group's."""
-    return field(default=default, metadata={"group": group, "help": help, "brief": brief, "commands": commands})
+def option(
+    group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None, bare: str = ""
+) -> Any:
+    """A Settings field; ``brief``: a shorter help for ``--help``; ``commands``: narrower than its group's;
+    ``bare``: the value of the flag given with no value (``--fp8`` alone, as it was a switch before)."""
+    metadata = {"group": group, "help": help, "brief": brief, "commands": commands, "bare": bare}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class Settings:
         "float8 transformer weights: off, storage (half the memory, matmuls in bf16: near-lossless) or compute "
         "(float8 matmuls too: faster on Hopper GPUs, lossy); docs/gpus-and-memory.md",
         brief="off, storage (float8 weights) or compute (float8 matmuls too, lossy)",
+        bare="storage",
     )
     stage2_lora: str = option(
         MODEL,

@@ -68,7 +68,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, command: str = SERVE, sh
             groups[group].add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             metavar = _METAVARS.get(type(default), "TEXT")
-            groups[group].add_argument(flag, type=type(default), default=None, metavar=metavar, help=help_text)
+            bare = {"nargs": "?", "const": f.metadata["bare"]} if f.metadata.get("bare") else {}
+            groups[group].add_argument(flag, type=type(default), default=None, metavar=metavar, help=help_text, **bare)
 
 
 _METAVARS = {int: "N", float: "SEC", str: "TEXT"}

@@ -53,3 +53,14 @@ def test_an_unknown_option_value_is_a_start_up_error_naming_the_choices(flag, va
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_fp8_alone_still_means_float8_storage_as_when_it_was_a_switch():
+    from server.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--fp8"]).fp8 == "storage"
+    assert parser.parse_args(["worker", "--fp8", "compute"]).fp8 == "compute"
+    assert (
+        parser.parse_args(["generate", "--image", "a.png", "--prompt", "p", "--out", "o.mp4", "--fp8"]).fp8 == "storage"
+    )
