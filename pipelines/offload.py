@@ -32,9 +32,10 @@ TEXT_ENCODE_BYTES = 2 * GIB
 WORKSPACE_BYTES = 1 * GIB
 
 # Live activation memory of one transformer forward, in values of the model's width per video token (the
-# same per audio token at the audio width): measured on the CPU at LTX-2 19B's full width (one block,
-# bf16, 512 to 1,024 video tokens: 82.0 bytes per token per unit of width, so 41 values, rounded up to 42 for
-# a margin) by tracking every tensor diffusers' eager LTX2VideoTransformer3DModel allocates and frees. The largest terms are the per-token AdaLN
+# same per audio token at the audio width): measured on the CPU at LTX-2 19B's full width (one block, bf16,
+# 512 to 1,024 video tokens: 82.0 bytes per token per unit of width, so 41 values, rounded up to 42 for a
+# margin) by tracking every tensor diffusers' eager LTX2VideoTransformer3DModel allocates and frees
+# (tests/integration/test_memory_options.py measures it again). The largest terms are the per-token AdaLN
 # tables (every token has its own timestep: 6 + 4 widths, twice), the feed-forward's 4-width
 # intermediate and its GELU, and the float32 RoPE tables.
 TRANSFORMER_VALUES_PER_TOKEN_WIDTH = 42
