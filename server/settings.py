@@ -50,6 +50,15 @@ GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def parse_plan_size(text: str) -> tuple[int, int, int] | None:
+    """``720x1280x181`` as (width, height, num_frames); None when malformed or not positive."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        return None
+    width, height, frames = (int(part) for part in parts)
+    return width, height, frames
+
+
 def option(
     group: str, default: object, help: str, *, brief: str = "", commands: tuple[str, ...] | None = None, bare: str = ""
 ) -> Any:
@@ -114,6 +123,14 @@ class Settings:
         "auto",
         "auto (from free VRAM), none, text-encoder, model, group or sequential: where weights wait",
         brief="where weights wait: auto (from free VRAM), none, text-encoder, model, group or sequential",
+    )
+    plan_size: str = option(
+        MODEL,
+        "",
+        "the largest request WIDTHxHEIGHTxFRAMES that --offload auto budgets activation memory for ('': the "
+        "API's default request, 720x1280x181)",
+        brief="largest request --offload auto budgets for, WxHxF ('': 720x1280x181)",
+        commands=(SERVE, WORKER),
     )
     fp8: str = option(
         MODEL,
@@ -383,6 +400,10 @@ class Settings:
                     ("compile", self.compile, COMPILE_MODES),
                     ("attention", self.attention, ATTENTION_CHOICES),
                 )
+            ),
+            (
+                self.plan_size == "" or parse_plan_size(self.plan_size) is not None,
+                f"plan-size: must be WIDTHxHEIGHTxFRAMES like 720x1280x181; got {self.plan_size!r}",
             ),
             (self.decode_chunk_frames >= 0, f"decode-chunk-frames: must be 0 or more; got {self.decode_chunk_frames}"),
             (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from server.settings import Settings
+from server.settings import Settings, parse_plan_size
 from server.workers import messages as msg
 from server.workers.devices import WorkerDevice
 
@@ -48,6 +48,7 @@ class WorkerConfig:
     attention: str = "auto"
     decode_chunk_frames: int = 48
     cache_negative_prompt: bool = True
+    plan_request: tuple[int, int, int] | None = None  # the largest request --offload auto budgets for
     x264_preset: str | None = None
     x264_crf: int | None = None
     steps: int | None = None
@@ -72,6 +73,7 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         nice=settings.worker_nice,
         overlap_mux=settings.overlap_mux,
         cache_negative_prompt=settings.negative_prompt_cache,
+        plan_request=parse_plan_size(settings.plan_size) if settings.plan_size else None,
         recipe=settings.resolved_recipe(),
         **{name: getattr(settings, name) for name in _AS_IS if name != "recipe"},
     )
@@ -237,7 +239,7 @@ def load_generator_for(config: WorkerConfig):
         return factory()
     from pipelines import load_generator
 
-    names = (*_AS_IS, "device", "x264_preset", "x264_crf", "cache_negative_prompt")
+    names = (*_AS_IS, "device", "x264_preset", "x264_crf", "cache_negative_prompt", "plan_request")
     options = {name: getattr(config, name) for name in names}
     return load_generator(config.model, num_inference_steps=config.steps, num_threads=config.threads, **options)
 

@@ -15,7 +15,7 @@ from tests.support.servers import REPO_ROOT, cli_server, png_data_uri
 
 FLAGS = (
     "--fp8", "storage", "--stage2-lora", "merged", "--attention", "sdpa",
-    "--decode-chunk-frames", "0", "--no-negative-prompt-cache",
+    "--decode-chunk-frames", "0", "--no-negative-prompt-cache", "--plan-size", "1280x720x121",
 )  # fmt: skip
 
 
@@ -45,6 +45,7 @@ def test_a_server_started_with_the_speed_and_memory_options_serves_exact_mp4s(tm
         ("--attention", "xformers", "attention: must be one of auto, sdpa, cudnn, flash4, sage; got 'xformers'"),
         ("--compile", "max", "compile: must be one of off, regional; got 'max'"),
         ("--decode-chunk-frames", "-1", "decode-chunk-frames: must be 0 or more; got -1"),
+        ("--plan-size", "720x1280", "plan-size: must be WIDTHxHEIGHTxFRAMES like 720x1280x181; got '720x1280'"),
     ],
 )
 def test_an_unknown_option_value_is_a_start_up_error_naming_the_choices(flag, value, message):
