@@ -88,6 +88,8 @@ STAGE_ORDER = (
     "mux",
 )
 GIB = 1024**3
+# Stage-1 (one-stage: all) steps the main table runs on a GPU by default, its time scaled to the model's count.
+QUICK_STEPS = 8
 # Served generation -> (its tiny model, the module whose build_random_* builds it at full size, that function).
 FULL_SIZE = {
     "ltx-2-19b": ("tiny", "pipelines.ltx2_19b", "build_random_19b_bundle"),
@@ -118,8 +120,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "with --tiny, the tiny model of each",
     )
     parser.add_argument("--recipes", default="two-stage,distilled,one-stage")
-    parser.add_argument("--steps", type=int, default=None, help="stage-1 steps of two-stage (default: the model's)")
-    parser.add_argument("--one-stage-steps", type=int, default=None, help="one-stage steps (default: --steps)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"stage-1 steps of two-stage, run as given, unscaled (default on a GPU: {QUICK_STEPS}, the time "
+        "scaled to the model's own count; --tiny: the model's)",
+    )
+    parser.add_argument("--one-stage-steps", type=int, default=None, help="one-stage steps (default: as --steps)")
     parser.add_argument("--offload", default="none", help="none|model|group|sequential|auto (default none)")
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--height", type=int, default=None)
@@ -144,9 +152,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = [name for name in args.model_list if name not in FULL_SIZE]
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(FULL_SIZE)})")
+    resolve_quick_steps(args)
     resolve_speed_arguments(parser, args)
     resolve_memory_arguments(parser, args)
     return args
+
+
+def resolve_quick_steps(args: argparse.Namespace) -> None:
+    """On a GPU, unless --steps (or --one-stage-steps) says otherwise, two-stage's stage 1 and one-stage run
+    QUICK_STEPS steps and their times are scaled to the model's own count: the whole run fits in 10 minutes."""
+    args.scaled_recipes = set()
+    if args.tiny or args.steps is not None:
+        return
+    args.steps = QUICK_STEPS
+    args.scaled_recipes.add("two-stage")
+    if args.one_stage_steps is None:
+        args.scaled_recipes.add("one-stage")
 
 
 def build(args, generation: str = "ltx-2-19b") -> dict:
@@ -270,6 +291,7 @@ def generated_size(generator, payload: dict):
 
 def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) -> dict:
     import pipelines
+    from pipelines.generations import generation as generation_row
 
     skipped = recipe_not_offered(built["model"], recipe)
     if skipped:
@@ -305,6 +327,11 @@ def bench_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) ->
     }
     denoise_seconds = sum(row["stages"].get(stage, 0.0) for stage in flops)
     row["tflops_per_s"]["all"] = sum(total for total, _ in flops.values()) / 1e12 / denoise_seconds
+    if recipe in args.scaled_recipes:
+        model_steps = generation_row(built["model"]).num_inference_steps
+        scale = step_scale(recipe, row["steps_per_stage"], model_steps)
+        row["steps_scaled_to"] = {stage: model_steps for stage in scale}
+        row["stages_scaled"], row["end_to_end_scaled"] = scale_seconds(row["stages"], row["end_to_end"], scale)
     return row
 
 
@@ -325,11 +352,78 @@ SPEED_VARIANTS = {
     "lossless": dict(compile="regional", attention="exact-fastest", decode_chunk_frames=0),
     "lossy": dict(compile="regional", attention="sage", decode_chunk_frames=0),
 }
-SCALED_STAGE = {"two-stage": "stage1", "one-stage": "denoise"}  # the stage whose steps --speed-steps sets
+SCALED_STAGE = {"two-stage": "stage1", "one-stage": "denoise"}  # the stage whose steps a run may choose
 SPEED_ROW_STAGES = ("encode_prompt", "stage1", "denoise", "upsample", "stage2", "decode_video", "mux")
 # The floor the issue measures against: every transformer FLOP at this rate (bf16 dense, H100/H200 class).
 FLOOR_TFLOPS = 800.0
 GPU_BUDGET_S = 570.0  # the whole run, build included, within 10 minutes on one GPU
+BUDGET_MARGIN = 1.2  # an item is estimated at this times the last similar one
+# A generation's first build, before any has been timed (not yet measured on a GPU).
+BUILD_ESTIMATE_S = {"ltx-2-19b": 40.0, "ltx-2.3-22b": 50.0, "ltx-2.5": 50.0}
+EXIT_CUT_SHORT = 3  # nothing failed, but --budget-s left something out
+
+
+def step_scale(recipe: str, steps_run: dict[str, int], model_steps: int) -> dict[str, float]:
+    """Per denoising stage, the factor from the steps it ran to the model's own count: only the guided stage whose
+    steps a run chooses (two-stage's stage 1, one-stage's only one); stage 2 and distilled's steps are fixed."""
+    stage = SCALED_STAGE.get(recipe)
+    if stage is None or not steps_run.get(stage):
+        return {}
+    return {stage: model_steps / steps_run[stage]}
+
+
+def scale_seconds(
+    stages: dict[str, float], end_to_end: float, scale: dict[str, float]
+) -> tuple[dict[str, float], float]:
+    """Seconds per stage with each scaled stage's time times its factor (a denoising step takes the same time
+    whatever the count), and the end-to-end time with the same seconds added."""
+    scaled = {stage: seconds * scale.get(stage, 1.0) for stage, seconds in stages.items()}
+    return scaled, end_to_end + sum(scaled[stage] - stages[stage] for stage in stages)
+
+
+def over_budget(used_s: float, estimate_s: float, budget_s: float, reserve_s: float = 0.0) -> str | None:
+    """Why an item estimated at ``estimate_s`` must not start once ``used_s`` of ``budget_s`` seconds are gone,
+    ``reserve_s`` being kept for later work; None when it may (a budget of 0 is no budget)."""
+    if not budget_s or used_s + estimate_s + reserve_s <= budget_s:
+        return None
+    kept = f" + {reserve_s:.0f} s kept for the generations still to time" if reserve_s else ""
+    return f"time budget: {used_s:.0f} s used + ~{estimate_s:.0f} s needed{kept} > {budget_s:.0f} s"
+
+
+def estimate_s(durations: dict[str, float], *keys: str, default: float = 0.0) -> float:
+    """BUDGET_MARGIN times the first of ``keys`` already timed (the last similar item), else ``default``."""
+    for key in keys:
+        if key in durations:
+            return BUDGET_MARGIN * durations[key]
+    return default
+
+
+class Budget:
+    """--budget-s over the whole run, from the start of main(): what each kind of item last took, the time kept
+    for the generations still to build, and whether anything was left out."""
+
+    def __init__(self, limit_s: float, started: float, clock=time.monotonic) -> None:
+        self.limit_s, self.started, self.clock = limit_s, started, clock
+        self.durations: dict[str, float] = {}
+        self.reserve_s = 0.0
+        self.cut_short = False
+
+    def used(self) -> float:
+        return self.clock() - self.started
+
+    def estimate(self, *keys: str, default: float = 0.0) -> float:
+        return estimate_s(self.durations, *keys, default=default)
+
+    def record(self, *keys: str, seconds: float) -> None:
+        for key in keys:
+            self.durations[key] = seconds
+
+    def refuse(self, estimate: float, keep_reserve: bool = False) -> str | None:
+        """The reason an item of ``estimate`` seconds must not start, or None; the optional comparisons
+        (``keep_reserve``) also leave the generations still to build their time."""
+        reason = over_budget(self.used(), estimate, self.limit_s, self.reserve_s if keep_reserve else 0.0)
+        self.cut_short = self.cut_short or reason is not None
+        return reason
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
@@ -348,7 +442,9 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget-s",
         type=float,
         default=None,
-        help=f"start no variant that would end past this many seconds of the run ({GPU_BUDGET_S:.0f}; --tiny none)",
+        help="start no generation build, recipe or variant that would end past this many seconds of the whole run "
+        f"({GPU_BUDGET_S:.0f}; --tiny none); what is left out is listed as skipped and the exit status is "
+        f"{EXIT_CUT_SHORT}",
     )
 
 
@@ -370,7 +466,6 @@ def resolve_speed_arguments(parser: argparse.ArgumentParser, args: argparse.Name
     args.speed_recipe_list = [name.strip() for name in recipes.split(",") if name.strip()]
     args.speed_steps = args.speed_steps or (2 if args.tiny else 4)
     args.budget_s = args.budget_s if args.budget_s is not None else (0.0 if args.tiny else GPU_BUDGET_S)
-    args.started = time.monotonic()
 
 
 def speed_options_for(variant: str, device):
@@ -411,7 +506,7 @@ def bench_speed_options(built: dict, args, image_path: Path, tmp: Path, report: 
         latents: dict[str, object] = {}  # variant -> its final video latents (CPU, float32)
         try:
             for variant in args.speed_list:
-                rows.append(bench_speed_variant(built, recipe, variant, args, image_path, tmp, rows, latents))
+                rows.append(bench_speed_variant(built, recipe, variant, args, image_path, tmp, latents))
                 print(f"{recipe} / {variant}: {_speed_outcome(rows[-1])}", file=sys.stderr, flush=True)
                 if args.json:
                     _write_json(args.json, reports)
@@ -429,7 +524,7 @@ def _speed_outcome(row: dict) -> str:
 
 
 def bench_speed_variant(
-    built: dict, recipe: str, variant: str, args, image_path: Path, tmp: Path, done: list[dict], latents: dict
+    built: dict, recipe: str, variant: str, args, image_path: Path, tmp: Path, latents: dict
 ) -> dict:
     import pipelines
     from pipelines.speed import SpeedOptionUnavailable, apply_speed_options
@@ -440,10 +535,10 @@ def bench_speed_variant(
     except SpeedOptionUnavailable as error:
         return dict(row, unavailable=str(error))
     row["options"] = options.summary()
-    elapsed = time.monotonic() - args.started
-    last = next((r["variant_seconds"] for r in reversed(done) if "variant_seconds" in r), 0.0)
-    if args.budget_s and elapsed + 1.2 * last > args.budget_s:
-        return dict(row, skipped=f"time budget ({elapsed:.0f} s of {args.budget_s:.0f} s used)")
+    budget = args.budget
+    refusal = budget.refuse(budget.estimate(f"speed:{recipe}", f"recipe:{recipe}"), keep_reserve=True)
+    if refusal:
+        return dict(row, skipped=refusal, over_budget=True)
     started = time.perf_counter()
     undo = None
     try:
@@ -472,6 +567,7 @@ def bench_speed_variant(
             undo()
         _free_gpu()
     row["variant_seconds"] = time.perf_counter() - started
+    budget.record(f"speed:{recipe}", seconds=row["variant_seconds"])
     return row
 
 
@@ -507,21 +603,16 @@ def _speed_figures(generator, built: dict, recipe: str, args, row: dict) -> dict
     payload = args.payload
     size = generator._plan_size(JobSpec(prompt=PROMPT, negative_prompt="", seed=0, **payload))
     flops = stage_flops(generator, size, payload, dict(pipe.transformer.config))
-    # Only the guided stage's step count follows --speed-steps (stage 2 and distilled's stage 1 are fixed).
-    scaled_stage = SCALED_STAGE.get(recipe)
-    scale = {scaled_stage: generation_row(built["model"]).num_inference_steps / args.speed_steps}
-    scaled_stages = dict(row["stages"])
-    scaled_flops = 0.0
-    for stage, (total, _) in flops.items():
-        scaled_stages[stage] = row["stages"][stage] * scale.get(stage, 1.0)
-        scaled_flops += total * scale.get(stage, 1.0)
+    steps_run = {stage: steps for stage, (_, steps) in flops.items()}
+    scale = step_scale(recipe, steps_run, generation_row(built["model"]).num_inference_steps)
+    scaled_stages, end_to_end = scale_seconds(row["stages"], row["end_to_end"], scale)
+    scaled_flops = sum(total * scale.get(stage, 1.0) for stage, (total, _) in flops.items())
     denoise_seconds = sum(row["stages"][stage] for stage in flops)
-    end_to_end = row["end_to_end"] + sum(scaled_stages[stage] - row["stages"][stage] for stage in flops)
     tflops = sum(total for total, _ in flops.values()) / 1e12 / denoise_seconds
     floor_seconds = scaled_flops / 1e12 / args.floor_tflops
     return dict(
         generated=f"{size.width}x{size.height}x{size.num_frames}",
-        steps_run={stage: steps for stage, (_, steps) in flops.items()},
+        steps_run=steps_run,
         stages_scaled=scaled_stages,
         end_to_end_scaled=end_to_end,
         tflops_per_s=tflops,
@@ -630,13 +721,17 @@ def bench_memory_options(built: dict, args, image_path: Path, tmp: Path, report:
     runs: dict[str, list[dict]] = {recipe: [] for recipe in recipes}
     report["memory_options"] = dict(steps=args.speed_steps, order=list(MEMORY_VARIANTS), recipes=runs)
     latents: dict[str, dict[str, object]] = {recipe: {} for recipe in recipes}
+    budget = args.budget
     for variant in args.memory_list:
-        elapsed = time.monotonic() - args.started
-        if args.budget_s and elapsed > args.budget_s:
+        first_guess = sum(budget.estimate(f"speed:{recipe}", f"recipe:{recipe}") for recipe in recipes)
+        refusal = budget.refuse(budget.estimate("memory", default=first_guess), keep_reserve=True)
+        if refusal:
             for recipe in recipes:
-                runs[recipe].append(dict(variant=variant, skipped=f"time budget ({elapsed:.0f} s used)"))
+                runs[recipe].append(dict(variant=variant, skipped=refusal, over_budget=True))
             continue
+        started = time.monotonic()
         rows = bench_memory_variant(built, variant, recipes, args, image_path, tmp, latents)
+        budget.record("memory", seconds=time.monotonic() - started)
         for recipe, row in zip(recipes, rows, strict=True):
             runs[recipe].append(row)
             print(f"{recipe} / {variant}: {_speed_outcome(row)}", file=sys.stderr, flush=True)
@@ -773,10 +868,16 @@ def render_table(header: str, rows: list[dict]) -> str:
         ("steps", [row["steps"] for row in rows]),
         ("generated WxHxF", [row["generated"] for row in rows]),
     ]
+    scaled = any("end_to_end_scaled" in row for row in rows)
+    if scaled:
+        lines.append(("scaled to steps", [_scaled_to(row) for row in rows]))
     for stage in STAGE_ORDER:
         if any(stage in row.get("stages", {}) for row in rows):
-            lines.append((f"{stage} s", [cell(row.get("stages", {}).get(stage)) for row in rows]))
-    lines.append(("end-to-end s", [cell(row.get("end_to_end")) for row in rows]))
+            seconds = [row.get("stages_scaled", row.get("stages", {})).get(stage) for row in rows]
+            lines.append((f"{stage} s", [cell(value) for value in seconds]))
+    lines.append(("end-to-end s", [cell(row.get("end_to_end_scaled", row.get("end_to_end"))) for row in rows]))
+    if scaled:
+        lines.append(("end-to-end s, as run", [cell(row.get("end_to_end")) for row in rows]))
     for stage in ("stage1", "denoise", "stage2"):
         if any(stage in row.get("steps_per_stage", {}) for row in rows):
             values = []
@@ -809,6 +910,10 @@ def render_table(header: str, rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _scaled_to(row: dict) -> str:
+    return "+".join(str(steps) for steps in row.get("steps_scaled_to", {}).values()) or "-"
+
+
 def write_test_image(path: Path, width: int, height: int) -> None:
     import numpy as np
     from PIL import Image
@@ -820,11 +925,18 @@ def write_test_image(path: Path, width: int, height: int) -> None:
 
 
 def main(argv=None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
-    reports, status = [], 0
+    args.budget = Budget(args.budget_s, started)
+    reports: list[dict] = []
+    status = 0
     # A run stopped at its time limit (SIGTERM) still prints the tables of what finished.
     signal.signal(signal.SIGTERM, _interrupt)
     for generation in args.model_list:
+        refusal = args.budget.refuse(args.budget.estimate("build", default=BUILD_ESTIMATE_S[generation]))
+        if refusal:
+            skip_generation(args, generation, refusal, reports)
+            continue
         try:
             code, report = bench_generation(args, generation, reports)
         except KeyboardInterrupt:
@@ -834,7 +946,19 @@ def main(argv=None) -> int:
         if report.get("interrupted"):
             return 1
         _free_gpu()
+    if status == 0 and args.budget.cut_short:
+        print(f"cut short by --budget-s {args.budget_s:.0f}: see what was skipped", file=sys.stderr, flush=True)
+        return EXIT_CUT_SHORT
     return status
+
+
+def skip_generation(args, generation: str, reason: str, reports: list[dict]) -> None:
+    """A generation the time budget leaves unbuilt: one line where its table would be, and in the JSON."""
+    print(f"{generation}: skipped, {reason}", flush=True)
+    print(f"{generation}: skipped, {reason}", file=sys.stderr, flush=True)
+    reports.append(dict(model=generation, skipped=reason, over_budget=True, recipes=[]))
+    if args.json:
+        _write_json(args.json, reports)
 
 
 def _free_gpu() -> None:
@@ -852,8 +976,10 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
     for --json (written after each recipe)."""
     from pipelines.generations import generation as generation_row
 
+    began = time.monotonic()
     built = build(args, generation)
     timings = built["timings"]
+    args.budget.record("build", seconds=timings["total"])
     print(
         f"built {built['model']} on {built['device_name']} in {timings['total']:.1f} s ("
         + ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if k != "total")
@@ -870,6 +996,9 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
         f"payload {payload['width']}x{payload['height']}, {payload['num_frames']} frames @ {payload['fps']} fps, "
         f"guidance {payload['guidance_scale']}; build {timings['total']:.1f} s"
     )
+    scaled = [recipe for recipe in args.recipe_list if recipe in args.scaled_recipes]
+    if scaled:
+        header += "; " + scaling_note(scaled, args.steps, served.num_inference_steps)
     rows: list[dict] = []
     printed = False
     report = dict(model=built["model"], header=header, device=built["device_name"], build_seconds=timings,
@@ -880,7 +1009,7 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
             image_path = Path(tmp) / "input.png"
             write_test_image(image_path, payload["width"], payload["height"])
             for recipe in args.recipe_list:
-                rows.append(bench_recipe(built, recipe, args, image_path, Path(tmp)))
+                rows.append(time_recipe(built, recipe, args, image_path, Path(tmp)))
                 row = rows[-1]
                 outcome = row.get("error") or row.get("skipped") or f"{row['end_to_end']:.2f} s end to end"
                 print(f"{recipe}: {outcome}", file=sys.stderr, flush=True)
@@ -889,6 +1018,9 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
             if rows:
                 print(render_table(header, rows), flush=True)
             printed = True
+            args.budget.record("generation", seconds=time.monotonic() - began)
+            still_to_build = len(args.model_list) - 1 - args.model_list.index(generation)
+            args.budget.reserve_s = still_to_build * args.budget.estimate("generation")
             speed_failed = bench_speed_options(built, args, image_path, Path(tmp), report, reports)
             speed_failed = bench_memory_options(built, args, image_path, Path(tmp), report, reports) or speed_failed
     except KeyboardInterrupt:
@@ -900,6 +1032,30 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
     del built
     failed = any("error" in row for row in rows) or len(rows) < len(args.recipe_list) or speed_failed
     return (1 if failed else 0), report
+
+
+def time_recipe(built: dict, recipe: str, args, image_path: Path, tmp: Path) -> dict:
+    """bench_recipe, unless the time budget leaves no room for it (estimated from the same recipe on the
+    generation before, else the last recipe); records how long it took."""
+    budget = args.budget
+    if not recipe_not_offered(built["model"], recipe):
+        refusal = budget.refuse(budget.estimate(f"recipe:{recipe}", "recipe"))
+        if refusal:
+            return dict(recipe=recipe, steps="-", generated="-", skipped=refusal, over_budget=True)
+    started = time.monotonic()
+    row = bench_recipe(built, recipe, args, image_path, tmp)
+    if "skipped" not in row:
+        budget.record(f"recipe:{recipe}", "recipe", seconds=time.monotonic() - started)
+    return row
+
+
+def scaling_note(recipes: list[str], steps: int, model_steps: int) -> str:
+    """What the table's scaled times are, e.g. "stage 1 run at 8 steps, scaled to 40"."""
+    what = {
+        ("two-stage",): "stage 1",
+        ("one-stage",): "one-stage",
+    }.get(tuple(recipes), "stage 1 (one-stage: every step)")
+    return f"{what} run at {steps} steps, scaled to {model_steps}"
 
 
 def _write_json(path: Path, reports: list[dict]) -> None:
