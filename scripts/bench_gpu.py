@@ -18,18 +18,26 @@ timed in decode_video, its FLOPs not counted). Each generation runs its own defa
 
     python scripts/bench_gpu.py [--models ltx-2-19b,ltx-2.3-22b,ltx-2.5]
                                 [--recipes two-stage,distilled,one-stage]
-                                [--one-stage-steps 40] [--json OUT]
+                                [--steps N] [--one-stage-steps N] [--budget-s 570] [--json OUT]
     python scripts/bench_gpu.py --tiny          # the same code path on the CPU with the tiny models
 
-On a host with an NVIDIA GPU and the CUDA build of torch in .venv (docs/benchmarks.md, "GPU benchmark"):
-building the random 19B should take ~30 s (not yet measured on a GPU: its Python-side work, measured on a
+On a GPU, the main table runs QUICK_STEPS (8) steps of two-stage's stage 1 and of one-stage and scales their time
+to the model's own count (40 or 30), with the speed comparison's scaling (step_scale, scale_seconds); the header
+says so ("stage 1 run at 8 steps, scaled to 40"), and the table gives both the scaled and the as-run end-to-end
+time. Distilled runs its fixed steps. An explicit ``--steps N`` (or ``--one-stage-steps N``) runs N steps, unscaled,
+as before; --tiny runs the tiny model's own steps.
+
+Time (not yet measured on a GPU): building the random 19B should take ~30 s (its Python-side work, measured on a
 2-core CPU on the meta device, is ~2 s of module construction and ~8 s of peft wrapping of the 1,344 LoRA'd
 linears; the weight initialisation itself runs on the GPU). At about 520 TFLOP/s (an H100-class GPU) the three
-recipes take ~35 + 10 + 140 s plus decode, mux and warm-ups: ~5 minutes in all. If it runs long,
---one-stage-steps 20 halves the longest run; a run stopped with SIGTERM still prints the table of the recipes
-that finished, and --json is written after each. The default, every generation in turn, takes about 12 minutes
-(not yet measured on a GPU); `--recipes one-stage --one-stage-steps 20` times each generation's transformer,
-decoders and mux in about 6.
+recipes at 8 steps take ~15 + 10 + 30 s plus decode, mux and warm-ups: about 1.5 minutes a generation, build
+included, ~4 minutes for the three; the speed and memory comparisons on the first generation take the rest of
+the 10 minutes. --budget-s (570 s) covers the whole run from its start: no generation build, recipe or variant
+starts when the time used plus its estimate (1.2x the last similar item; a first build: BUILD_ESTIMATE_S) would
+pass it, and the speed and memory variants also leave the generations still to build their time (1.2x the
+first generation's build and table each). What is left out is listed as skipped, with the reason, in the
+tables and the JSON, and the exit status is 3 (1 when something failed). A run stopped with SIGTERM still prints
+the table of the recipes that finished, and --json is written after each.
 
 Speed options (pipelines/speed.py), then, side by side per --speed-recipes recipe (default two-stage): the
 "eager" baseline (no compile, torch's SDPA, 48-frame decode chunks, negative prompt encoded every request), each
@@ -39,7 +47,7 @@ the same with SageAttention). Each variant runs --speed-steps (4) guided steps, 
 a first run then a timed one; the table gives seconds per stage, the speed-up over eager, TFLOP/s, the fraction
 of the floor (the transformer's FLOPs at --floor-tflops 800 over the end-to-end time), peak VRAM and how far
 the final latents are from eager's. An option this machine cannot run is listed as unavailable; one that fails
-is reported and the next one runs; no variant starts that would end past --budget-s (570 s of the whole run).
+is reported and the next one runs; none starts that would pass --budget-s.
 
     python scripts/bench_gpu.py --recipes none --speed all --speed-recipes two-stage,distilled
 
