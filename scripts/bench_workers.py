@@ -3,7 +3,7 @@ and without the overlap of a job's mux with the next job's denoising (``--overla
 
 Usage: python scripts/bench_workers.py [--model tiny] [--jobs 30] [--width 256 --height 256 --frames 9]
        [--configs "cpu:1" "cpu:2" "cpu:2 --worker-threads 2"]
-       python scripts/bench_workers.py --overlap [--gpus cpu:1]   # --no-overlap-mux, then --overlap-mux
+       python scripts/bench_workers.py --overlap [--gpus cpu:1]   # --overlap-mux off, then on
 Starts `ltx2-server serve --gpus ...` itself for each configuration (a configuration is --gpus's value,
 then any further serve flags), waits for every worker to load, runs one warm-up job per worker, then
 submits all jobs at once and times them until the last is final. Prints one table. Figures, not assertions.
@@ -85,12 +85,12 @@ def main() -> int:
     parser.add_argument("--configs", nargs="+", default=["cpu:1", "cpu:2", "cpu:2 --worker-threads 2"])
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the configs; each row keeps its best")
     parser.add_argument(
-        "--overlap", action="store_true", help="compare --no-overlap-mux with --overlap-mux on --gpus (not --configs)"
+        "--overlap", action="store_true", help="compare --overlap-mux off with on, on --gpus (not --configs)"
     )
     parser.add_argument("--gpus", default="cpu:1", help="the workers --overlap compares with")
     args = parser.parse_args()
     if args.overlap:
-        args.configs = [f"{args.gpus} --no-overlap-mux", f"{args.gpus} --overlap-mux"]
+        args.configs = [f"{args.gpus} --overlap-mux off", f"{args.gpus} --overlap-mux on"]
     body = {
         "image": png_data_uri(args.width, args.height),
         "prompt": "a lighthouse in a storm",

@@ -200,12 +200,13 @@ class Settings:
         WORKERS, 0, "CPU threads per worker (torch, OpenMP, BLAS; 0: torch's default; cpu:N splits the cores N ways)"
     )
     worker_nice: int = option(WORKERS, 10, "CPU niceness of the worker, so the API answers promptly while it computes")
-    overlap_mux: bool = option(
+    overlap_mux: str = option(
         WORKERS,
-        True,
-        "a worker starts its next job once this one's frames are decoded, while ffmpeg finishes its video "
-        "(--no-overlap-mux: one job at a time, start to end)",
-        brief="start the next job while this one's video is encoded",
+        "auto",
+        "on: a worker starts its next job once this one's frames are decoded, while ffmpeg finishes its video; "
+        "off: one job at a time, start to end; auto: on for a worker on a GPU, off on the CPU (where the "
+        "encode and the next denoising share the cores)",
+        brief="start the next job while this one's video is encoded: auto (on a GPU), on or off",
     )
     worker_start_timeout: float = option(
         WORKERS, 600.0, "seconds the worker may take to load; one not ready by then is killed and restarted"
@@ -377,6 +378,10 @@ class Settings:
             (self.max_image_bytes >= 1, f"max-image-bytes: must be 1 or more; got {self.max_image_bytes}"),
             (self.image_timeout > 0, f"image-timeout: must be more than 0; got {self.image_timeout:g}"),
             (-20 <= self.worker_nice <= 19, f"worker-nice: must be from -20 to 19; got {self.worker_nice}"),
+            (
+                self.overlap_mux in ("auto", "on", "off"),
+                f"overlap-mux: must be auto, on or off; got {self.overlap_mux!r}",
+            ),
             (
                 self.model in KNOWN_MODELS or ":" in self.model,
                 f"model: must be one of {', '.join(KNOWN_MODELS)}, or module:factory; got {self.model!r}",

@@ -56,8 +56,9 @@ class WorkerConfig:
     # One physical GPU index for this worker (--gpus); it then sees that GPU alone, as ``cuda``.
     cuda_visible_devices: str | None = None
     threads: int | None = None  # CPU threads for torch and BLAS (None: their default, one per core)
-    # Take the next job once this one's frames are decoded, while its mux finishes (JobDecoded).
-    overlap_mux: bool = True
+    # on: take the next job once this one's frames are decoded, while its mux finishes (JobDecoded);
+    # auto: on when the generator runs on CUDA.
+    overlap_mux: str = "auto"
 
 
 def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
@@ -100,7 +101,13 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     outbox = Outbox(conn)
     description = getattr(generator, "description", config.model)
     outbox.send(msg.WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
-    serve_jobs(generator, inbox, outbox, config.overlap_mux)
+    serve_jobs(generator, inbox, outbox, overlaps_mux(config.overlap_mux))
+
+
+def overlaps_mux(setting: str) -> bool:
+    """auto: only on a GPU. On the CPU the next job's denoising and this one's x264 encode share the same
+    cores, and the overlap measured slower than one job at a time (docs/benchmarks.md)."""
+    return setting == "on" or (setting == "auto" and _cuda() is not None)
 
 
 def serve_jobs(generator, inbox: Inbox, outbox: Outbox, overlap_mux: bool) -> None:

@@ -61,6 +61,7 @@ def _is_denoising(data: dict) -> bool:
 
 
 def _server(tmp_path, **settings):
+    settings = {"overlap_mux": "on", **settings}
     app = create_app(Settings(model=MODEL, results_dir=str(tmp_path), cancel_grace=60.0, **settings))
     return thread_server(app)
 
@@ -80,7 +81,7 @@ def test_the_next_job_denoises_while_the_first_one_muxes(tmp_path):
 
 
 def test_without_overlap_the_next_job_waits_for_the_mux(tmp_path):
-    with _server(tmp_path, overlap_mux=False) as base_url:
+    with _server(tmp_path, overlap_mux="off") as base_url:
         _, first = _submit(base_url, "one")
         _, second = _submit(base_url, "two")
         assert first.done.wait(60) and second.done.wait(60)
