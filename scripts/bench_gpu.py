@@ -1006,7 +1006,8 @@ def bench_generation(args, generation: str, reports: list[dict]) -> tuple[int, d
     )
     scaled = [recipe for recipe in args.recipe_list if recipe in args.scaled_recipes]
     if scaled:
-        header += "; " + scaling_note(scaled, args.steps, served.num_inference_steps)
+        # The steps the rows are scaled to: the built model's own (bench_recipe).
+        header += "; " + scaling_note(scaled, args.steps, generation_row(built["model"]).num_inference_steps)
     rows: list[dict] = []
     printed = False
     report = dict(model=built["model"], header=header, device=built["device_name"], build_seconds=timings,
