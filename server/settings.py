@@ -204,9 +204,9 @@ class Settings:
         WORKERS,
         "auto",
         "on: a worker starts its next job once this one's frames are decoded, while ffmpeg finishes its video; "
-        "off: one job at a time, start to end; auto: on for a worker on a GPU, off on the CPU (where the "
+        "off: one job at a time, start to end; auto: off until the overlap is measured on a GPU (on the CPU the "
         "encode and the next denoising share the cores)",
-        brief="start the next job while this one's video is encoded: auto (on a GPU), on or off",
+        brief="start the next job while this one's video is encoded: auto (off for now), on or off",
     )
     worker_start_timeout: float = option(
         WORKERS, 600.0, "seconds the worker may take to load; one not ready by then is killed and restarted"

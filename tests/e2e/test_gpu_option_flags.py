@@ -65,3 +65,11 @@ def test_fp8_alone_still_means_float8_storage_as_when_it_was_a_switch():
     assert (
         parser.parse_args(["generate", "--image", "a.png", "--prompt", "p", "--out", "o.mp4", "--fp8"]).fp8 == "storage"
     )
+
+
+def test_the_mux_overlap_stays_off_unless_asked_for_until_measured_on_a_gpu():
+    from server.settings import Settings
+    from server.workers.child import overlaps_mux, worker_config_from
+
+    assert Settings().overlap_mux == "auto" and not overlaps_mux(worker_config_from(Settings()).overlap_mux)
+    assert overlaps_mux("on") and not overlaps_mux("off")
