@@ -11,7 +11,6 @@ pipelines/ltx2_19b.py's code, so the two generations are timed alike.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -153,55 +152,13 @@ _SEED = 23
 def build_component(name: str, device="meta", dtype: torch.dtype = torch.bfloat16):
     """One full-size component with random weights on ``device`` (``meta``: shapes only, no memory)."""
     with ltx2_19b._built_as(device, dtype):
-        return _build(name).eval()
-
-
-def _build(name: str, tokenizer=None):
-    import importlib
-
-    if name == "text_encoder":
-        return ltx2_19b.build_text_encoder(tokenizer)
-    module, class_name, config = _DIFFUSERS_COMPONENTS[name]
-    return getattr(importlib.import_module(module), class_name)(**config)
+        return ltx2_19b.build_listed(_DIFFUSERS_COMPONENTS, name).eval()
 
 
 def build_random_22b_bundle(device, dtype: torch.dtype = torch.bfloat16, *, timings: dict | None = None):
     """LTX-2.3 22B with random weights built on ``device``, wrapped like real weights (LTX2Bundle, with a
     rank-384 distilled LoRA on every attention and feed-forward projection). ``timings``: seconds per part."""
-    from diffusers import LTX2ImageToVideoPipeline
-
-    from .loader import DISTILLED_ADAPTER, _finish_bundle
-    from .tiny import _build_scheduler, random_lightricks_lora
-
-    timings = {} if timings is None else timings
-    torch.manual_seed(_SEED)
-    if torch.device(device).type == "cuda":
-        torch.cuda.manual_seed_all(_SEED)
-    parts = {}
-    tokenizer = ltx2_19b.build_tokenizer()
-    for name in COMPONENTS:
-        start = time.perf_counter()
-        with ltx2_19b._built_as(device, dtype):
-            parts[name] = _build(name, tokenizer).eval()
-        ltx2_19b._synchronize(device)
-        timings[name] = time.perf_counter() - start
-    upsampler = parts.pop("latent_upsampler")
-    pipe: Any = LTX2ImageToVideoPipeline(scheduler=_build_scheduler(), tokenizer=tokenizer, **parts)
-    start = time.perf_counter()
-    lora = random_lightricks_lora(
-        pipe.transformer,
-        targets=ltx2_19b.DISTILLED_LORA_TARGETS,
-        rank=DISTILLED_LORA_RANK,
-        seed=_SEED,
-        within="transformer_blocks.",
-        device=device,
-        dtype=dtype,
-    )
-    pipe.load_lora_weights(lora, adapter_name=DISTILLED_ADAPTER)
-    del lora
-    ltx2_19b._synchronize(device)
-    timings["distilled_lora"] = time.perf_counter() - start
-    return _finish_bundle(pipe, upsampler)
+    return ltx2_19b.build_random_bundle(_DIFFUSERS_COMPONENTS, _SEED, DISTILLED_LORA_RANK, device, dtype, timings)
 
 
 __all__ = [

@@ -274,13 +274,14 @@ def build_tokenizer():
 def build_component(name: str, device="meta", dtype: torch.dtype = torch.bfloat16):
     """One full-size component with random weights on ``device`` (``meta``: shapes only, no memory)."""
     with _built_as(device, dtype):
-        return _build(name).eval()
+        return build_listed(_DIFFUSERS_COMPONENTS, name).eval()
 
 
-def _build(name: str, tokenizer=None):
+def build_listed(components: dict[str, tuple[str, str, dict[str, Any]]], name: str, tokenizer=None):
+    """``name`` from a generation's (module, class, config) table; the text encoder is Gemma 3 12B for each."""
     if name == "text_encoder":
         return build_text_encoder(tokenizer)
-    module, class_name, config = _DIFFUSERS_COMPONENTS[name]
+    module, class_name, config = components[name]
     return getattr(importlib.import_module(module), class_name)(**config)
 
 
@@ -291,21 +292,34 @@ def count_params(module) -> int:
 def build_random_19b_bundle(device, dtype: torch.dtype = torch.bfloat16, *, timings: dict | None = None):
     """LTX-2 19B with random weights, built on ``device``, wrapped like the real weights are
     (``pipelines.loader.LTX2Bundle`` through the same ``_finish_bundle``). ``timings`` collects seconds per part."""
+    return build_random_bundle(_DIFFUSERS_COMPONENTS, _SEED, DISTILLED_LORA_RANK, device, dtype, timings)
+
+
+def build_random_bundle(
+    components: dict[str, tuple[str, str, dict[str, Any]]],
+    seed: int,
+    lora_rank: int,
+    device,
+    dtype: torch.dtype,
+    timings: dict | None = None,
+):
+    """A generation's full-size pipeline with random weights from its component table, with a distilled LoRA
+    of ``lora_rank`` on every attention and feed-forward projection, as its real weights are wrapped."""
     from diffusers import LTX2ImageToVideoPipeline
 
     from .loader import DISTILLED_ADAPTER, _finish_bundle
     from .tiny import _build_scheduler, random_lightricks_lora
 
     timings = {} if timings is None else timings
-    torch.manual_seed(_SEED)
+    torch.manual_seed(seed)
     if torch.device(device).type == "cuda":
-        torch.cuda.manual_seed_all(_SEED)
+        torch.cuda.manual_seed_all(seed)
     parts = {}
     tokenizer = build_tokenizer()
-    for name in COMPONENTS:
+    for name in (*components, "text_encoder"):
         start = time.perf_counter()
         with _built_as(device, dtype):
-            parts[name] = _build(name, tokenizer).eval()
+            parts[name] = build_listed(components, name, tokenizer).eval()
         _synchronize(device)
         timings[name] = time.perf_counter() - start
     upsampler = parts.pop("latent_upsampler")
@@ -314,8 +328,8 @@ def build_random_19b_bundle(device, dtype: torch.dtype = torch.bfloat16, *, timi
     lora = random_lightricks_lora(
         pipe.transformer,
         targets=DISTILLED_LORA_TARGETS,
-        rank=DISTILLED_LORA_RANK,
-        seed=_SEED,
+        rank=lora_rank,
+        seed=seed,
         within="transformer_blocks.",
         device=device,
         dtype=dtype,
