@@ -4,16 +4,13 @@ checked, recognised and loaded back by the loader the real weights go through.""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import pipelines
 from pipelines.generations import check_weights, detect_generation
@@ -22,6 +19,7 @@ from pipelines.ltx25 import DIFFUSION_DECODING_STAGE, LTX25Generator, decoder_mi
 from pipelines.neighborhood import use_windowed_attention
 from pipelines.tiny25 import build_tiny25_components, save_tiny25_weights
 from tests.support.media_probe import probe_mp4
+from tests.support.pipeline_inputs import sha256, small_spec, write_noise_picture
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAST = dict(recipe="one-stage", num_inference_steps=2, x264_preset="ultrafast", x264_crf=36, device="cpu")
@@ -41,29 +39,11 @@ def weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "in.png"
-    pixels = np.random.RandomState(0).randint(0, 255, (180, 320, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
+    return write_noise_picture(tmp_path_factory.mktemp("img") / "in.png")
 
 
 def spec(**overrides) -> JobSpec:
-    values = dict(
-        prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        width=256,
-        height=256,
-        num_frames=9,
-        fps=24,
-        seed=7,
-        guidance_scale=4.0,
-    )
-    values.update(overrides)
-    return JobSpec(**values)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return small_spec("a lighthouse at dusk", **overrides)
 
 
 @pytest.mark.parametrize(

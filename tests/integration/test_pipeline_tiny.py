@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import pipelines
 from pipelines.interface import InvalidInputError, JobSpec
 from tests.support.media_probe import probe_mp4
+from tests.support.pipeline_inputs import sha256, small_spec, write_noise_picture
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,29 +23,11 @@ def generator():
 
 @pytest.fixture(scope="module")
 def image_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "input.png"
-    pixels = np.random.RandomState(0).randint(0, 255, (180, 320, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
+    return write_noise_picture(tmp_path_factory.mktemp("input") / "input.png")
 
 
 def make_params(**overrides) -> JobSpec:
-    values = dict(
-        prompt="a cat on a sofa",
-        negative_prompt="blurry",
-        width=256,
-        height=256,
-        num_frames=9,
-        fps=24,
-        seed=7,
-        guidance_scale=4.0,
-    )
-    values.update(overrides)
-    return JobSpec(**values)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return small_spec("a cat on a sofa", **overrides)
 
 
 def test_load_generator_rejects_unknown_model():
