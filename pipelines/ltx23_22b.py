@@ -132,18 +132,18 @@ VOCODER_CONFIG = dict(
 # get_ltx2_spatial_latent_upsampler_config("2.3"): 2.0's layout, plain (not rational) 2x resampling.
 LATENT_UPSAMPLER_CONFIG = dict(ltx2_19b.LATENT_UPSAMPLER_CONFIG, use_rational_resampler=False)
 
-_DIFFUSERS_COMPONENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "transformer": ("diffusers", "LTX2VideoTransformer3DModel", TRANSFORMER_CONFIG),
-    "connectors": ("diffusers.pipelines.ltx2", "LTX2TextConnectors", CONNECTORS_CONFIG),
-    "vae": ("diffusers", "AutoencoderKLLTX2Video", VIDEO_VAE_CONFIG),
-    "audio_vae": ("diffusers", "AutoencoderKLLTX2Audio", AUDIO_VAE_CONFIG),
-    "vocoder": ("diffusers.pipelines.ltx2.vocoder", "LTX2VocoderWithBWE", VOCODER_CONFIG),
-    "latent_upsampler": (
-        "diffusers.pipelines.ltx2.latent_upsampler",
-        "LTX2LatentUpsamplerModel",
-        LATENT_UPSAMPLER_CONFIG,
+# 2.0's classes, but the vocoder with bandwidth extension.
+_DIFFUSERS_COMPONENTS: dict[str, tuple[str, str, dict[str, Any]]] = ltx2_19b.component_table(
+    dict(
+        transformer=TRANSFORMER_CONFIG,
+        connectors=CONNECTORS_CONFIG,
+        vae=VIDEO_VAE_CONFIG,
+        audio_vae=AUDIO_VAE_CONFIG,
+        vocoder=VOCODER_CONFIG,
+        latent_upsampler=LATENT_UPSAMPLER_CONFIG,
     ),
-}
+    vocoder_class="LTX2VocoderWithBWE",
+)
 COMPONENTS = (*_DIFFUSERS_COMPONENTS, "text_encoder")
 DISTILLED_LORA_RANK = 384  # ltx-2.3-22b-distilled-lora-384
 _SEED = 23

@@ -230,19 +230,29 @@ def _built_as(device, dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-# name in the pipeline (or bundle) -> (module, class, config)
-_DIFFUSERS_COMPONENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "transformer": ("diffusers", "LTX2VideoTransformer3DModel", TRANSFORMER_CONFIG),
-    "connectors": ("diffusers.pipelines.ltx2", "LTX2TextConnectors", CONNECTORS_CONFIG),
-    "vae": ("diffusers", "AutoencoderKLLTX2Video", VIDEO_VAE_CONFIG),
-    "audio_vae": ("diffusers", "AutoencoderKLLTX2Audio", AUDIO_VAE_CONFIG),
-    "vocoder": ("diffusers.pipelines.ltx2.vocoder", "LTX2Vocoder", VOCODER_CONFIG),
-    "latent_upsampler": (
-        "diffusers.pipelines.ltx2.latent_upsampler",
-        "LTX2LatentUpsamplerModel",
-        LATENT_UPSAMPLER_CONFIG,
-    ),
-}
+def component_table(configs: dict[str, dict[str, Any]], vocoder_class: str = "LTX2Vocoder"):
+    """A generation's components: name in the pipeline (or bundle) -> (module, class, its config)."""
+    classes = {
+        "transformer": ("diffusers", "LTX2VideoTransformer3DModel"),
+        "connectors": ("diffusers.pipelines.ltx2", "LTX2TextConnectors"),
+        "vae": ("diffusers", "AutoencoderKLLTX2Video"),
+        "audio_vae": ("diffusers", "AutoencoderKLLTX2Audio"),
+        "vocoder": ("diffusers.pipelines.ltx2.vocoder", vocoder_class),
+        "latent_upsampler": ("diffusers.pipelines.ltx2.latent_upsampler", "LTX2LatentUpsamplerModel"),
+    }
+    return {name: (*classes[name], configs[name]) for name in classes}
+
+
+_DIFFUSERS_COMPONENTS: dict[str, tuple[str, str, dict[str, Any]]] = component_table(
+    dict(
+        transformer=TRANSFORMER_CONFIG,
+        connectors=CONNECTORS_CONFIG,
+        vae=VIDEO_VAE_CONFIG,
+        audio_vae=AUDIO_VAE_CONFIG,
+        vocoder=VOCODER_CONFIG,
+        latent_upsampler=LATENT_UPSAMPLER_CONFIG,
+    )
+)
 COMPONENTS = (*_DIFFUSERS_COMPONENTS, "text_encoder")
 
 
