@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -171,9 +171,10 @@ class LTX2Generator:
     def generate(
         self,
         params: JobSpec,
-        image_path: Path,
+        image_path: Path | None,
         output_path: Path,
         on_progress: ProgressCallback,
+        keyframe_paths: Sequence[Path] = (),
     ) -> GenerationResult:
         try:
             return self._generate(params, image_path, output_path, on_progress)
@@ -187,7 +188,9 @@ class LTX2Generator:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    def _generate(self, params, image_path: Path, output_path: Path, on_progress: ProgressCallback):
+    def _generate(self, params, image_path: Path | None, output_path: Path, on_progress: ProgressCallback):
+        if image_path is None:
+            raise InvalidInputError("image: required")
         clock = _StageClock()
         size = self._plan_size(params)
         with clock.stage("load_image"):

@@ -132,7 +132,7 @@ class LTX25Generator(LTX2Generator):
         self.minimum_latents = decoder_minimum(self.diffusion_decoder.config)
         self._request: tuple[int, Any] | None = None
 
-    def generate(self, params, image_path, output_path, on_progress):
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()):
         # The decode hook (_frame_chunks) takes no request: it needs the seed and the progress callback.
         self._request = (params.seed, on_progress)
         try:

@@ -279,7 +279,8 @@ def run_job(
     gpu_done: threading.Event | None = None,
 ) -> msg.JobSucceeded | msg.JobFailed:
     """Runs ``job``; ``gpu_done`` is set once it reports "muxing" (every frame decoded: the GPU is free)."""
-    from pipelines.interface import GpuOutOfMemory, InvalidInputError, MuxError
+    from pipelines.inputs import unpack_inputs
+    from pipelines.interface import ContentBlocked, GpuOutOfMemory, InvalidInputError, MuxError
     from pipelines.mux import stop_muxing_when
 
     conn.send(msg.JobStarted(job_id=job.job_id))
@@ -306,11 +307,16 @@ def run_job(
         stop_if_cancelled()
         # A cancel that arrives while ffmpeg finishes (the next job may be denoising meanwhile) stops the mux too.
         with stop_muxing_when(stop_if_cancelled):
-            result = generator.generate(job.spec, Path(job.image_path), Path(job.output_path), report_progress)
+            inputs = unpack_inputs(job.spec, Path(job.image_path), Path(job.image_path).parent / "inputs")
+            result = generator.generate(
+                job.spec, inputs.image, Path(job.output_path), report_progress, keyframe_paths=inputs.keyframes
+            )
     except JobCancelled:
         return msg.JobFailed(job_id=job.job_id, error="cancelled", fault=msg.FAULT_CANCELLED)
     except InvalidInputError as exc:
         return msg.JobFailed(job_id=job.job_id, error=str(exc), fault=msg.FAULT_INPUT)
+    except ContentBlocked as exc:
+        return msg.JobFailed(job_id=job.job_id, error=f"content blocked: {exc}", fault=msg.FAULT_CONTENT)
     except MuxError as exc:
         return msg.JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
     except GpuOutOfMemory as exc:
@@ -325,6 +331,7 @@ def run_job(
         seed=result.seed,
         stage_seconds=dict(result.stage_seconds),
         peak_gpu_memory_bytes=(peak_gpu_bytes or [int(cuda.max_memory_allocated()) if cuda is not None else 0])[0],
+        enhanced_prompt=result.enhanced_prompt,
     )
 
 

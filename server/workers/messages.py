@@ -78,11 +78,15 @@ class JobSucceeded:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # Peak CUDA memory allocated during the job; 0 when not on CUDA.
     peak_gpu_memory_bytes: int = 0
+    # The rewritten prompt of a request with enhance_prompt; None otherwise.
+    enhanced_prompt: str | None = None
 
 
 # Why a job failed decides the HTTP code a /v1 caller sees.
 FAULT_INPUT = "input"
 FAULT_GENERATION = "generation"
+# The content policy refused the request or its output (--moderation): a 422 "content blocked: <reason>".
+FAULT_CONTENT = "content"
 FAULT_CANCELLED = "cancelled"
 FAULT_SHUTDOWN = "shutdown"
 # Still queued one retention period (--ttl-seconds) after submission: failed by the expiry sweep.

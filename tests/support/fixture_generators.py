@@ -91,7 +91,7 @@ class ScriptedGenerator:
     short denoising steps (to be cancelled between them), 'diskfull' encodes onto a full device;
     any other prompt makes a short real video."""
 
-    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()) -> GenerationResult:
         prompt = params.prompt
         on_progress("denoising", 1, 2)
         if "steps" in prompt:
@@ -138,7 +138,7 @@ class FastGenerator:
         )
         write_test_video(params, self._video)
 
-    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()) -> GenerationResult:
         on_progress("denoising", 1, 1)
         shutil.copyfile(self._video, output_path)
         return GenerationResult(output_path=output_path, seed=params.seed)
@@ -175,7 +175,7 @@ class _OutOfGpuMemoryOnRequest:
 
         self.inner.pipe.transformer.register_forward_pre_hook(maybe_run_out)
 
-    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()) -> GenerationResult:
         self.armed = "oom" in params.prompt
         return self.inner.generate(params, image_path, output_path, on_progress)
 
@@ -198,7 +198,7 @@ class TinyOrScripted:
         self.description = getattr(self.tiny, "description", "tiny")
         self.ledger = os.environ.get("LTX2_TEST_LEDGER")
 
-    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()) -> GenerationResult:
         prompt = params.prompt
         if prompt.startswith("scripted:fast"):
             result = self.fast.generate(params, image_path, output_path, on_progress)

@@ -24,7 +24,7 @@ MUX_CHUNK_SECONDS = 0.15
 
 
 class SlowMuxGenerator:
-    def generate(self, params, image_path, output_path, on_progress) -> GenerationResult:
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()) -> GenerationResult:
         for step in range(DENOISING_STEPS + 1):
             on_progress("denoising", step, DENOISING_STEPS)
             if "crash" in params.prompt and step == 2:
