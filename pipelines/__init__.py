@@ -39,6 +39,7 @@ def load_generator(
     attention: str = "auto",
     decode_chunk_frames: int = 48,
     cache_negative_prompt: bool = True,
+    loras: str = "",
 ) -> "LTX2Generator":
     """Build a ready-to-use Generator. Heavy imports (torch, diffusers) happen here, not at import time.
 

@@ -177,6 +177,22 @@ class Settings:
         brief="reuse repeated negative prompts' embeddings",
         commands=(SERVE, WORKER),  # generate reads them from LTX2_* (its --help stays one screen)
     )
+    loras: str = option(
+        MODEL,
+        "",
+        "folder of LoRA .safetensors files a request may apply by name (\"loras\": [{\"name\", \"scale\"}]); "
+        "listed by GET /v1/loras; empty: none",
+        brief="folder of LoRAs requests may apply (empty: none)",
+    )
+    moderation: str = option(
+        MODEL,
+        "",
+        "content policy: module:factory of a checker called on the prompt and input images before generation and "
+        "on sampled output frames after (a refusal fails the job: 422 \"content blocked: <reason>\"); "
+        "\"wordlist\" is the built-in prompt word-list checker; empty: none",
+        brief="content policy checker: module:factory or wordlist (empty: none)",
+        commands=(SERVE, WORKER),
+    )
     x264_preset: str = option(
         MODEL,
         "",

@@ -26,7 +26,7 @@ from server.workers.devices import WorkerDevice
 # Settings a worker passes on to pipelines.load_generator as they are, under the same names.
 _AS_IS = (
     "weights", "recipe", "guidance", "dtype", "offload", "fp8",
-    "stage2_lora", "compile", "attention", "decode_chunk_frames",
+    "stage2_lora", "compile", "attention", "decode_chunk_frames", "loras",
 )  # fmt: skip
 
 
@@ -59,6 +59,8 @@ class WorkerConfig:
     # on: take the next job once this one's frames are decoded, while its mux finishes (JobDecoded);
     # auto: on when the generator runs on CUDA.
     overlap_mux: str = "auto"
+    loras: str = ""  # folder of LoRAs requests may apply ("": none)
+    moderation: str = ""  # content policy checker, module:factory or "wordlist" ("": none)
 
 
 def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -> WorkerConfig:
@@ -73,6 +75,7 @@ def worker_config_from(settings: Settings, device: WorkerDevice | None = None) -
         steps=settings.steps or None,
         nice=settings.worker_nice,
         overlap_mux=settings.overlap_mux,
+        moderation=settings.moderation,
         cache_negative_prompt=settings.negative_prompt_cache,
         plan_request=parse_plan_size(settings.plan_size) if settings.plan_size else None,
         recipe=settings.resolved_recipe(),

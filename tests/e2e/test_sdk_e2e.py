@@ -171,7 +171,8 @@ def test_the_api_process_never_imports_torch():
         # Of pipelines, only the torch-free modules: the JobSpec both sides share, and the generations table
         # (with the weights-folder checks it runs) that validates --model before any worker starts.
         "contract = ('pipelines', 'pipelines.interface', 'pipelines.generations', 'pipelines.guidance',"
-        " 'pipelines.ltx25_layout', 'pipelines.weights')\n"
+        " 'pipelines.ltx25_layout', 'pipelines.weights', 'pipelines.inputs', 'pipelines.lora_files',"
+        " 'pipelines.moderation')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy and m not in contract)\n"
         "print(bad)\n"
     )
