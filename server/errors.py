@@ -77,6 +77,10 @@ class GenerationFailed(ServiceError):
     """A /v1 call whose job failed for a reason that is not the input's fault."""
 
 
+class ContentRefused(ServiceError):
+    """A /v1 call whose job the content policy (--moderation) refused: "content blocked: <reason>"."""
+
+
 class ServiceUnavailable(ServiceError):
     """The server is shutting down or the worker cannot serve."""
 
@@ -96,6 +100,7 @@ HTTP_STATUS_FOR_ERROR: dict[type[ServiceError], int] = {
     InsufficientCredits: 406,
     **dict.fromkeys((NotCancellable, JobCancelledError), 409),
     OutputGone: 410,
+    ContentRefused: 422,  # as the hosted API's FAILED answers (status and result endpoints)
     BodyTooLarge: 413,
     **dict.fromkeys((QueueFull, FetchesBusy, RateLimited), 429),
     **dict.fromkeys((InputGone, GenerationFailed), 500),

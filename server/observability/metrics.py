@@ -7,9 +7,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from pipelines.moderation import blocked_where  # torch-free: reads a "content blocked: ..." error
 from server.clock import Clock
 from server.jobs.record import Job, JobStatus
 from server.jobs.store import Gauges
+from server.workers.messages import FAULT_CONTENT
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a tiny job takes well under one, the real model up to half an hour.
@@ -109,6 +111,12 @@ class ServerMetrics:
         self.finished = Counter("ltx2_jobs_finished", "Jobs that reached a final state", ["state"], registry=registry)
         for state in (JobStatus.COMPLETED, JobStatus.FAILED):
             self.finished.labels(state=state.value.lower())
+        self.content_blocked = Counter(
+            "ltx2_content_blocked", "Jobs the content policy (--moderation) refused, by what it refused",
+            ["where"], registry=registry,
+        )  # fmt: skip
+        for where in ("prompt", "input", "output"):
+            self.content_blocked.labels(where=where)
         self.queue_seconds = Histogram(
             "ltx2_job_queue_seconds", "Seconds from submission to the worker taking the job",
             buckets=QUEUE_BUCKETS, registry=self.registry,
@@ -129,6 +137,8 @@ class ServerMetrics:
             self.queue_seconds.observe(job.metrics(self._clock.now())["queue_time"])
         elif change in ("completed", "failed"):
             self.finished.labels(state=change).inc()
+            if change == "failed" and job.fault == FAULT_CONTENT:
+                self.content_blocked.labels(where=blocked_where(job.error or "")).inc()
             if job.started_at is not None:
                 self.generation_seconds.observe(job.metrics(self._clock.now())["inference_time"])
 

@@ -18,10 +18,14 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.settings import Settings, parse_plan_size
 from server.workers import messages as msg
 from server.workers.devices import WorkerDevice
+
+if TYPE_CHECKING:
+    from pipelines.moderation import Moderation
 
 # Settings a worker passes on to pipelines.load_generator as they are, under the same names.
 _AS_IS = (
@@ -97,6 +101,7 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     started = time.monotonic()
     try:
         generator = load_generator_for(config)
+        moderation = load_moderation(config.moderation)
     except BaseException as exc:  # noqa: BLE001 - any load failure must reach the API process as a value
         conn.send(msg.WorkerLoadFailed(error=describe_load_failure(exc)))
         return
@@ -104,7 +109,7 @@ def run_worker(conn: Connection, config: WorkerConfig) -> None:
     outbox = Outbox(conn)
     description = getattr(generator, "description", config.model)
     outbox.send(msg.WorkerReady(model=config.model, load_seconds=time.monotonic() - started, description=description))
-    serve_jobs(generator, inbox, outbox, overlaps_mux(config.overlap_mux))
+    serve_jobs(generator, inbox, outbox, overlaps_mux(config.overlap_mux), moderation)
 
 
 def overlaps_mux(setting: str) -> bool:
@@ -114,7 +119,9 @@ def overlaps_mux(setting: str) -> bool:
     return setting == "on"
 
 
-def serve_jobs(generator, inbox: Inbox, outbox: Outbox, overlap_mux: bool) -> None:
+def serve_jobs(
+    generator, inbox: Inbox, outbox: Outbox, overlap_mux: bool, moderation: Moderation | None = None
+) -> None:
     """Runs each job on a thread of its own. Without overlap, one job at a time from start to end; with it,
     the next job is taken once this one's GPU part is over, while its mux finishes: at most one job on the
     GPU and one muxing, so a job waits for the mux before it (if still running) before announcing its own."""
@@ -127,7 +134,7 @@ def serve_jobs(generator, inbox: Inbox, outbox: Outbox, overlap_mux: bool) -> No
             return  # told to stop, or the API process is gone
         if not isinstance(message, msg.SubmitJob):
             continue
-        job = JobThread(generator, message, inbox, outbox)
+        job = JobThread(generator, message, inbox, outbox, moderation)
         if not overlap_mux:
             job.thread.join()
             continue
@@ -154,10 +161,13 @@ class Outbox:
 class JobThread:
     """One job, run on its own thread; ``gpu_done`` is set once it is muxing only (or over)."""
 
-    def __init__(self, generator, job: msg.SubmitJob, inbox: Inbox, outbox: Outbox) -> None:
+    def __init__(
+        self, generator, job: msg.SubmitJob, inbox: Inbox, outbox: Outbox, moderation: Moderation | None = None
+    ) -> None:
         self.gpu_done = threading.Event()
         self._job = job
         self._inbox = inbox
+        self._moderation = moderation
         self.thread = threading.Thread(
             target=self._run, args=(generator, outbox), name=f"ltx2-job-{job.job_id}", daemon=True
         )
@@ -165,7 +175,8 @@ class JobThread:
 
     def _run(self, generator, outbox: Outbox) -> None:
         try:
-            outbox.send(run_job(generator, self._job, outbox, self._inbox.is_cancelled, self.gpu_done))
+            job, cancelled = self._job, self._inbox.is_cancelled
+            outbox.send(run_job(generator, job, outbox, cancelled, self.gpu_done, self._moderation))
         finally:
             self._inbox.forget(self._job.job_id)
             self.gpu_done.set()
@@ -255,12 +266,23 @@ def load_generator_for(config: WorkerConfig):
     return load_generator(config.model, num_inference_steps=config.steps, num_threads=config.threads, **options)
 
 
+def load_moderation(spec: str) -> Moderation | None:
+    """The content policy's checker (--moderation), loaded once with the generator; None when there is none."""
+    if not spec:
+        return None
+    from pipelines.moderation import Moderation, load_checker
+
+    return Moderation(load_checker(spec))
+
+
 def describe_load_failure(exc: BaseException) -> str:
-    """What the user can act on (missing weights, a GPU too small) in one message; anything else with its traceback."""
+    """What the user can act on (missing weights, a GPU too small, a checker that will not load) in one message;
+    anything else with its traceback."""
+    from pipelines.moderation import CheckerLoadError
     from pipelines.offload import InsufficientGpuMemory
     from pipelines.weights import WeightsIncomplete
 
-    if isinstance(exc, (WeightsIncomplete, InsufficientGpuMemory)):
+    if isinstance(exc, (WeightsIncomplete, InsufficientGpuMemory, CheckerLoadError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))[-2000:]}"
 
@@ -280,10 +302,13 @@ def run_job(
     conn: Connection | Outbox,
     is_cancelled=lambda job_id: False,
     gpu_done: threading.Event | None = None,
+    moderation: Moderation | None = None,
 ) -> msg.JobSucceeded | msg.JobFailed:
-    """Runs ``job``; ``gpu_done`` is set once it reports "muxing" (every frame decoded: the GPU is free)."""
+    """Runs ``job``; ``gpu_done`` is set once it reports "muxing" (every frame decoded: the GPU is free).
+    ``moderation`` (a pipelines.moderation.Moderation) checks the request before and the video after."""
     from pipelines.inputs import unpack_inputs
     from pipelines.interface import ContentBlocked, GpuOutOfMemory, InvalidInputError, MuxError
+    from pipelines.moderation import CheckerFailed
     from pipelines.mux import stop_muxing_when
 
     conn.send(msg.JobStarted(job_id=job.job_id))
@@ -311,15 +336,22 @@ def run_job(
         # A cancel that arrives while ffmpeg finishes (the next job may be denoising meanwhile) stops the mux too.
         with stop_muxing_when(stop_if_cancelled):
             inputs = unpack_inputs(job.spec, Path(job.image_path), Path(job.image_path).parent / "inputs")
+            if moderation is not None:
+                images = [*([inputs.image] if inputs.image is not None else []), *inputs.keyframes]
+                moderation.check_request(job.spec.prompt, images)
             result = generator.generate(
                 job.spec, inputs.image, Path(job.output_path), report_progress, keyframe_paths=inputs.keyframes
             )
+            if moderation is not None:
+                moderation.check_output(Path(result.output_path), job.spec.num_frames, result.enhanced_prompt)
     except JobCancelled:
         return msg.JobFailed(job_id=job.job_id, error="cancelled", fault=msg.FAULT_CANCELLED)
     except InvalidInputError as exc:
         return msg.JobFailed(job_id=job.job_id, error=str(exc), fault=msg.FAULT_INPUT)
     except ContentBlocked as exc:
         return msg.JobFailed(job_id=job.job_id, error=f"content blocked: {exc}", fault=msg.FAULT_CONTENT)
+    except CheckerFailed as exc:
+        return msg.JobFailed(job_id=job.job_id, error=str(exc))
     except MuxError as exc:
         return msg.JobFailed(job_id=job.job_id, error=f"encoding the video failed: {exc}")
     except GpuOutOfMemory as exc:
