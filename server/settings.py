@@ -383,6 +383,15 @@ class Settings:
         ]
 
     def problems(self) -> list[str]:
+    def _lora_folder_problems(self) -> list[tuple[bool, str]]:
+        from pipelines.lora_files import LoraFolderError, list_loras
+
+        try:
+            list_loras(self.loras)
+        except (LoraFolderError, OSError) as error:
+            return [(False, str(error))]
+        return []
+
         checks = [
             (1 <= self.port <= 65535, f"port: must be from 1 to 65535; got {self.port}"),
             (self.ttl_seconds > 0, f"ttl-seconds: must be more than 0; got {self.ttl_seconds:g}"),
@@ -409,6 +418,7 @@ class Settings:
             ),
             *self._generation_problems(),
             (
+            *self._lora_folder_problems(),
                 self.offload in OFFLOAD_MODES,
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",
             ),

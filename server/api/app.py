@@ -21,7 +21,7 @@ from server.api.hosts import AllowedHostsMiddleware
 from server.api.ignored_fields import IgnoredFieldsMiddleware
 from server.api.openapi import allowed_methods, install_openapi
 from server.api.params import describe_validation_error
-from server.api.routes import apidocs, events, jobs, ops, outputs, playground, segmind
+from server.api.routes import apidocs, events, jobs, loras, ops, outputs, playground, segmind
 from server.clock import Clock, SystemClock
 from server.errors import JobNotFound, ServiceError, http_status_for
 from server.jobs.limits import BodySizeLimit, load_key_policies
@@ -75,7 +75,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         redoc_url=None,
     )
     _install_error_handlers(app, settings)
-    for module in (segmind, jobs, outputs, ops, playground, events, apidocs):
+    for module in (segmind, loras, jobs, outputs, ops, playground, events, apidocs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=playground.STATIC_DIR), name="static")
     install_openapi(app, settings)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
 
+from pipelines.interface import TASK_I2V, TASK_T2V
+from server.api.params import LORA_SCALE_LIMIT, MAX_KEYFRAMES, MAX_LORAS, MODEL_SLUG, T2V_SLUG
 from server.jobs.record import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ def result_body(service: JobService, job: Job, base: str) -> dict:
     body = status_body(service, job)
     body["seed"] = job.params.seed
     body["prompt"] = job.params.prompt
+    if job.params.enhance_prompt:
+        body["enhanced_prompt"] = job.enhanced_prompt
     if job.status is JobStatus.COMPLETED and job.output is not None:
         url = service.outputs.url(job, base)
         body["output"] = url
@@ -53,6 +57,29 @@ def result_body(service: JobService, job: Job, base: str) -> dict:
         }
     else:
         body["output"] = None
+    return body
+
+
+def loras_body(service: JobService) -> dict:
+    return {
+        "loras": [{"name": lora.name, "rank": lora.rank, "size_bytes": lora.size_bytes} for lora in service.loras],
+        "max_per_request": MAX_LORAS,
+        "scale_range": [-LORA_SCALE_LIMIT, LORA_SCALE_LIMIT],
+    }
+
+
+def capabilities_body(service: JobService) -> dict:
+    """What requests may ask for here; the playground builds its form from it."""
+    settings = service.settings
+    body: dict = {
+        "models": [{"slug": MODEL_SLUG, "task": TASK_I2V}, {"slug": T2V_SLUG, "task": TASK_T2V}],
+        "keyframes": {"max": MAX_KEYFRAMES},
+        "loras": loras_body(service),
+        "enhance_prompt": True,
+        "content_policy": bool(settings.moderation),
+    }
+    if not settings.shared_store:
+        body["recipe"] = settings.resolved_recipe()
     return body
 
 

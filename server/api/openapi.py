@@ -73,6 +73,37 @@ class ResultBody(StatusBody):
     video: VideoInfo | None = Field(None, description="Present once COMPLETED.")
     seed: int = Field(description="The seed used (a random one when -1 was sent).")
     prompt: str
+    enhanced_prompt: str | None = Field(
+        None,
+        description="Only when the request sent enhance_prompt: true: the rewritten prompt the video was made from "
+        "(null until the job completes).",
+    )
+
+
+class LoraInfo(BaseModel):
+    name: str = Field(description="What a request's `loras` entry names.")
+    rank: int | None = Field(description="The LoRA's rank, read from its file (null when not recognised).")
+    size_bytes: int
+
+
+class LorasBody(BaseModel):
+    loras: list[LoraInfo] = Field(description="The server's LoRAs (`--loras DIR`), by name; empty without one.")
+    max_per_request: int
+    scale_range: list[float] = Field(description="The lowest and highest `scale` a request may send.")
+
+
+class ModelInfo(BaseModel):
+    slug: str = Field(description="The path segment of POST /v1/<slug> and POST /v2/<slug>.")
+    task: str = Field(description="i2v (image to video) or t2v (text to video).")
+
+
+class CapabilitiesBody(BaseModel):
+    models: list[ModelInfo]
+    recipe: str | None = Field(None, description="The recipe the workers run; absent on an API replica.")
+    keyframes: dict[str, int] = Field(description="`max`: keyframes per image-to-video request.")
+    loras: LorasBody
+    enhance_prompt: bool = Field(description="Whether requests may send enhance_prompt: true.")
+    content_policy: bool = Field(description="Whether a content policy checks prompts, images and outputs.")
 
 
 class SubmitBody(_Open):
@@ -116,6 +147,9 @@ class ReadyBody(_Open):
     store_reachable: bool | None = None
     draining: bool | None = Field(None, description="true after SIGTERM: send new work elsewhere.")
     error: str | None = Field(None, description="Why the server is not ready.")
+    capabilities: CapabilitiesBody | None = Field(
+        None, description="What requests may ask for: the slugs, keyframes, LoRAs, prompt enhancement."
+    )
 
 
 # One event of GET /v2/requests/{id}/events (OpenAPI 3.1 describes a stream by its events).
@@ -154,7 +188,7 @@ BODY_ERRORS = (err.InvalidRequest, err.BodyTooLarge)
 JOB_ERRORS = (*AUTH_ERRORS, err.JobNotFound, err.StoreUnavailable)
 LIMIT_ERRORS = (err.InsufficientCredits, err.QueueFull, err.FetchesBusy, err.RateLimited)
 SUBMIT_ERRORS = (*BODY_ERRORS, *AUTH_ERRORS, *LIMIT_ERRORS, err.GenerationFailed, err.ServiceUnavailable)
-V1_ERRORS = (*SUBMIT_ERRORS, err.JobCancelledError, err.WaitTimedOut)
+V1_ERRORS = (*SUBMIT_ERRORS, err.JobCancelledError, err.ContentRefused, err.WaitTimedOut)
 CANCEL_ERRORS = (*JOB_ERRORS, err.NotCancellable)
 OUTPUT_ERRORS = (err.JobNotFound, err.OutputGone, err.StoreUnavailable)
 
@@ -240,7 +274,7 @@ def _tell_the_truth(document: dict[str, Any], auth_on: bool, hosts_checked: bool
             if "security" in operation and not auth_on:
                 operation["security"] = [{SECURITY_SCHEME: []}, {}]
                 responses.pop("401", None)
-            if "I2VParams" in str(operation.get("requestBody", "")):
+            if "2VParams" in str(operation.get("requestBody", "")):
                 for status, answer in list(responses.items()):
                     responses[status] = {**answer, "headers": {**answer.get("headers", {}), **IGNORED_FIELDS_HEADER}}
             operation["responses"] = dict(sorted(responses.items()))
@@ -272,6 +306,8 @@ def _leaf_routes(routes):
 
 OP_RUN = "run_v1"
 OP_SUBMIT = "submit"
+OP_RUN_T2V = "run_v1_t2v"
+OP_SUBMIT_T2V = "submit_t2v"
 OP_STATUS = "get_status"
 OP_RESULT = "get_result"
 OP_RESULT_V1 = "get_result_v1"

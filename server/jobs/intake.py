@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
+from pipelines.inputs import pack_inputs
 from pipelines.interface import JobSpec
 from server.clock import Clock
 from server.errors import InvalidRequest, ServiceError
@@ -59,27 +61,33 @@ class Intake:
         # Image downloads in flight, by job id: a job that ends (cancelled, expired) stops its download.
         self.fetches: dict[str, asyncio.Task] = {}
         self.fetch_slots = images.FetchSlots(settings.max_image_fetches)
+        # The server's LoRAs by name (--loras), read once: requests are checked against them here.
+        self.lora_names: frozenset[str] = frozenset()
 
-    async def submit(self, spec: JobSpec, image: str, webhook: str | None, key: str | None, base_url: str) -> Job:
-        """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook)."""
+    async def submit(
+        self, spec: JobSpec, image: str | None, webhook: str | None, key: str | None, base_url: str,
+        keyframe_images: Sequence[str] = (),
+    ) -> Job:  # fmt: skip
+        """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook).
+        ``image`` is None for text-to-video; ``keyframe_images`` has one image per ``spec.keyframes``."""
         # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
         limit = self.settings.max_prompt_chars
         if len(spec.prompt) > limit:
             raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
+        self.check_loras(spec)
         if webhook:
             self.webhooks.require_secret()
-        source = images.classify_image_source(image, self.settings.max_image_bytes)
+        if spec.has_input_bundle:
+            # Every image is fetched and checked now, and the job stores them as one bundle (pipelines/inputs.py).
+            bundle = await self._bundle_of(image, keyframe_images)
+            return await self._accept(spec, (webhook, base_url) if webhook else None, key, bundle, None)
+        source = images.classify_image_source(image or "", self.settings.max_image_bytes)
         if source.inline is not None:
             await images.decode_image(source.inline, self.settings.max_image_pixels)
         else:
             # Scheme and address are checked now, so a refused URL is a 400 at once; redirects
             # are only seen while fetching, and a refused one fails the job (fault: input).
-            await check_url(
-                source.url or "",
-                block_private=self.settings.block_private_image_urls,
-                timeout=self.settings.image_connect_timeout,
-                resolver=self.resolver,
-            )
+            await self._check_image_url(source.url or "")
         # Held until the download ends (by a background fetch, when the store has one).
         slot = self.fetch_slots.take() if source.url is not None else None
         try:
@@ -87,6 +95,53 @@ class Intake:
         finally:
             if slot is not None and slot.task is None:
                 slot.release()
+
+    def check_loras(self, spec: JobSpec) -> None:
+        """Each requested LoRA is one of the server's (--loras)."""
+        if not spec.loras:
+            return
+        available = self.lora_names
+        if not available:
+            raise InvalidRequest("loras: this server has no LoRAs (it was started without --loras); send none")
+        for index, lora in enumerate(spec.loras):
+            if lora.name not in available:
+                listed = ", ".join(sorted(available))
+                raise InvalidRequest(
+                    f"loras[{index}].name: must be one of the server's LoRAs ({listed}); got {lora.name!r}"
+                )
+
+    async def _check_image_url(self, url: str) -> None:
+        await check_url(
+            url,
+            block_private=self.settings.block_private_image_urls,
+            timeout=self.settings.image_connect_timeout,
+            resolver=self.resolver,
+        )
+
+    async def _bundle_of(self, image: str | None, keyframe_images: Sequence[str]) -> images.ImageSource:
+        named = ([("image", image)] if image is not None else []) + [
+            (f"keyframes[{index}].image", value) for index, value in enumerate(keyframe_images)
+        ]
+        slot = self.fetch_slots.take() if any(_is_url(value) for _, value in named) else None
+        try:
+            raws = await asyncio.gather(*(self._image_now(value, field) for field, value in named))
+        finally:
+            if slot is not None:
+                slot.release()
+        first = raws[0] if image is not None else None
+        return images.ImageSource(inline=pack_inputs(first, raws[1:] if image is not None else raws))
+
+    async def _image_now(self, value: str, field: str) -> bytes:
+        """The checked bytes of one of the request's images; an error names ``field``."""
+        try:
+            source = images.classify_image_source(value, self.settings.max_image_bytes)
+            if source.inline is not None:
+                await images.decode_image(source.inline, self.settings.max_image_pixels)
+                return source.inline
+            await self._check_image_url(source.url or "")
+            return await self.download_image(source.url or "")
+        except InvalidRequest as exc:
+            raise InvalidRequest(_renamed(exc.message, field), exc.headers) from None
 
     async def _accept(
         self, spec: JobSpec, webhook: tuple[str, str] | None, key, source: images.ImageSource,
@@ -172,6 +227,15 @@ class Intake:
     def _fail_if_queued(self, job: Job, error: str, fault: str | None = None) -> None:
         if job.status is JobStatus.QUEUED:
             job.fail(self.clock.now(), error, *([fault] if fault else []))
+
+
+def _is_url(value: str) -> bool:
+    return value.strip()[:8].lower().startswith(("http://", "https://"))
+
+
+def _renamed(message: str, field: str) -> str:
+    """An image error ("image: ...") about another of the request's images."""
+    return field + message[len("image") :] if message.startswith("image:") else f"{field}: {message}"
 
 
 def _log_if_failed(task: asyncio.Task) -> None:

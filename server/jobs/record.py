@@ -100,6 +100,8 @@ class Job:
     # Output URLs carry this 128-bit token, not the job id, so they cannot be guessed.
     output_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     seed: int | None = None
+    # The rewritten prompt, when the request asked for enhance_prompt and the job completed.
+    enhanced_prompt: str | None = None
     stage: str = "queued"
     step: int = 0
     total_steps: int = 0
@@ -136,11 +138,15 @@ class Job:
         self.stage = "starting"
         self._notify("started")
 
-    def succeed(self, now: float, output: Path | str, seed: int, stage_seconds: dict[str, float]) -> None:
+    def succeed(
+        self, now: float, output: Path | str, seed: int, stage_seconds: dict[str, float],
+        enhanced_prompt: str | None = None,
+    ) -> None:  # fmt: skip
         self._move_to(JobStatus.COMPLETED)
         self.finished_at = now
         self.output = str(output)
         self.seed = seed
+        self.enhanced_prompt = enhanced_prompt
         self.stage = "completed"
         self.stage_seconds.update(stage_seconds)
         self.live.tracker.finish()

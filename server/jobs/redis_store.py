@@ -271,7 +271,7 @@ def record_of(job: Job, expire_at: float) -> dict[str, str]:
 
 
 # The record's optional fields ("" when unset), read back as strings or as numbers.
-_TEXTS = ("owner", "input", "error", "fault", "output")
+_TEXTS = ("owner", "input", "error", "fault", "output", "enhanced_prompt")
 _NUMBERS = {"started_at": float, "finished_at": float, "output_size": int, "seed": int}
 
 

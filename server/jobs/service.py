@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 from functools import partial
-from typing import Callable
+from typing import Callable, Sequence
 
 from pipelines.interface import JobSpec
+from pipelines.lora_files import list_loras
 from server.clock import Clock
 from server.errors import JobNotFound, NotCancellable, ServiceUnavailable, Unauthorized, WaitTimedOut
 from server.jobs.events import JobEventHub
@@ -49,6 +50,9 @@ class JobService:
             backoff=settings.webhook_backoff,
         )
         self.intake = Intake(settings, store, clock, self.limits, self.events, self.webhooks, self.background)
+        # The LoRAs requests may apply (--loras; the folder was checked at start-up), listed by GET /v1/loras.
+        self.loras = list_loras(settings.loras)
+        self.intake.lora_names = frozenset(lora.name for lora in self.loras)
         self.outputs = Outputs(store)
         self.retention = Retention(settings, store, clock, self.intake.input_deadline)
         # Without a result body (``generate``, which takes no webhooks) no outbox runs.
@@ -71,11 +75,12 @@ class JobService:
         return presented
 
     async def submit(
-        self, spec: JobSpec, image: str, webhook: str | None, owner: str | None, base_url: str = ""
-    ) -> Job:
+        self, spec: JobSpec, image: str | None, webhook: str | None, owner: str | None, base_url: str = "",
+        keyframe_images: Sequence[str] = (),
+    ) -> Job:  # fmt: skip
         if not self.accepting:
             raise ServiceUnavailable("the server is shutting down and accepts no new jobs")
-        return await self.intake.submit(spec, image, webhook, owner, base_url)
+        return await self.intake.submit(spec, image, webhook, owner, base_url, keyframe_images)
 
     async def get(self, job_id: str, key: str | None) -> Job:
         job = await self.store.find(job_id)

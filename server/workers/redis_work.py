@@ -228,8 +228,9 @@ class RedisWorkSource:
             except Exception as exc:  # noqa: BLE001 - the job fails; the worker goes on
                 await self._finish(delivery, "FAILED", {"error": f"storing the video failed: {exc}"})
                 return
-            fields = dict(output=location, output_size=str(size), seed=str(job.seed), progress="1")
-            fields["stage_seconds"] = json.dumps(job.stage_seconds)
+            fields: dict[str, str | None] = dict(output=location, output_size=str(size), seed=str(job.seed))
+            fields.update(progress="1", stage_seconds=json.dumps(job.stage_seconds))
+            fields["enhanced_prompt"] = job.enhanced_prompt
             if not await self._finish(delivery, "COMPLETED", fields):
                 await self._results.delete_output(location)
         else:

@@ -244,7 +244,7 @@ class WorkerSupervisor:
         elif isinstance(message, msg.JobSucceeded):
             self._crashes_in_a_row = 0
             self.last_gpu_peak_bytes = message.peak_gpu_memory_bytes
-            job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds)
+            job.succeed(now, Path(message.output_path), message.seed, message.stage_seconds, message.enhanced_prompt)
             self._finish(job)
         elif isinstance(message, msg.JobFailed):
             job.fail(now, message.error, message.fault)

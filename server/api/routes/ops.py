@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from server.api.bodies import capabilities_body
 from server.api.deps import service_of
 from server.api.openapi import HealthBody, ReadyBody
 from server.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -41,6 +42,7 @@ async def ready(request: Request):
     # What a client (the playground) needs to know to show the right fields.
     body["auth_required"] = bool(service.settings.parsed_api_keys())
     body["webhooks"] = bool(service.settings.webhook_secret)
+    body["capabilities"] = capabilities_body(service)
     if not service.accepting:
         # Draining after SIGTERM: a load balancer should send new work elsewhere.
         body.update(ready=False, draining=True)

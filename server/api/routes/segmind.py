@@ -1,4 +1,5 @@
-"""Segmind's submit routes: the blocking /v1 call (answers the mp4) and the /v2 queue submission."""
+"""Segmind's submit routes, for the image-to-video slug and the text-to-video one: the blocking /v1 call
+(answers the mp4) and the /v2 queue submission."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from server.api import openapi
 from server.api.bodies import submit_body
 from server.api.deps import base_url, caller, service_of
 from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
-from server.api.params import MODEL_SLUG, I2VParams, job_spec
-from server.errors import GenerationFailed, InvalidRequest, JobCancelledError, ModelNotFound, ServiceUnavailable
+from server.api.params import MODEL_SLUG, T2V_SLUG, I2VParams, T2VParams, job_spec
+from server.errors import (
+    GenerationFailed,
+    InvalidRequest,
+    JobCancelledError,
+    ModelNotFound,
+    ServiceUnavailable,
+)
 from server.jobs.record import Job, JobStatus
 from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 
@@ -44,32 +51,59 @@ async def _wait_while_connected(request: Request, service, job) -> Job | None:
         raise
 
 
+V1_RESPONSES = {
+    200: {
+        "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The mp4 with audio.",
+        "headers": {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in (
+                ("x-request-id", "The job's id."),
+                ("x-generation-time", "Seconds spent generating."),
+                ("x-seed-value", "The seed used."),
+            )
+        },
+    },
+    **error_responses(*V1_ERRORS),
+}
+
+
 @router.post(
     f"/v1/{MODEL_SLUG}",
     response_class=FileResponse,
-    responses={
-        200: {
-            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "The mp4 with audio.",
-            "headers": {
-                name: {"description": text, "required": True, "schema": {"type": "string"}}
-                for name, text in (
-                    ("x-request-id", "The job's id."),
-                    ("x-generation-time", "Seconds spent generating."),
-                    ("x-seed-value", "The seed used."),
-                )
-            },
-        },
-        **error_responses(*V1_ERRORS),
-    },
-    summary="Generate a video and wait for it (blocking)",
+    responses=V1_RESPONSES,
+    summary="Generate a video from an image and wait for it (blocking)",
     operation_id=openapi.OP_RUN,
     tags=["v1"],
 )
 async def run_v1(request: Request, params: I2VParams, owner: str | None = Depends(caller)):
-    service = service_of(request)
-    job = await service.submit(job_spec(params), params.image, params.webhook, owner, base_url(request))
+    return await _run_blocking(request, params, owner)
+
+
+@router.post(
+    f"/v1/{T2V_SLUG}",
+    response_class=FileResponse,
+    responses=V1_RESPONSES,
+    summary="Generate a video from the prompt alone and wait for it (blocking)",
+    operation_id=openapi.OP_RUN_T2V,
+    tags=["v1"],
+)
+async def run_v1_t2v(request: Request, params: T2VParams, owner: str | None = Depends(caller)):
+    return await _run_blocking(request, params, owner)
+
+
+async def _submitted(request: Request, params: T2VParams, owner: str | None) -> Job:
+    image, keyframe_images = params.input_images()
+    job = await service_of(request).submit(
+        job_spec(params), image, params.webhook, owner, base_url(request), keyframe_images
+    )
     request.state.request_id = job.id  # for the request log line
+    return job
+
+
+async def _run_blocking(request: Request, params: T2VParams, owner: str | None):
+    service = service_of(request)
+    job = await _submitted(request, params, owner)
     final = await _wait_while_connected(request, service, job)
     if final is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -96,24 +130,37 @@ async def run_v1(request: Request, params: I2VParams, owner: str | None = Depend
     return StreamingResponse(video, media_type="video/mp4", headers=headers)
 
 
+SUBMIT_RESPONSES = {
+    200: {"model": SubmitBody, "description": "Accepted and queued.", "links": openapi.SUBMIT_LINKS},
+    **error_responses(*SUBMIT_ERRORS),
+}
+
+
 @router.post(
     f"/v2/{MODEL_SLUG}",
     response_model=None,
-    responses={
-        200: {"model": SubmitBody, "description": "Accepted and queued.", "links": openapi.SUBMIT_LINKS},
-        **error_responses(*SUBMIT_ERRORS),
-    },
-    summary="Submit a generation job",
+    responses=SUBMIT_RESPONSES,
+    summary="Submit an image-to-video job",
     operation_id=openapi.OP_SUBMIT,
     tags=["v2"],
 )
 async def submit_v2(request: Request, params: I2VParams, owner: str | None = Depends(caller)) -> dict:
-    job = await service_of(request).submit(job_spec(params), params.image, params.webhook, owner, base_url(request))
-    request.state.request_id = job.id  # for the request log line
-    return submit_body(job, base_url(request))
+    return submit_body(await _submitted(request, params, owner), base_url(request))
+
+
+@router.post(
+    f"/v2/{T2V_SLUG}",
+    response_model=None,
+    responses=SUBMIT_RESPONSES,
+    summary="Submit a text-to-video job",
+    operation_id=openapi.OP_SUBMIT_T2V,
+    tags=["v2"],
+)
+async def submit_v2_t2v(request: Request, params: T2VParams, owner: str | None = Depends(caller)) -> dict:
+    return submit_body(await _submitted(request, params, owner), base_url(request))
 
 
 @router.post("/v1/{slug}", include_in_schema=False)
 @router.post("/v2/{slug}", include_in_schema=False)
 async def unknown_model(slug: str):
-    raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG}")
+    raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG} and {T2V_SLUG}")
