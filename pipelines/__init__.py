@@ -63,6 +63,10 @@ def load_generator(
     adapter|merged|merged-fp8 (the distilled LoRA as a peft adapter, or merged once at load into a second
     transformer, kept in the weights' dtype or in fp8); ``plan_request`` (width, height, num_frames): the
     largest request ``offload`` budgets activation memory for (None: the API's default, 720x1280x181).
+
+    ``loras``: a folder of the user's LoRA .safetensors files (pipelines/loras.py), each loaded once as an
+    adapter that a request switches on by name (JobSpec.loras); "" loads none. A file that cannot be applied
+    to this model is an error naming it. ``generator.available_loras`` lists their names.
     """
     from .speed import SpeedOptions
 
@@ -92,6 +96,7 @@ def load_generator(
         resolve_device,
         resolve_dtype,
     )
+    from .lora_files import list_loras
     from .offload import DEFAULT_PLAN_REQUEST, RequestSize
     from .speed import apply_speed_options, check_speed_options
     from .stage2 import check_stage2_lora
@@ -102,6 +107,7 @@ def load_generator(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_speed_options(speed, torch_device)
     fp8, stage2_lora = fp8_mode(fp8), check_stage2_lora(stage2_lora)
+    lora_files = list_loras(loras)  # a bad folder or file header fails here, before any weights load
     if chosen.is_tiny:
         bundle = build_tiny_bundle(model)
         if torch_dtype != torch.float32:  # built in float32
@@ -110,7 +116,9 @@ def load_generator(
                 bundle.latent_upsampler.to(torch_dtype)
     else:
         bundle = load_bundle_for(model, weights, torch_dtype, recipe=recipe)
-    precision = prepare_transformers(bundle, torch_dtype, recipe=recipe, fp8=fp8, stage2_lora=stage2_lora)
+    precision = prepare_transformers(
+        bundle, torch_dtype, recipe=recipe, fp8=fp8, stage2_lora=stage2_lora, loras=lora_files
+    )
     request = DEFAULT_PLAN_REQUEST if plan_request is None else RequestSize(*plan_request)
     plan = place_bundle(
         bundle, offload, torch_device, recipe=recipe, request=request, decode_chunk_frames=decode_chunk_frames or None
@@ -134,7 +142,7 @@ def load_generator(
         f"model {model}, recipe {recipe} ({generator.spec.total_steps} steps), {torch_device.type} "
         f"{str(torch_dtype).removeprefix('torch.')}{', ' + precision if precision else ''}; "
         f"offload {plan.mode}: {plan.reason}{distilled}; guidance {generator.guidance_summary}; "
-        f"{speed.summary()}"
+        f"{speed.summary()}{'; ' + bundle.user_loras.summary() if bundle.user_loras is not None else ''}"
     )
     return generator
 

@@ -25,7 +25,7 @@ chunk: frames decoded / total) and muxing (ffmpeg's finish once the last chunk i
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -146,6 +146,7 @@ class LTX2Generator:
         # A name picks one of LTX-2.0's policies; a generation's own policy comes as the object itself.
         self.policy = guidance if isinstance(guidance, GuidancePolicy) else guidance_policy(guidance)
         self.runner = RecipeRunner(bundle, self.spec)
+        self.user_loras = getattr(bundle, "user_loras", None)  # pipelines/loras.py LoraLibrary (--loras), or None
         self.image_crf = image_crf_for(image_crf)
         self.x264_preset = x264_preset
         self.x264_crf = x264_crf
@@ -165,6 +166,19 @@ class LTX2Generator:
         return self.policy.summary() + " (video cfg: the request's guidance_scale)"
 
     @property
+    def available_loras(self) -> tuple[str, ...]:
+        """The names a request's ``loras`` may use (the --loras folder's files)."""
+        return () if self.user_loras is None else self.user_loras.names
+
+    def _loras_applied(self, params: JobSpec):
+        """The request's LoRAs on for its stages and off after it, whatever happens; refused when unknown."""
+        if self.user_loras is not None:
+            return self.user_loras.applied(params.loras)
+        if params.loras:
+            raise InvalidInputError("loras: this server has no LoRAs (it was started without --loras)")
+        return nullcontext()
+
+    @property
     def _device(self) -> torch.device:
         return self.pipe._execution_device
 
@@ -177,7 +191,8 @@ class LTX2Generator:
         keyframe_paths: Sequence[Path] = (),
     ) -> GenerationResult:
         try:
-            return self._generate(params, image_path, output_path, on_progress)
+            with self._loras_applied(params):
+                return self._generate(params, image_path, output_path, on_progress)
         except torch.cuda.OutOfMemoryError as error:
             raise GpuOutOfMemory(
                 f"the GPU ran out of memory at {params.width}x{params.height}, {params.num_frames} frames "

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
 from .checkpoint_keys import CHECKPOINT_TRANSFORMER_PREFIX, convert_connectors_to_diffusers, is_connector_key
+from .lora_files import LoraFile
 from .offload import (
     DEFAULT_DECODE_CHUNK_FRAMES,
     DEFAULT_PLAN_REQUEST,
@@ -70,6 +71,8 @@ class LTX2Bundle:
     fp8_scales: dict[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None
     # How the distilled LoRA reaches the stages that use it (pipelines/stage2.py): "adapter" or "merged".
     stage2_lora: str = "adapter"
+    # The user's LoRAs (pipelines/loras.py LoraLibrary) when the server was started with --loras, else None.
+    user_loras: Any = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -326,10 +329,18 @@ def stage2_transformer(bundle: LTX2Bundle) -> torch.nn.Module | None:
 
 
 def prepare_transformers(
-    bundle: LTX2Bundle, compute_dtype: torch.dtype, *, recipe: str, fp8: str = "off", stage2_lora: str = "adapter"
+    bundle: LTX2Bundle,
+    compute_dtype: torch.dtype,
+    *,
+    recipe: str,
+    fp8: str = "off",
+    stage2_lora: str = "adapter",
+    loras: Sequence[LoraFile] = (),
 ) -> str:
     """Apply the precision options at load, in order: the stage-2 LoRA merged (from the unquantised
-    weights), then fp8. Returns what was done, for the generator's description ("" when nothing was)."""
+    weights), the user's ``loras`` added as adapters (after the merge, which drops every adapter of the
+    transformer it merges; before fp8, which stores their factors as it stores the distilled LoRA's), then
+    fp8. Returns what was done, for the generator's description ("" when nothing was)."""
     from .fp8 import fp8_mode, store_blocks_in_fp8
     from .stage2 import check_stage2_lora
 
@@ -341,6 +352,8 @@ def prepare_transformers(
     merged = stage2_lora != "adapter" and merge_stage2_lora(bundle, recipe)
     if merged:
         done.append("stage-2 LoRA merged at load")
+    if loras:
+        attach_user_loras(bundle, loras)
     stage2 = stage2_transformer(bundle)
     if merged and stage2_lora == "merged-fp8" and fp8 == "off" and stage2 is None:
         fp8 = "storage"  # the distilled recipe's one transformer is the merged one
@@ -351,6 +364,20 @@ def prepare_transformers(
         store_blocks_in_fp8(stage2, compute_dtype, mode="storage")
         done.append("merged stage-2 transformer stored in fp8")
     return ", ".join(done)
+
+
+def attach_user_loras(bundle: LTX2Bundle, files: Sequence[LoraFile]) -> None:
+    """The user's LoRAs as adapters on every transformer a stage runs (pipelines/loras.py): the base one, whose
+    resting active adapter is the distilled LoRA's when it has one, and a merged stage-2 copy."""
+    from .loras import load_library
+
+    resting: dict[torch.nn.Module, tuple[str, ...]] = {
+        bundle.pipe.transformer: () if bundle.distilled_adapter is None else (bundle.distilled_adapter,)
+    }
+    stage2 = stage2_transformer(bundle)
+    if stage2 is not None:
+        resting[stage2] = ()
+    bundle.user_loras = load_library(files, resting)
 
 
 def merge_stage2_lora(bundle: LTX2Bundle, recipe: str) -> bool:

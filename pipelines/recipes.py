@@ -93,6 +93,7 @@ class RecipeRunner:
         self.latent_upsampler = bundle.latent_upsampler
         self.adapter = bundle.distilled_adapter
         self.distilled_transformer = getattr(bundle, "distilled_transformer", None)
+        self.user_loras = getattr(bundle, "user_loras", None)  # pipelines/loras.py LoraLibrary, or None
         self.spec = spec
         if spec.two_stage and self.latent_upsampler is None:
             raise ValueError(f"recipe {spec.name!r} needs the latent upsampler")
@@ -161,7 +162,11 @@ class RecipeRunner:
     @contextmanager
     def _distilled_weights(self, enabled: bool) -> Iterator[object]:
         """The transformer for a stage: the distilled checkpoint, the base model with the distilled LoRA
-        switched on for the stage, or the base model."""
+        switched on for the stage, or the base model; with the request's own LoRAs on, if it asked for any."""
+        if self.user_loras is not None and self.user_loras.requested:
+            with self._with_user_loras(self.user_loras, enabled) as transformer:
+                yield transformer
+            return
         if enabled and self.distilled_transformer is not None:
             yield self.distilled_transformer
             return
@@ -173,6 +178,13 @@ class RecipeRunner:
             yield self.pipe.transformer
         finally:
             self.pipe.disable_lora()
+
+    def _with_user_loras(self, loras, distilled: bool):
+        """The stage's transformer with the request's LoRAs on (pipelines/loras.py LoraLibrary); a stage that
+        runs the distilled LoRA as an adapter runs it beside them, as Lightricks' stage 2 fuses both."""
+        if distilled and self.distilled_transformer is not None:
+            return loras.stage(self.distilled_transformer, None)
+        return loras.stage(self.pipe.transformer, self.adapter if distilled else None)
 
     # -- latents ---------------------------------------------------------------------------------------
 
