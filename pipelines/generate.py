@@ -1,4 +1,5 @@
-"""LTX2Generator: one image-to-video request -> one mp4, around a loaded LTX2ImageToVideoPipeline.
+"""LTX2Generator: one request (image-to-video, text-to-video, keyframes) -> one mp4, around a loaded
+LTX2ImageToVideoPipeline.
 
 Flow: load image -> encode prompt (once, shared by every stage) -> denoise with the recipe
 (pipelines/recipes.py, latents out) -> decode audio -> decode video in chunks, streamed into ffmpeg
@@ -14,7 +15,7 @@ Lightricks' pipelines do, since LTX-2 was trained on video frames), then scaled 
 each stage's size (pipelines/conditioning.py). Costs milliseconds.
 
 stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample", "stage2"
-(each stage encodes the conditioning image at its own size), then decode_audio, decode_video and mux.
+(each stage encodes the conditioning images at its own size), then decode_audio, decode_video and mux.
 The video decode runs lazily while ffmpeg encodes the previous chunk (separate process); its time is
 moved from "mux" into "decode_video".
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .conditioning import compressed_like_training
+from .conditioning import ImageCondition, compressed_like_training
 from .decode import ONE_PASS_FRAMES, decode_video_chunks
 from .denoise import Contexts
 from .guidance import DEFAULT_GUIDANCE_POLICY, GuidancePolicy, guidance_policy
@@ -84,7 +85,8 @@ def _readable_formats() -> tuple[str, ...]:
     return tuple(name for name in ACCEPTED_IMAGE_FORMATS if name in Image.OPEN)
 
 
-def load_image(image_path: Path) -> Image.Image:
+def load_image(image_path: Path, what: str = "image") -> Image.Image:
+    """The decoded RGB image; ``what`` names the request field in the error a bad file raises."""
     formats = _readable_formats()
     try:
         with Image.open(image_path, formats=formats) as probe:
@@ -92,7 +94,7 @@ def load_image(image_path: Path) -> Image.Image:
         with Image.open(image_path, formats=formats) as image:
             return image.convert("RGB")
     except Exception as error:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
-        raise InvalidInputError(f"image: cannot decode {Path(image_path).name} ({error})") from error
+        raise InvalidInputError(f"{what}: cannot decode {Path(image_path).name} ({error})") from error
 
 
 def center_crop_frames(frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -192,7 +194,7 @@ class LTX2Generator:
     ) -> GenerationResult:
         try:
             with self._loras_applied(params):
-                return self._generate(params, image_path, output_path, on_progress)
+                return self._generate(params, image_path, output_path, on_progress, keyframe_paths)
         except torch.cuda.OutOfMemoryError as error:
             raise GpuOutOfMemory(
                 f"the GPU ran out of memory at {params.width}x{params.height}, {params.num_frames} frames "
@@ -203,13 +205,18 @@ class LTX2Generator:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    def _generate(self, params, image_path: Path | None, output_path: Path, on_progress: ProgressCallback):
-        if image_path is None:
-            raise InvalidInputError("image: required")
+    def _generate(
+        self,
+        params,
+        image_path: Path | None,
+        output_path: Path,
+        on_progress: ProgressCallback,
+        keyframe_paths: Sequence[Path] = (),
+    ):
         clock = _StageClock()
         size = self._plan_size(params)
         with clock.stage("load_image"):
-            pixels = compressed_like_training(load_image(image_path), self.image_crf)
+            images = self.image_conditions(params, image_path, keyframe_paths)
         policy = self.request_policy(params)
 
         total_steps = self.spec.total_steps
@@ -223,7 +230,7 @@ class LTX2Generator:
 
             on_progress("denoising", 0, total_steps)
             job = DenoiseJob(
-                pixels=pixels,
+                images=images,
                 width=size.width,
                 height=size.height,
                 num_frames=size.num_frames,
@@ -266,6 +273,33 @@ class LTX2Generator:
         clock.seconds["decode_video"] = video_decode
         clock.seconds["mux"] -= video_decode
         return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
+
+    def image_conditions(
+        self, params: JobSpec, image_path: Path | None, keyframe_paths: Sequence[Path] = ()
+    ) -> list[ImageCondition]:
+        """The request's images as the recipes take them: the image (if any) held at frame 0, then each
+        keyframe at its output frame and strength; none is text-to-video. Frames past the request's last are
+        refused: the generated clip may be longer (8k+1 frames) but is cut back to num_frames."""
+        if len(keyframe_paths) != len(params.keyframes):
+            raise InvalidInputError(
+                f"keyframes: {len(params.keyframes)} keyframes but {len(keyframe_paths)} keyframe images"
+            )
+        images = []
+        if image_path is not None:
+            images.append(ImageCondition(self._prepared(image_path, "image"), frame=0, strength=1.0))
+        for index, (keyframe, path) in enumerate(zip(params.keyframes, keyframe_paths, strict=True)):
+            if not 0 <= keyframe.frame < params.num_frames:
+                raise InvalidInputError(
+                    f"keyframes[{index}].frame: {keyframe.frame} is outside 0..{params.num_frames - 1} (num_frames)"
+                )
+            if not 0.0 <= keyframe.strength <= 1.0:
+                raise InvalidInputError(f"keyframes[{index}].strength: {keyframe.strength} is outside 0..1")
+            pixels = self._prepared(path, f"keyframes[{index}].image")
+            images.append(ImageCondition(pixels, frame=keyframe.frame, strength=keyframe.strength))
+        return images
+
+    def _prepared(self, path: Path, what: str) -> torch.Tensor:
+        return compressed_like_training(load_image(path, what), self.image_crf)
 
     def _plan_size(self, params: JobSpec) -> GenerationSize:
         """The size generated for ``params`` (a generation with a larger minimum raises it)."""

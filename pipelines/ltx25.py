@@ -9,6 +9,7 @@ upsamples the latents into a context volume (neighbourhood attention), then pred
 from noise it draws (seeded here with the request's seed, so a seed gives the same video). Its three phases
 are reported as their own progress stage, ``diffusion_decoding`` (step 1, 2, 3 of 3).
 
+Text-to-video runs as LTX-2's does (no image held); keyframes are refused on LTX-2.5.
 Not used: the duration head (requests carry num_frames) and the prompt enhancer (prompts are used as sent).
 The conditioning image is re-encoded at CRF 18, LTX-2.5's value (diffusers' LTX2_5_IMAGE_CRF, which it
 takes from ltx-pipelines' LTX_2_4_IMAGE_CRF), not LTX-2's 33.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from .generate import GenerationSize, LTX2Generator, center_crop_frames
+from .interface import InvalidInputError
 from .loader import LTX2Bundle
 from .ltx25_layout import DIFFUSION_DECODER_DIR, require_ltx25_weights
 from .neighborhood import use_windowed_attention
@@ -133,6 +135,10 @@ class LTX25Generator(LTX2Generator):
         self._request: tuple[int, Any] | None = None
 
     def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()):
+        # Text-to-video (no image) runs the same loop with nothing held; keyframes have no LTX-2.5 reference
+        # (neither diffusers' LTX-2.5 pipeline nor ltx-pipelines offers them) to check them against.
+        if params.keyframes:
+            raise InvalidInputError("keyframes: not offered by LTX-2.5")
         # The decode hook (_frame_chunks) takes no request: it needs the seed and the progress callback.
         self._request = (params.seed, on_progress)
         try:

@@ -10,17 +10,22 @@
   base model with the distilled LoRA). guidance_scale and negative_prompt are not used.
 
 Unguided stages run one transformer pass per step at batch 1 and never encode a negative prompt.
+
+Conditioning (ltx-pipelines' ``combined_image_conditionings``), rebuilt at each stage's size: no image is
+text-to-video (every token denoised); an image at frame 0 replaces latent frame 0; an image at a later frame is
+a keyframe: its latent's tokens are appended to the video's, placed in time at that frame by their RoPE
+coordinates, and dropped again once the stage is denoised. Either kind is denoised by 1 - strength.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .conditioning import DEFAULT_IMAGE_CRF, cover_and_crop
+from .conditioning import DEFAULT_IMAGE_CRF, ImageCondition, cover_and_crop
 from .denoise import Contexts, Geometry, LatentState, Passes, StageDenoiser
 from .guidance import GuidancePolicy
 from .schedule import DISTILLED_SIGMAS, STAGE_2_SIGMAS, fixed_sigmas, ltx2_sigmas
@@ -66,7 +71,7 @@ def _no_timing() -> Iterator[None]:
 class DenoiseJob:
     """One request's inputs to a recipe. Sizes are the generated (snapped) ones, full resolution."""
 
-    pixels: torch.Tensor  # [H, W, 3] uint8 conditioning image, already re-encoded at the image CRF
+    images: Sequence[ImageCondition]  # none: text-to-video
     width: int
     height: int
     num_frames: int
@@ -151,13 +156,14 @@ class RecipeRunner:
         distilled = distilled or self.spec.name == "distilled"
         noise_scale = float(sigmas[0]) if video_start is not None else 1.0
         geometry = self._geometry(job, width, height)
-        image_latent = self._image_latent(job.pixels, width, height)
-        video = self._video_state(geometry, image_latent, video_start).noised(job.generator, noise_scale)
+        video, geometry = self._conditioned_video(geometry, job.images, width, height, video_start)
+        # Noise after conditioning, over the appended keyframe tokens too, as the reference draws it.
+        video = video.noised(job.generator, noise_scale)
         audio = self._audio_state(geometry, audio_start, video.latent.dtype).noised(job.generator, noise_scale)
         with self._distilled_weights(distilled) as transformer:
             denoiser = StageDenoiser(transformer, policy, geometry, job.contexts)
             video, audio = denoiser.run(video, audio, sigmas, lambda step: job.on_step(first_step + step))
-        return video, audio, denoiser.passes
+        return _without_keyframes(video, geometry), audio, denoiser.passes
 
     @contextmanager
     def _distilled_weights(self, enabled: bool) -> Iterator[object]:
@@ -213,20 +219,53 @@ class RecipeRunner:
     def _state_dtype(self) -> torch.dtype:
         return self.pipe.vae.dtype
 
-    def _video_state(
-        self, geometry: Geometry, image_latent: torch.Tensor, start: torch.Tensor | None
-    ) -> LatentState:
-        """Tokens of the stage's starting latent with frame 0 replaced by the image, held clean."""
+    def _video_state(self, geometry: Geometry, start: torch.Tensor | None) -> LatentState:
+        """Tokens of the stage's starting latent (zeros, or the upsampled stage-1 latent), all to be denoised.
+
+        The mask is float32 whatever the state's dtype, as the reference keeps it: the noise weights, timesteps
+        and clean blends it scales are then computed as the reference computes them.
+        """
         vae = self.pipe.vae
         shape = (1, vae.config.latent_channels, geometry.frames, geometry.height, geometry.width)
         device, dtype = self.pipe._execution_device, self._state_dtype()
         latent = torch.zeros(shape, device=device, dtype=dtype) if start is None else start.to(device, dtype)
-        latent = latent.clone()
-        latent[:, :, :1] = image_latent.to(device, dtype)
-        mask = torch.ones((1, 1) + shape[2:], device=device, dtype=dtype)
-        mask[:, :, :1] = 0.0
-        tokens = _pack_video(latent)
-        return LatentState(latent=tokens, clean=tokens.clone(), mask=_pack_video(mask))
+        tokens = _pack_video(latent.clone())
+        mask = torch.ones((1, tokens.shape[1], 1), device=device, dtype=torch.float32)
+        return LatentState(latent=tokens, clean=tokens.clone(), mask=mask)
+
+    def _conditioned_video(
+        self,
+        geometry: Geometry,
+        images: Sequence[ImageCondition],
+        width: int,
+        height: int,
+        start: torch.Tensor | None,
+    ) -> tuple[LatentState, Geometry]:
+        """The stage's video state with each image applied in order, and the geometry covering every token
+        (the video's, then the keyframes' appended ones)."""
+        state = self._video_state(geometry, start)
+        coords = [geometry.video_coords]
+        for image in images:
+            tokens = _pack_video(self._image_latent(image.pixels, width, height).to(state.latent.dtype))
+            if image.frame == 0:
+                state = _replace_first_frame(state, tokens, image.strength)
+            else:
+                state = _append_keyframe(state, tokens, image.strength)
+                coords.append(self._keyframe_coords(geometry, image.frame))
+        return state, replace(geometry, video_coords=torch.cat(coords, dim=2))
+
+    def _keyframe_coords(self, geometry: Geometry, frame: int) -> torch.Tensor:
+        """RoPE bounds [1, 3, h*w, 2] of a keyframe's one latent frame placed at output pixel frame ``frame``:
+        spatially those of any latent frame; in time [frame, frame + temporal scale) / fps, without the causal
+        shift of the video's first frame (ltx-core's VideoConditionByKeyframeIndex)."""
+        rope = self.pipe.transformer.rope
+        coords = rope.prepare_video_coords(
+            1, 1, geometry.height, geometry.width, geometry.video_coords.device, fps=geometry.fps
+        )
+        # Built in float32 and divided there, as the reference does, so the times agree to the bit.
+        span = torch.tensor([frame, frame + rope.scale_factors[0] * rope.patch_size_t], dtype=torch.float32)
+        coords[:, 0] = (span / geometry.fps).to(coords.device, coords.dtype)
+        return coords
 
     def _audio_state(self, geometry: Geometry, start: torch.Tensor | None, dtype: torch.dtype) -> LatentState:
         audio_vae = self.pipe.audio_vae
@@ -234,7 +273,8 @@ class RecipeRunner:
         device = self.pipe._execution_device
         shape = (1, geometry.audio_frames, audio_vae.config.latent_channels * latent_mel_bins)
         latent = torch.zeros(shape, device=device, dtype=dtype) if start is None else start.to(device, dtype).clone()
-        mask = torch.ones((1, shape[1], 1), device=device, dtype=dtype)  # audio has no conditioning
+        # Audio has no conditioning; float32 as the video's mask (_video_state).
+        mask = torch.ones((1, shape[1], 1), device=device, dtype=torch.float32)
         return LatentState(latent=latent, clean=latent.clone(), mask=mask)
 
     def _image_latent(self, pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -269,6 +309,32 @@ class RecipeRunner:
         raw = state.latent * std + mean
         latent_mel_bins = audio_vae.config.mel_bins // self.pipe.audio_vae_mel_compression_ratio
         return raw.unflatten(2, (-1, latent_mel_bins)).transpose(1, 2)  # [B, L, C*M] -> [B, C, L, M]
+
+
+def _replace_first_frame(state: LatentState, tokens: torch.Tensor, strength: float) -> LatentState:
+    """The first latent frame's tokens set to ``tokens`` (start and clean value), denoised by 1 - strength."""
+    count = tokens.shape[1]
+    latent, clean, mask = state.latent.clone(), state.clean.clone(), state.mask.clone()
+    latent[:, :count] = tokens
+    clean[:, :count] = tokens
+    mask[:, :count] = 1.0 - strength
+    return LatentState(latent=latent, clean=clean, mask=mask)
+
+
+def _append_keyframe(state: LatentState, tokens: torch.Tensor, strength: float) -> LatentState:
+    # The reference makes this mask in the tokens' dtype before joining it to the float32 one.
+    mask = torch.full((*tokens.shape[:2], 1), 1.0 - strength, device=tokens.device, dtype=tokens.dtype)
+    return LatentState(
+        latent=torch.cat([state.latent, tokens], dim=1),
+        clean=torch.cat([state.clean, tokens], dim=1),
+        mask=torch.cat([state.mask, mask.to(state.mask.dtype)], dim=1),
+    )
+
+
+def _without_keyframes(state: LatentState, geometry: Geometry) -> LatentState:
+    """The video's own tokens, the appended keyframes dropped (ltx-core's clear_conditioning)."""
+    count = geometry.frames * geometry.height * geometry.width
+    return LatentState(latent=state.latent[:, :count], clean=state.clean[:, :count], mask=state.mask[:, :count])
 
 
 def _pack_video(latent: torch.Tensor) -> torch.Tensor:

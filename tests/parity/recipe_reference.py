@@ -36,6 +36,9 @@ class ReferenceInputs:
     steps: int
     video_params: object  # MultiModalGuiderParams
     audio_params: object
+    # (path, frame_idx, strength) per conditioning image, as ImageConditioningInput takes them; None: the image at
+    # frame 0, strength 1 (image-to-video); empty: text-to-video.
+    images: tuple[tuple[str, int, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,9 @@ def _denoise(ref: Reference, inputs: ReferenceInputs, shape, noiser, stepper, si
     from ltx_pipelines.utils.helpers import combined_image_conditionings, denoise_audio_video
     from ltx_pipelines.utils.samplers import euler_denoising_loop
 
+    images = ((inputs.image_path, 0, 1.0),) if inputs.images is None else inputs.images
     conditionings = combined_image_conditionings(
-        images=[ImageConditioningInput(inputs.image_path, 0, 1.0)],
+        images=[ImageConditioningInput(path, frame, strength) for path, frame, strength in images],
         height=shape.height,
         width=shape.width,
         video_encoder=ref.video_encoder,

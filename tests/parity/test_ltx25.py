@@ -26,7 +26,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.conditioning import compressed_like_training
+from pipelines.conditioning import ImageCondition, compressed_like_training
 from pipelines.denoise import Contexts
 from pipelines.generate import decode_waveform
 from pipelines.generations import LTX_2_3_POLICY
@@ -118,7 +118,7 @@ def encode(generator: LTX25Generator, policy: GuidancePolicy) -> Contexts:
 def run_ours(generator: LTX25Generator, pixels, policy: GuidancePolicy):
     runner = generator.runner  # one-stage, STEPS steps
     job = DenoiseJob(
-        pixels=pixels,
+        images=[ImageCondition(pixels)],
         width=WIDTH,
         height=HEIGHT,
         num_frames=NUM_FRAMES,

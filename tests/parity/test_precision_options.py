@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import pipelines
-from pipelines.conditioning import compressed_like_training
+from pipelines.conditioning import ImageCondition, compressed_like_training
 from pipelines.interface import JobSpec
 from pipelines.recipes import DenoiseJob, RecipeOutput
 
@@ -45,7 +45,7 @@ def run(generator) -> tuple[RecipeOutput, np.ndarray]:
     policy = generator.request_policy(REQUEST)
     with torch.inference_mode():
         job = DenoiseJob(
-            pixels=compressed_like_training(image, 33),
+            images=[ImageCondition(compressed_like_training(image, 33))],
             width=REQUEST.width,
             height=REQUEST.height,
             num_frames=REQUEST.num_frames,

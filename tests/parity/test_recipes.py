@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.conditioning import compressed_like_training
+from pipelines.conditioning import ImageCondition, compressed_like_training
 from pipelines.denoise import Contexts
 from pipelines.guidance import POLICIES, GuidancePolicy, ModalityGuidance
 from pipelines.recipes import DenoiseJob, RecipeRunner, recipe_spec
@@ -77,7 +77,7 @@ def run_ours(bundle, recipe: str, image_path: str, contexts, policy: GuidancePol
     runner = RecipeRunner(bundle, recipe_spec(recipe, steps))
     video, audio, negative_video, negative_audio = contexts
     job = DenoiseJob(
-        pixels=compressed_like_training(Image.open(image_path)),
+        images=[ImageCondition(compressed_like_training(Image.open(image_path)))],
         width=WIDTH,
         height=HEIGHT,
         num_frames=NUM_FRAMES,

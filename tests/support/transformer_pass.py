@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipelines.conditioning import ImageCondition
 from pipelines.denoise import StageDenoiser
 from pipelines.interface import JobSpec
 from pipelines.recipes import DenoiseJob
@@ -17,7 +18,7 @@ def one_stage_inputs(generator, request: JobSpec, size: int = 64):
     contexts = generator._encode_prompt(request, policy)
     pixels = torch.from_numpy(np.random.RandomState(0).randint(0, 255, (size, size, 3), dtype=np.uint8))
     job = DenoiseJob(
-        pixels=pixels,
+        images=[ImageCondition(pixels)],
         width=size,
         height=size,
         num_frames=9,
@@ -29,7 +30,8 @@ def one_stage_inputs(generator, request: JobSpec, size: int = 64):
     )
     runner = generator.runner
     geometry = runner._geometry(job, size, size)
-    video = runner._video_state(geometry, runner._image_latent(pixels, size, size), None).noised(job.generator, 1.0)
+    video, geometry = runner._conditioned_video(geometry, job.images, size, size, None)
+    video = video.noised(job.generator, 1.0)
     audio = runner._audio_state(geometry, None, video.latent.dtype).noised(job.generator, 1.0)
     denoiser = StageDenoiser(generator.pipe.transformer, policy, geometry, contexts)
     return denoiser, video, audio, contexts
