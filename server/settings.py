@@ -187,10 +187,11 @@ class Settings:
     moderation: str = option(
         MODEL,
         "",
-        "content policy: module:factory of a checker called on the prompt and input images before generation and "
-        "on sampled output frames after (a refusal fails the job: 422 \"content blocked: <reason>\"); "
-        "\"wordlist\" is the built-in prompt word-list checker; empty: none",
-        brief="content policy checker: module:factory or wordlist (empty: none)",
+        "content policy (docs/security.md#content-policy): wordlist (the built-in prompt word list), "
+        "wordlist:FILE (the built-in list plus the terms in FILE, one per line) or module:factory of a checker "
+        "called on the prompt and input images before generation and on sampled output frames after (a refusal "
+        'fails the job: 422 "content blocked: <reason>"); empty: none',
+        brief="content policy: wordlist, wordlist:FILE or module:factory (empty: none)",
         commands=(SERVE, WORKER),
     )
     x264_preset: str = option(
@@ -382,7 +383,6 @@ class Settings:
             ),
         ]
 
-    def problems(self) -> list[str]:
     def _lora_folder_problems(self) -> list[tuple[bool, str]]:
         from pipelines.lora_files import LoraFolderError, list_loras
 
@@ -392,6 +392,7 @@ class Settings:
             return [(False, str(error))]
         return []
 
+    def problems(self) -> list[str]:
         checks = [
             (1 <= self.port <= 65535, f"port: must be from 1 to 65535; got {self.port}"),
             (self.ttl_seconds > 0, f"ttl-seconds: must be more than 0; got {self.ttl_seconds:g}"),
@@ -417,8 +418,8 @@ class Settings:
                 f"guidance: must be one of {', '.join(GUIDANCE_POLICIES)}; got {self.guidance!r}",
             ),
             *self._generation_problems(),
-            (
             *self._lora_folder_problems(),
+            (
                 self.offload in OFFLOAD_MODES,
                 f"offload: must be one of {', '.join(OFFLOAD_MODES)}; got {self.offload!r}",
             ),
@@ -488,6 +489,7 @@ class Settings:
             + self._key_file_problems()
             + self._s3_problems()
             + self._allowed_hosts_problems()
+            + self._moderation_problems()
         )
 
     def parsed_allowed_hosts(self) -> tuple[str, ...]:
@@ -498,6 +500,14 @@ class Settings:
 
         found = [allowed_host_pattern_problem(name) for name in self.parsed_allowed_hosts()]
         return [f"allowed-hosts: {problem}" for problem in found if problem]
+
+    def _moderation_problems(self) -> list[str]:
+        """The --moderation value's form and word list; a module:factory is imported by the workers alone (it may
+        import torch), so a failing import is their start-up error."""
+        from pipelines.moderation import spec_problem
+
+        problem = spec_problem(self.moderation)
+        return [f"moderation: {problem}"] if problem else []
 
     def _key_file_problems(self) -> list[str]:
         try:

@@ -15,6 +15,7 @@ from server.api.deps import base_url, caller, service_of
 from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
 from server.api.params import MODEL_SLUG, T2V_SLUG, I2VParams, T2VParams, job_spec
 from server.errors import (
+    ContentRefused,
     GenerationFailed,
     InvalidRequest,
     JobCancelledError,
@@ -22,7 +23,7 @@ from server.errors import (
     ServiceUnavailable,
 )
 from server.jobs.record import Job, JobStatus
-from server.workers.messages import FAULT_CANCELLED, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
+from server.workers.messages import FAULT_CANCELLED, FAULT_CONTENT, FAULT_EXPIRED, FAULT_INPUT, FAULT_SHUTDOWN
 
 router = APIRouter()
 
@@ -111,6 +112,8 @@ async def _run_blocking(request: Request, params: T2VParams, owner: str | None):
     if job.status is JobStatus.FAILED:
         if job.fault == FAULT_INPUT:
             raise InvalidRequest(job.error or "invalid input")
+        if job.fault == FAULT_CONTENT:
+            raise ContentRefused(job.error or "content blocked")
         if job.fault == FAULT_CANCELLED:
             raise JobCancelledError(f"request {job.id} was cancelled", headers={"x-request-id": job.id})
         if job.fault in (FAULT_SHUTDOWN, FAULT_EXPIRED):
