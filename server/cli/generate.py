@@ -1,5 +1,6 @@
 """``ltx2-server generate``: one video without a server, through the same service, supervisor and worker
-child; the API's parameters become flags, validated by the same model (server.api.params.I2VParams).
+child; the API's parameters become flags, validated by the same models (server.api.params.I2VParams, or
+T2VParams without --image).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from server.api.params import I2VParams, describe_validation_error, job_spec
+from server.api.params import I2VParams, T2VParams, describe_validation_error, job_spec
 from server.clock import SystemClock
 from server.errors import ServiceError
 from server.jobs.memory_store import InMemoryJobStore
@@ -35,18 +36,36 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
+# Request fields that take their own flag shapes below (lists of objects, a switch).
+SHAPED = {"keyframes", "loras", "enhance_prompt"}
+
+
 def add_parameter_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     for name, info in I2VParams.model_fields.items():
-        if name in NOT_FLAGS:
+        if name in NOT_FLAGS or name in SHAPED:
             continue
         flag = "--" + name.replace("_", "-")
         if name == "image":
-            parser.add_argument(flag, required=True, metavar="IMAGE", help="a file path, an http(s) URL or a data URI")
+            text = "a file path, an http(s) URL or a data URI (without it: text-to-video, as ltx-2-19b-t2v)"
+            parser.add_argument(flag, metavar="IMAGE", help=text)
             continue
         kind: type = int if info.annotation is int else float if info.annotation is float else str
         default = None if info.is_required() else info.default
         metavar, text = {int: "N", float: "X"}.get(kind, "TEXT"), f"{info.description} [{_shown(default)}]"
         parser.add_argument(flag, type=kind, required=info.is_required(), default=default, metavar=metavar, help=text)
+    parser.add_argument(
+        "--keyframe",
+        action="append",
+        default=[],
+        metavar="IMAGE@FRAME[:STRENGTH]",
+        help="a further image the video passes through at output frame FRAME (strength 0-1, default 1); repeatable",
+    )
+    parser.add_argument(
+        "--lora", action="append", default=[], metavar="NAME[:SCALE]", help="apply one of --loras' LoRAs; repeatable"
+    )
+    parser.add_argument(
+        "--enhance-prompt", action="store_true", help="rewrite the prompt with the model's text encoder first"
+    )
     parser.add_argument("--out", required=True, metavar="MP4", help="where to write the mp4")
 
 
@@ -55,10 +74,45 @@ def _shown(default: object, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
-def parameters_from(args: argparse.Namespace) -> I2VParams:
-    values = {name: getattr(args, name) for name in I2VParams.model_fields if name not in NOT_FLAGS}
+def parameters_from(args: argparse.Namespace) -> T2VParams:
+    """The request the flags make: image-to-video with --image, else text-to-video."""
+    values = {
+        name: getattr(args, name) for name in I2VParams.model_fields if name not in NOT_FLAGS and name not in SHAPED
+    }
+    values["loras"] = [_lora_argument(text) for text in args.lora]
+    values["enhance_prompt"] = bool(args.enhance_prompt)
+    if values["image"] is None:
+        if args.keyframe:
+            raise ValueError("keyframe: needs --image (frame 0); text-to-video takes no keyframes")
+        del values["image"]
+        return T2VParams(**values)
     values["image"] = _image_argument(values["image"])
+    values["keyframes"] = [_keyframe_argument(text) for text in args.keyframe]
     return I2VParams(**values)
+
+
+def _keyframe_argument(text: str) -> dict:
+    """IMAGE@FRAME[:STRENGTH] -> a keyframe object (the image read as --image is)."""
+    image, at, place = text.rpartition("@")
+    frame, _, strength = place.partition(":")
+    if not at or not image or not frame.strip().isdigit():
+        raise ValueError(f"keyframe: must look like IMAGE@FRAME or IMAGE@FRAME:STRENGTH; got {text!r}")
+    keyframe: dict = {"image": _image_argument(image), "frame": int(frame)}
+    if strength:
+        keyframe["strength"] = _number("keyframe", strength)
+    return keyframe
+
+
+def _lora_argument(text: str) -> dict:
+    name, _, scale = text.partition(":")
+    return {"name": name, **({"scale": _number("lora", scale)} if scale else {})}
+
+
+def _number(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not a number") from None
 
 
 def _image_argument(value: str) -> str:
@@ -100,7 +154,7 @@ class ProgressView:
         self._stream.flush()
 
 
-async def generate_once(settings: Settings, params: I2VParams, out: Path, view: ProgressView) -> Job:
+async def generate_once(settings: Settings, params: T2VParams, out: Path, view: ProgressView) -> Job:
     """Start a worker, run one job on it, copy the video to `out`; the job tells how it went."""
     # Imported here: the service module pulls in HTTP clients that `serve --help` does not need.
     from server.jobs.service import JobService
@@ -118,7 +172,8 @@ async def generate_once(settings: Settings, params: I2VParams, out: Path, view: 
         service.events.add_listener(view)
         await service.open()
         try:
-            job = await service.submit(job_spec(params), params.image, None, None)
+            image, keyframe_images = params.input_images()
+            job = await service.submit(job_spec(params), image, None, None, keyframe_images=keyframe_images)
             while not job.status.is_final:
                 if supervisor.state is WorkerState.LOAD_FAILED:
                     raise RuntimeError(f"the model could not be loaded: {supervisor.last_load_error}")
@@ -143,7 +198,7 @@ def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = 
         params = parameters_from(args)
     except ValidationError as exc:
         return error("; ".join(dict.fromkeys(describe_validation_error(e) for e in exc.errors())), EXIT_BAD_INPUT)
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         return error(exc, EXIT_BAD_INPUT)
     problems = weights_problems(worker_config_from(settings))
     if problems:
@@ -165,6 +220,8 @@ def run_generate(settings: Settings, args: argparse.Namespace, stderr: TextIO = 
     if job.status is not JobStatus.COMPLETED:
         return error(job.error, EXIT_BAD_INPUT if job.fault == FAULT_INPUT else EXIT_FAILED)
     metrics = job.metrics(job.finished_at or 0.0)
+    if job.enhanced_prompt is not None:
+        print(f"enhanced prompt: {job.enhanced_prompt}", file=stderr)
     print(f"wrote {out} ({out.stat().st_size} bytes, seed {job.seed}, {metrics['inference_time']:.1f} s)", file=stderr)
     print(str(out))
     return 0

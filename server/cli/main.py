@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One video in a worker process, with a progress bar; non-zero exit on failure. Every "
         "LTX2_* variable applies (--x264-crf is LTX2_X264_CRF; serve's LTX2_JOB_TIMEOUT too).",
         formatter_class=_Formatter,
-        usage=_USAGE.format("generate --image IMAGE --prompt TEXT --out MP4"),
+        usage=_USAGE.format("generate [--image IMAGE] --prompt TEXT --out MP4"),
     )
     from server.cli.generate import add_parameter_flags
 
