@@ -16,6 +16,7 @@ from PIL import Image
 
 from pipelines.conditioning import ImageCondition, compressed_like_training
 from pipelines.denoise import Contexts
+from pipelines.guidance import GuidancePolicy
 from pipelines.recipes import DenoiseJob, RecipeRunner, recipe_spec
 from tests.parity.recipe_reference import ReferenceInputs, run_reference, tiny_audio_shape
 from tests.parity.test_recipes import (
@@ -70,9 +71,9 @@ def conditions(case: str, paths: list[str]) -> list[tuple[str, int, float]]:
     return [(paths[index], frame, strength) for index, (frame, strength) in enumerate(CASES[case])]
 
 
-def run_ours(bundle, recipe: str, images, contexts):
+def run_ours(bundle, recipe: str, images, contexts, guidance: GuidancePolicy = FULL_GUIDANCE):
     video, audio, negative_video, negative_audio = contexts
-    policy = FULL_GUIDANCE if recipe != "distilled" else FULL_GUIDANCE.unguided()
+    policy = guidance if recipe != "distilled" else guidance.unguided()
     job = DenoiseJob(
         images=[
             ImageCondition(compressed_like_training(Image.open(path)), frame, strength)
@@ -91,7 +92,7 @@ def run_ours(bundle, recipe: str, images, contexts):
         return RecipeRunner(bundle, recipe_spec(recipe, STEPS)).run(job)
 
 
-def run_theirs(twins, recipe: str, images, contexts, monkeypatch):
+def run_theirs(twins, recipe: str, images, contexts, monkeypatch, guidance: GuidancePolicy = FULL_GUIDANCE):
     tiny_audio_shape(monkeypatch)
     video, audio, negative_video, negative_audio = contexts
     inputs = ReferenceInputs(
@@ -106,8 +107,8 @@ def run_theirs(twins, recipe: str, images, contexts, monkeypatch):
         num_frames=NUM_FRAMES,
         fps=FPS,
         steps=STEPS,
-        video_params=reference_params(FULL_GUIDANCE.video),
-        audio_params=reference_params(FULL_GUIDANCE.audio),
+        video_params=reference_params(guidance.video),
+        audio_params=reference_params(guidance.audio),
         images=tuple(images),
     )
     distilled = twins.reference.transformer_lora if recipe == "distilled" else None
@@ -129,6 +130,24 @@ def test_distilled_text_to_video_matches_the_reference(twins, image_paths, conte
     ours = run_ours(twins.bundle, "distilled", [], contexts)
     theirs = run_theirs(twins, "distilled", [], contexts, monkeypatch)
     assert_same_latents(twins.bundle, ours, theirs, "distilled recipe with the LoRA, text-to-video")
+
+
+@pytest.mark.parametrize(
+    "recipe, case",
+    [("two-stage", "image and a keyframe"), ("one-stage", "text-to-video")],
+)
+def test_ltx_2_3_recipe_matches_the_reference(image_paths, monkeypatch, recipe, case):
+    """LTX-2.3 runs the same recipes (its own transformer, connectors and LTX_2_3_PARAMS guidance)."""
+    from tests.parity.test_ltx23 import GUIDANCE_2_3
+    from tests.parity.twins23 import AUDIO_INNER, VIDEO_INNER, build_twins_2_3
+
+    twins23 = build_twins_2_3(0)
+    generator = torch.Generator().manual_seed(7)
+    contexts = [torch.randn(1, 12, width, generator=generator) for width in (VIDEO_INNER, AUDIO_INNER) * 2]
+    images = conditions(case, image_paths)
+    ours = run_ours(twins23.bundle, recipe, images, contexts, GUIDANCE_2_3)
+    theirs = run_theirs(twins23, recipe, images, contexts, monkeypatch, GUIDANCE_2_3)
+    assert_same_latents(twins23.bundle, ours, theirs, f"LTX-2.3 {recipe} recipe, {case}")
 
 
 def test_each_conditioning_changes_the_result(twins, image_paths, contexts):
