@@ -18,6 +18,7 @@ from segmind.exceptions import SegmindError
 from server.api.app import create_app
 from server.settings import Settings
 from tests.support.api import SCRIPTED_MODEL, wait_for
+from tests.support.content_checkers import MARKED_SIZE
 from tests.support.media_probe import probe_mp4
 from tests.support.redis_server import require_redis_server
 from tests.support.scale_out import Cluster
@@ -165,3 +166,27 @@ def test_worker_hosts_of_a_redis_store_block_the_same_way(tmp_path, word_list):
             job.wait(timeout=120, interval=0.2)
         assert failed.value.detail == PROMPT_BLOCKED
         assert client.submit_async(SLUG, image=png_data_uri(), prompt="zebra", **SMALL).wait(timeout=120)["output"]
+
+
+def test_every_input_image_is_checked_keyframes_too_and_text_to_video_has_none():
+    checker = "tests.support.content_checkers:refuse_marked_inputs"
+    with cli_server("--model", SCRIPTED_MODEL, "--moderation", checker) as (base_url, _):
+        client = SegmindClient(base_url=f"{base_url}/v1")
+        marked = png_data_uri(*MARKED_SIZE)
+        with pytest.raises(SegmindError) as refused:
+            client.run_sync(SLUG, image=marked, prompt="a cat", **SMALL)
+        assert (
+            refused.value.status == 422 and refused.value.detail == "content blocked: input image: the marked picture"
+        )
+
+        keyframes = [{"image": png_data_uri(), "frame": 4}, {"image": marked, "frame": 8}]
+        job = client.submit_async(SLUG, image=png_data_uri(), prompt="a cat", keyframes=keyframes, **SMALL)
+        with pytest.raises(InferenceFailed) as failed:
+            job.wait(timeout=120, interval=0.2)
+        assert failed.value.detail == "content blocked: input image: the marked picture"
+
+        unmarked = [{"image": png_data_uri(), "frame": 8}]
+        done = client.submit_async(SLUG, image=png_data_uri(), prompt="a cat", keyframes=unmarked, **SMALL)
+        assert done.wait(timeout=120)["status"] == "COMPLETED"
+        assert client.submit_async("ltx-2-19b-t2v", prompt="a cat", **SMALL).wait(timeout=120)["status"] == "COMPLETED"
+        assert blocked_counts(base_url) == {"prompt": 0, "input": 2, "output": 0}

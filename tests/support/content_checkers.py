@@ -32,3 +32,24 @@ def refuse_output() -> BrightFrames:
 
 def not_a_checker() -> object:
     return object()
+
+
+# The input picture MarkedInputs refuses, by its size: any other picture passes.
+MARKED_SIZE = (48, 48)
+
+
+class MarkedInputs:
+    """Refuses input images of MARKED_SIZE (a stand-in for a classifier's verdict on one picture) and looks
+    at nothing else: ``inspects_images`` stays on, so output frames are decoded and shown to it too."""
+
+    def check_prompt(self, prompt: str) -> str | None:
+        return None
+
+    def check_images(self, images, where: str) -> str | None:
+        if where == "input" and any(image.size == MARKED_SIZE for image in images):
+            return "the marked picture"
+        return None
+
+
+def refuse_marked_inputs() -> MarkedInputs:
+    return MarkedInputs()

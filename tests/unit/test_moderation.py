@@ -1,12 +1,15 @@
 """The content policy's pieces (pipelines/moderation.py): word-list matching, the --moderation forms and their
-errors, output-frame sampling from a real mp4, and what a refusal or a broken checker does to a job."""
+errors, output-frame sampling from a real mp4, and what a refusal or a broken checker does to a job, in the
+worker child's run_job itself."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 
-from pipelines.interface import ContentBlocked, JobSpec
+from pipelines.interface import ContentBlocked, GenerationResult, JobSpec
 from pipelines.moderation import (
     DEFAULT_TERMS,
     CheckerFailed,
@@ -20,10 +23,13 @@ from pipelines.moderation import (
     spec_problem,
 )
 from server.settings import settings_from_env
+from server.workers import messages as msg
+from server.workers.child import run_job
 from tests.support.content_checkers import BrightFrames
 from tests.support.fixture_generators import write_test_video
 
 REFUSED = "contains a blocked term"
+PROMPT_REFUSAL = "content blocked: prompt: contains a blocked term"
 
 
 @pytest.fixture
@@ -178,3 +184,57 @@ def _spec(width: int = 64, height: int = 64, num_frames: int = 9) -> JobSpec:
         prompt="", negative_prompt="", width=width, height=height, num_frames=num_frames, fps=8, seed=0,
         guidance_scale=1,
     )  # fmt: skip
+
+
+class _RewritingGenerator:
+    """Writes a real test video and reports a rewritten prompt, as a generator with enhance_prompt does."""
+
+    def __init__(self, rewritten: str) -> None:
+        self.rewritten = rewritten
+        self.calls = 0
+
+    def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()):
+        self.calls += 1
+        write_test_video(params, output_path)
+        return GenerationResult(output_path=output_path, seed=params.seed, enhanced_prompt=self.rewritten)
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def _submit(tmp_path, prompt: str) -> msg.SubmitJob:
+    image = tmp_path / "image.png"
+    Image.new("RGB", (64, 64)).save(image)
+    spec = replace(_spec(), prompt=prompt)
+    return msg.SubmitJob(job_id="j", image_path=str(image), output_path=str(tmp_path / "out.mp4"), spec=spec)
+
+
+def test_the_worker_child_refuses_before_generating_and_checks_the_rewritten_prompt_after(tmp_path):
+    moderation = Moderation(WordListChecker(["zebra"]))
+    generator = _RewritingGenerator("a zebra at dawn")
+
+    refused = run_job(generator, _submit(tmp_path, "ZEBRA"), _Pipe(), moderation=moderation)
+    assert refused == msg.JobFailed(job_id="j", error=PROMPT_REFUSAL, fault=msg.FAULT_CONTENT)
+    assert generator.calls == 0  # nothing generated for a refused request
+
+    rewritten = run_job(generator, _submit(tmp_path, "a horse"), _Pipe(), moderation=moderation)
+    assert rewritten == msg.JobFailed(
+        job_id="j", error="content blocked: enhanced prompt: contains a blocked term", fault=msg.FAULT_CONTENT
+    )
+    assert generator.calls == 1 and not (tmp_path / "out.mp4").exists()
+
+    generator.rewritten = "a horse at dawn"
+    done = run_job(generator, _submit(tmp_path, "a horse"), _Pipe(), moderation=moderation)
+    assert isinstance(done, msg.JobSucceeded) and done.enhanced_prompt == "a horse at dawn"
+    assert (tmp_path / "out.mp4").exists()
+
+    broken = run_job(generator, _submit(tmp_path, "explode"), _Pipe(), moderation=Moderation(BrightFrames()))
+    assert broken == msg.JobFailed(
+        job_id="j", error="the content checker failed on the prompt (RuntimeError: the checker broke on purpose)"
+    )
+    assert broken.fault == msg.FAULT_GENERATION
