@@ -11,16 +11,19 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from server.api.app import create_app
 from server.settings import Settings
 from tests.support.api import SCRIPTED_MODEL, wait_for
 from tests.support.browser import CHROMIUM, chromium_context, have_chromium
+from tests.support.enhancing_generators import ENHANCED_SUFFIX
 from tests.support.servers import REPO_ROOT, make_png, thread_server
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 API_KEY = "playground-key"
+ENHANCING_MODEL = "tests.support.enhancing_generators:enhancing"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -210,6 +213,9 @@ def test_fields_follow_what_the_server_offers(server, browser):
     assert page.is_hidden("#field-webhook") and page.is_hidden("#test-model-banner")
     ready = httpx.get(server + "/ready").json()
     assert ready["auth_required"] is True and ready["webhooks"] is False
+    # Both modes, keyframes and prompt enhancement; no LoRAs (no --loras) and no content policy.
+    assert page.is_visible("#mode-box") and page.is_visible("#keyframes-box") and page.is_visible("#enhance-box")
+    assert page.is_hidden("#loras-box") and page.is_hidden("#content-policy-note")
     # A keyless server that signs webhooks and runs the test model (as /ready would say).
     page.route(
         "**/ready",
@@ -222,7 +228,17 @@ def test_fields_follow_what_the_server_offers(server, browser):
     assert page.is_visible("#field-webhook")
     page.click("#seed-dice")
     assert page.input_value("#param-seed") != "42"
+    # A server that does not list its capabilities offers plain image-to-video: no switch, no extras.
+    assert page.is_hidden("#mode-box") and page.is_visible("#drop-zone") and page.is_hidden("#keyframes-box")
+    assert page.is_hidden("#enhance-box") and page.is_hidden("#loras-box")
     page.screenshot(path=str(ARTIFACTS / "playground-test-model-1280x800.png"))
+    # A server offering text-to-video only: no switch and no picture.
+    only_t2v = {**ready, "capabilities": {**ready["capabilities"], "models": [ready["capabilities"]["models"][1]]}}
+    page.route("**/ready", lambda route: route.fulfill(json=only_t2v))
+    page.goto(server + "/")
+    page.wait_for_selector("#param-prompt")
+    page.wait_for_selector("#drop-zone", state="hidden")
+    assert page.is_hidden("#mode-box") and page.is_hidden("#keyframes-box") and page.is_visible("#enhance-box")
     page.close()
 
 
@@ -361,3 +377,177 @@ def test_the_screenshot_script_writes_both_views_small_enough_to_commit(tmp_path
         with Image.open(path) as image:
             assert image.size == size
         assert (REPO_ROOT / "docs" / "images" / name).is_file()
+
+
+def copied(page, button: str) -> str:
+    """Clicks a "Copy as ..." button; the text it put on the clipboard."""
+    page.click(button)
+    page.wait_for_function(f"document.querySelector('{button}').textContent === 'Copied'")
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def curl_body(curl: str) -> dict:
+    return json.loads(curl.split(" -d '", 1)[1].removesuffix("'").replace("'\\''", "'"))
+
+
+def submitted_slug(python: str) -> str:
+    call = next(
+        node
+        for node in ast.walk(ast.parse(python))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "submit_async"
+    )
+    return ast.literal_eval(call.args[0])
+
+
+def test_text_to_video_mode_sends_no_picture_to_the_t2v_slug(server, browser):
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = open_playground(browser, server, image=None)
+    page.wait_for_selector("#mode-box", state="visible")
+    assert page.is_checked("input[name=mode][value=i2v]") and page.is_visible("#drop-zone")
+    page.click("#add-keyframe")  # a keyframe row left over from image-to-video is not sent
+    page.check("input[name=mode][value=t2v]")
+    assert page.is_hidden("#drop-zone") and page.is_hidden("#image-url") and page.is_hidden("#keyframes-box")
+    fill_small_job(page, "a lighthouse from nothing but words")
+    with page.expect_request(lambda request: request.method == "POST" and "/v2/" in request.url) as posted:
+        page.click("#submit")
+    assert posted.value.url == f"{server}/v2/ltx-2-19b-t2v"
+    sent = json.loads(posted.value.post_data)
+    assert "image" not in sent and "keyframes" not in sent and sent["prompt"] == "a lighthouse from nothing but words"
+    wait_until_done(page)
+    assert page.is_hidden("#error") and page.is_visible("#video") and page.is_hidden("#enhanced-box")
+    assert " · t2v · a lighthouse" in page.text_content(".recent-job")
+
+    page.click("#code summary")
+    curl = copied(page, "#copy-curl")
+    assert curl.startswith(f"curl -sS -X POST '{server}/v2/ltx-2-19b-t2v'") and curl_body(curl) == sent
+    python = copied(page, "#copy-python")
+    assert submitted_slug(python) == "ltx-2-19b-t2v" and submitted_keywords(python) == sent
+    page.close()
+
+
+def test_keyframe_rows_are_checked_in_the_page_and_sent_with_their_pictures(server, browser, tmp_path):
+    image, keyframe_image = tmp_path / "picture.png", tmp_path / "keyframe.png"
+    image.write_bytes(make_png())
+    keyframe_image.write_bytes(make_png(80, 48))
+    page = open_playground(browser, server, image)
+    fill_small_job(page, "from one picture to the next")  # 9 frames: keyframes at 1 to 8
+    page.wait_for_selector("#keyframes-box", state="visible")
+    assert "Up to 8" in page.text_content("#keyframes-box")
+    page.click("#add-keyframe")
+    assert page.input_value(".keyframe-frame") == "8" and page.input_value(".keyframe-strength") == "1"
+    page.set_input_files(".keyframe-image", str(keyframe_image))
+    page.wait_for_function("document.querySelector('.keyframe-zone img').naturalWidth === 80")
+
+    # A frame outside the clip is named in the page, before anything is sent.
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.fill(".keyframe-frame", "9")
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.text_content("#error") == (
+        "keyframes[0].frame: must be an integer from 1 to 8 (below num_frames 9); got 9"
+    )
+    assert posts == []
+    # Two keyframes at one frame: the server's 400, shown as it is.
+    page.fill(".keyframe-frame", "4")
+    page.click("#add-keyframe")
+    second = page.locator(".keyframe").nth(1)
+    second.locator(".keyframe-image").set_input_files(str(keyframe_image))
+    second.locator(".keyframe-frame").fill("4")
+    page.click("#submit")
+    page.wait_for_function("document.getElementById('error').textContent.includes('has a keyframe already')")
+    assert page.text_content("#error") == "keyframes[1].frame: frame 4 has a keyframe already"
+    assert posts == [f"{server}/v2/ltx-2-19b-i2v"]
+
+    second.locator(".keyframe-remove").click()
+    page.fill(".keyframe-strength", "0.6")
+    assert page.input_value(".keyframe-strength-slider") == "0.6"
+    sent = submit_and_capture(page)
+    wait_until_done(page)
+    assert page.is_hidden("#error") and page.is_visible("#video")
+    assert [{name: value for name, value in item.items() if name != "image"} for item in sent["keyframes"]] == [
+        {"frame": 4, "strength": 0.6}
+    ]
+    mime, data = sent["keyframes"][0]["image"].split(",", 1)
+    assert mime == "data:image/png;base64" and base64.b64decode(data) == keyframe_image.read_bytes()
+    # The code snippets carry the keyframes too, the pictures whole on the clipboard and abbreviated on screen.
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page.click("#code summary")
+    assert curl_body(copied(page, "#copy-curl")) == sent
+    assert submitted_keywords(copied(page, "#copy-python")) == sent
+    assert "(the picture)" in page.text_content("#snippet") and len(page.text_content("#snippet")) < 2000
+
+    # No more rows than the server takes.
+    for _ in range(7):
+        page.click("#add-keyframe")
+    assert page.locator(".keyframe").count() == 8 and page.is_disabled("#add-keyframe")
+    page.close()
+
+
+LORA_NAMES = ["camera-dolly", "detail", "film-grain", "pixel-art", "watercolour"]
+
+
+@pytest.fixture(scope="module")
+def offering_server(tmp_path_factory):
+    """A keyless server with five LoRAs (--loras), a word-list content policy and a generator that answers
+    enhance_prompt; the fixture generator loads no LoRA, so tiny files with the right header do."""
+    from safetensors.numpy import save_file
+
+    folder = tmp_path_factory.mktemp("loras")
+    for name in LORA_NAMES:
+        tensors = {
+            "transformer_blocks.0.attn1.to_q.lora_A.weight": np.zeros((4, 32), np.float32),
+            "transformer_blocks.0.attn1.to_q.lora_B.weight": np.zeros((32, 4), np.float32),
+        }
+        save_file(tensors, str(folder / f"{name}.safetensors"))
+    words = tmp_path_factory.mktemp("policy") / "words.txt"
+    words.write_text("zebra stripes\n", encoding="utf-8")
+    settings = Settings(
+        model=ENHANCING_MODEL,
+        results_dir=str(tmp_path_factory.mktemp("results")),
+        loras=str(folder),
+        moderation=f"wordlist:{words}",
+    )
+    with thread_server(create_app(settings)) as base_url:
+        yield base_url
+
+
+def test_the_lora_picker_and_enhance_prompt_are_sent_and_the_enhanced_prompt_shown(offering_server, browser, tmp_path):
+    browser.grant_permissions(["clipboard-read", "clipboard-write"], origin=offering_server)
+    image = tmp_path / "picture.png"
+    image.write_bytes(make_png())
+    page = open_playground(browser, offering_server, image, key=None)
+    page.wait_for_selector("#loras-box", state="visible")
+    assert page.eval_on_selector_all("#loras .lora", "rows => rows.map((row) => row.dataset.name)") == LORA_NAMES
+    assert "rank 4" in page.text_content(".lora[data-name='detail']")
+    assert "up to 4" in page.text_content("#loras-limit") and page.is_visible("#content-policy-note")
+    # At most max_per_request of them.
+    for name in LORA_NAMES[:4]:
+        page.check(f".lora[data-name='{name}'] .lora-use")
+    assert page.is_disabled(".lora[data-name='watercolour'] .lora-use")
+    for name in LORA_NAMES[1:4]:
+        page.uncheck(f".lora[data-name='{name}'] .lora-use")
+    assert page.is_enabled(".lora[data-name='watercolour'] .lora-use")
+    page.fill(".lora[data-name='camera-dolly'] .lora-scale", "0.5")
+    page.check("#param-enhance_prompt")
+    fill_small_job(page, "a dog runs on the beach")
+    sent = submit_and_capture(page)
+    assert sent["loras"] == [{"name": "camera-dolly", "scale": 0.5}] and sent["enhance_prompt"] is True
+    wait_until_done(page)
+    page.wait_for_selector("#enhanced-box", state="visible")
+    assert page.text_content("#enhanced-prompt") == "a dog runs on the beach" + ENHANCED_SUFFIX
+
+    page.click("#code summary")
+    python = copied(page, "#copy-python")
+    assert "enhance_prompt=True," in python and submitted_keywords(python) == sent
+    run = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.startswith(f"COMPLETED {offering_server}/outputs/"), run
+    assert curl_body(copied(page, "#copy-curl")) == sent
+
+    # A prompt the content policy refuses fails like any job, its error shown as the server words it.
+    page.fill("#param-prompt", "zebra stripes at noon")
+    page.click("#submit")
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert page.text_content("#error") == "content blocked: prompt: contains a blocked term"
+    assert page.text_content("#stage") == "Failed" and page.is_hidden("#video") and page.is_hidden("#enhanced-box")
+    page.close()

@@ -1,7 +1,7 @@
 // The playground: a client of the public API like any other (same routes, same x-api-key header).
 "use strict";
 
-const SLUG = "ltx-2-19b-i2v";
+const I2V_SLUG = "ltx-2-19b-i2v";
 const KEY_STORAGE = "ltx2-api-key";
 const RECENT_STORAGE = "ltx2-recent-jobs";
 const RECENT_MAX = 10;
@@ -20,9 +20,23 @@ const STAGES = {
   failed: "Failed",
 };
 
+// Fields with their own controls (the mode switch, keyframe rows, the LoRA picker, a checkbox), not built
+// from the schema.
+const OWN_CONTROLS = new Set(["image", "keyframes", "loras", "enhance_prompt"]);
+const TASKS = ["i2v", "t2v"]; // the modes this page knows how to ask for
+const MB = 1024 * 1024;
+
 const capabilities = { auth_required: false, webhooks: false };
+// What requests may ask for (/ready's capabilities); a server too old to say offers plain image-to-video.
+let offer = {
+  models: [{ slug: I2V_SLUG, task: "i2v" }],
+  keyframes: { max: 0 },
+  loras: { loras: [], max_per_request: 0, scale_range: [-2, 2] },
+  enhance_prompt: false,
+  content_policy: false,
+};
 let current = null; // { id, responseUrl, cancelled }
-let lastRequest = null; // the body of the last request sent
+let lastRequest = null; // { slug, body } of the last request sent
 
 function headers(json) {
   const result = json ? { "content-type": "application/json" } : {};
@@ -43,6 +57,47 @@ async function readCapabilities() {
   $("test-model-banner").hidden = !capabilities.test_model;
   const webhook = $("field-webhook");
   if (webhook) webhook.hidden = !capabilities.webhooks;
+  if (capabilities.capabilities) offer = { ...offer, ...capabilities.capabilities };
+  buildCapabilityControls();
+}
+
+// The controls beyond Segmind's parameters, each only where this server offers it.
+function buildCapabilityControls() {
+  setUpModes();
+  $("enhance-box").hidden = !offer.enhance_prompt;
+  $("content-policy-note").hidden = !offer.content_policy;
+  $("keyframes-limit").textContent = `Up to ${offer.keyframes.max}.`;
+  buildLoraPicker();
+  showMode();
+}
+
+// Image-to-video or text-to-video: only the modes the server lists; no switch when there is one.
+function setUpModes() {
+  const tasks = offer.models.map((model) => model.task).filter((task) => TASKS.includes(task));
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.closest("label").hidden = !tasks.includes(radio.value);
+  }
+  if (tasks.length && !tasks.includes(currentMode())) {
+    document.querySelector(`input[name=mode][value=${tasks[0]}]`).checked = true;
+  }
+  $("mode-box").hidden = tasks.length < 2;
+}
+
+function currentMode() {
+  return document.querySelector("input[name=mode]:checked")?.value || "i2v";
+}
+
+function currentSlug() {
+  const mode = currentMode();
+  return offer.models.find((model) => model.task === mode)?.slug || I2V_SLUG;
+}
+
+// Text-to-video has no picture, so neither the picture nor keyframes show.
+function showMode() {
+  const t2v = currentMode() === "t2v";
+  $("image-box").hidden = t2v;
+  $("keyframes-box").hidden = t2v || !(offer.keyframes.max > 0);
+  $("add-keyframe").disabled = keyframeRows().length >= offer.keyframes.max;
 }
 
 // The form is built from the API's own schema, so every parameter, default and range is the server's.
@@ -51,7 +106,7 @@ async function buildParameterFields() {
   const schema = (await response.json()).components.schemas.I2VParams;
   $("parameters-loading").remove();
   for (const [name, spec] of Object.entries(schema.properties)) {
-    if (name === "image") continue;
+    if (OWN_CONTROLS.has(name) || spec.type === "array" || spec.type === "boolean") continue;
     const label = document.createElement("label");
     label.id = "field-" + name;
     label.textContent = spec.title || name;
@@ -117,6 +172,7 @@ function showSizeState() {
     button.classList.toggle("active", active);
     button.setAttribute("aria-pressed", String(active));
   }
+  showKeyframeLimits();
 }
 
 function readFileAsDataUri(file) {
@@ -128,18 +184,177 @@ function readFileAsDataUri(file) {
   });
 }
 
-async function requestBody() {
-  const file = $("image-file").files[0];
-  const url = $("image-url").value.trim();
-  if (!file && !url) throw new Error("image: upload a picture or give its URL");
-  const body = { image: file ? await readFileAsDataUri(file) : url };
+// The request for the chosen mode: { slug, body }.
+async function buildRequest() {
+  const t2v = currentMode() === "t2v";
+  const body = t2v ? {} : { image: await pictureValue() };
   for (const input of document.querySelectorAll("#job-form .param")) {
     if (input.closest("label")?.hidden) continue;
     const value = input.value.trim();
     if (value === "") continue;
     body[input.name] = input.dataset.kind === "integer" || input.dataset.kind === "number" ? Number(value) : value;
   }
-  return body;
+  if (!t2v && keyframeRows().length) body.keyframes = await keyframesValue(body.num_frames);
+  const loras = lorasValue();
+  if (loras.length) body.loras = loras;
+  if (!$("enhance-box").hidden && $("param-enhance_prompt").checked) body.enhance_prompt = true;
+  return { slug: currentSlug(), body };
+}
+
+async function pictureValue() {
+  const file = $("image-file").files[0];
+  const url = $("image-url").value.trim();
+  if (!file && !url) throw new Error("image: upload a picture or give its URL");
+  return file ? readFileAsDataUri(file) : url;
+}
+
+// Keyframes: rows of a picture (sent as a data URI), an output frame after the first, and a strength.
+function keyframeRows() {
+  return [...document.querySelectorAll("#keyframes .keyframe")];
+}
+
+function addKeyframeRow() {
+  if (keyframeRows().length >= offer.keyframes.max) return;
+  const row = document.createElement("div");
+  row.className = "keyframe";
+  const zone = document.createElement("label");
+  zone.className = "drop-zone keyframe-zone";
+  const preview = document.createElement("img");
+  preview.alt = "The keyframe's picture";
+  preview.hidden = true;
+  const text = document.createElement("span");
+  text.textContent = "Drop a picture here, or click to choose one";
+  const file = document.createElement("input");
+  file.type = "file";
+  file.accept = "image/*";
+  file.className = "keyframe-image";
+  zone.append(preview, text, file);
+  const showPicture = () => {
+    const chosen = file.files[0];
+    if (chosen) preview.src = URL.createObjectURL(chosen);
+    preview.hidden = !chosen;
+    text.textContent = chosen ? `${chosen.name} (drop or click to change)` : "Drop a picture here, or click to choose one";
+  };
+  file.addEventListener("change", showPicture);
+  setUpDropZone(zone, file, showPicture);
+
+  const numbers = document.createElement("div");
+  numbers.className = "row";
+  const frame = numberField("Frame", "keyframe-frame", { min: 1, step: 1 });
+  const last = Number($("param-num_frames")?.value) - 1;
+  const taken = keyframeRows().map((other) => other.querySelector(".keyframe-frame").value);
+  if (last >= 1 && !taken.includes(String(last))) frame.input.value = last;
+  const strength = numberField("Strength", "keyframe-strength", { min: 0, max: 1, step: 0.05 });
+  strength.input.value = 1;
+  const slider = document.createElement("input");
+  slider.type = "range";
+  slider.className = "keyframe-strength-slider";
+  Object.assign(slider, { min: 0, max: 1, step: 0.05, value: 1 });
+  slider.setAttribute("aria-label", "Strength");
+  slider.addEventListener("input", () => (strength.input.value = slider.value));
+  strength.input.addEventListener("input", () => (slider.value = strength.input.value));
+  strength.label.append(slider);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "keyframe-remove";
+  remove.textContent = "Remove";
+  remove.addEventListener("click", () => {
+    row.remove();
+    showMode();
+  });
+  numbers.append(frame.label, strength.label);
+  row.append(zone, numbers, remove);
+  $("keyframes").append(row);
+  showKeyframeLimits();
+  showMode();
+}
+
+function numberField(title, className, limits) {
+  const label = document.createElement("label");
+  label.textContent = title;
+  const input = document.createElement("input");
+  input.type = "number";
+  input.className = className;
+  Object.assign(input, limits);
+  label.append(input);
+  return { label, input };
+}
+
+// A keyframe's frame lies after frame 0 and before num_frames.
+function showKeyframeLimits() {
+  const frames = Number($("param-num_frames")?.value);
+  for (const input of document.querySelectorAll(".keyframe-frame")) {
+    if (frames > 1) input.max = frames - 1;
+    else input.removeAttribute("max");
+  }
+}
+
+// Checked here as the server would, so a wrong frame is named before the pictures are sent.
+async function keyframesValue(numFrames) {
+  const keyframes = [];
+  for (const [index, row] of keyframeRows().entries()) {
+    const file = row.querySelector(".keyframe-image").files[0];
+    if (!file) throw new Error(`keyframes[${index}].image: choose a picture, or remove this keyframe`);
+    const text = row.querySelector(".keyframe-frame").value.trim();
+    const frame = Number(text);
+    if (Number.isInteger(numFrames) && numFrames > 0 && !(text !== "" && Number.isInteger(frame) && frame >= 1 && frame < numFrames)) {
+      throw new Error(
+        `keyframes[${index}].frame: must be an integer from 1 to ${numFrames - 1} (below num_frames ${numFrames}); got ${text || "nothing"}`
+      );
+    }
+    const strength = row.querySelector(".keyframe-strength").value.trim();
+    const keyframe = { image: await readFileAsDataUri(file), frame };
+    if (strength !== "") keyframe.strength = Number(strength);
+    keyframes.push(keyframe);
+  }
+  return keyframes;
+}
+
+// The LoRA picker: the server's LoRAs (GET /v1/loras), up to max_per_request of them, each with a scale.
+function buildLoraPicker() {
+  const { loras = [], max_per_request: most = 0, scale_range: [low, high] = [-2, 2] } = offer.loras || {};
+  $("loras-box").hidden = loras.length === 0 || most < 1;
+  $("loras-limit").textContent = `Choose up to ${most}; a scale from ${low} to ${high} (1: as trained).`;
+  $("loras").replaceChildren();
+  for (const lora of loras) {
+    const row = document.createElement("div");
+    row.className = "lora row";
+    row.dataset.name = lora.name;
+    const pick = document.createElement("label");
+    pick.className = "check";
+    const use = document.createElement("input");
+    use.type = "checkbox";
+    use.className = "lora-use";
+    use.addEventListener("change", () => limitLoraChoices(most));
+    const about = document.createElement("span");
+    about.className = "hint";
+    about.textContent = `rank ${lora.rank}, ${sizeText(lora.size_bytes)}`;
+    pick.append(use, ` ${lora.name} `, about);
+    const scale = numberField("Scale", "lora-scale", { min: low, max: high, step: 0.05 });
+    scale.input.value = 1;
+    row.append(pick, scale.label);
+    $("loras").append(row);
+  }
+}
+
+function sizeText(bytes) {
+  return bytes < MB ? `${Math.max(1, Math.round(bytes / 1024))} KB` : `${(bytes / MB).toFixed(1)} MB`;
+}
+
+function limitLoraChoices(most) {
+  const boxes = [...document.querySelectorAll(".lora-use")];
+  const full = boxes.filter((box) => box.checked).length >= most;
+  for (const box of boxes) box.disabled = full && !box.checked;
+}
+
+function lorasValue() {
+  if ($("loras-box").hidden) return [];
+  return [...document.querySelectorAll("#loras .lora")]
+    .filter((row) => row.querySelector(".lora-use").checked)
+    .map((row) => {
+      const scale = row.querySelector(".lora-scale").value.trim();
+      return scale === "" ? { name: row.dataset.name } : { name: row.dataset.name, scale: Number(scale) };
+    });
 }
 
 // The results panel: one state at a time, so nothing stale stays on screen.
@@ -151,6 +366,8 @@ function resetPanel(stage) {
   $("error").textContent = "";
   $("video").hidden = true;
   $("video").removeAttribute("src");
+  $("enhanced-box").hidden = true;
+  $("enhanced-prompt").textContent = "";
   $("download").hidden = true;
   $("cancel").hidden = true;
   $("job-id").textContent = "";
@@ -191,6 +408,10 @@ function showProgress(state) {
 function showResult(result) {
   showProgress(result);
   $("cancel").hidden = true;
+  if (result.enhanced_prompt) {
+    $("enhanced-prompt").textContent = result.enhanced_prompt;
+    $("enhanced-box").hidden = false;
+  }
   if (result.status === "COMPLETED") {
     $("video").src = result.output;
     $("video").hidden = false;
@@ -279,14 +500,16 @@ async function generate(event) {
   bringPanelIntoView();
   $("submit").disabled = true;
   try {
-    const body = await requestBody();
-    lastRequest = body;
+    const request = await buildRequest();
+    const body = request.body;
+    lastRequest = request;
     showCode();
-    const submitted = await fetch(`v2/${SLUG}`, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
+    const submitted = await fetch(`v2/${request.slug}`, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
     if (!submitted.ok) throw new Error(await errorText(submitted));
     const job = await submitted.json();
     $("stage").textContent = STAGES.queued;
-    addRecent({ id: job.request_id, response_url: job.response_url, prompt: body.prompt || "", at: Date.now(), status: "QUEUED" });
+    const entry = { id: job.request_id, response_url: job.response_url, prompt: body.prompt || "", at: Date.now(), status: "QUEUED" };
+    addRecent({ ...entry, slug: request.slug });
     await watch(job);
   } catch (error) {
     showError(error.message || String(error));
@@ -307,27 +530,43 @@ async function cancel() {
 }
 
 // "Copy as curl / Python": the exact request (an uploaded picture is sent as its data URI).
-function curlText(body) {
+function curlText({ slug, body }) {
   const key = capabilities.auth_required ? ` \\\n  -H 'x-api-key: YOUR_KEY'` : "";
   const json = JSON.stringify(body).replace(/'/g, "'\\''");
-  return `curl -sS -X POST '${location.origin}/v2/${SLUG}' \\\n  -H 'content-type: application/json'${key} \\\n  -d '${json}'`;
+  return `curl -sS -X POST '${location.origin}/v2/${slug}' \\\n  -H 'content-type: application/json'${key} \\\n  -d '${json}'`;
 }
 
-function pythonText(body) {
+function pythonText({ slug, body }) {
   const key = capabilities.auth_required ? `api_key="YOUR_KEY", ` : "";
-  const args = Object.entries(body).map(([name, value]) => `    ${name}=${JSON.stringify(value)},`).join("\n");
+  const args = Object.entries(body).map(([name, value]) => `    ${name}=${pythonLiteral(value)},`).join("\n");
   return (
     `from segmind import SegmindClient\n\n` +
     `client = SegmindClient(${key}base_url="${location.origin}/v1", timeout=900)\n` +
-    `job = client.submit_async(\n    "${SLUG}",\n${args}\n)\n` +
+    `job = client.submit_async(\n    "${slug}",\n${args}\n)\n` +
     `result = job.wait(timeout=900, interval=2.0)\nprint(result["status"], result.get("output"))\n`
   );
 }
 
-function abbreviated(body) {
+// JSON spells true, false and null differently from Python; strings and numbers read the same in both.
+function pythonLiteral(value) {
+  if (value === null || value === undefined) return "None";
+  if (typeof value === "boolean") return value ? "True" : "False";
+  if (Array.isArray(value)) return "[" + value.map(pythonLiteral).join(", ") + "]";
+  if (typeof value === "object") {
+    return "{" + Object.entries(value).map(([name, item]) => `${JSON.stringify(name)}: ${pythonLiteral(item)}`).join(", ") + "}";
+  }
+  return JSON.stringify(value);
+}
+
+function abbreviatedPicture(image) {
+  return typeof image === "string" && image.length > 120 ? image.slice(0, 60) + "…(the picture)" : image;
+}
+
+function abbreviated({ slug, body }) {
   const copy = { ...body };
-  if (typeof copy.image === "string" && copy.image.length > 120) copy.image = copy.image.slice(0, 60) + "…(the picture)";
-  return copy;
+  if ("image" in copy) copy.image = abbreviatedPicture(copy.image);
+  if (copy.keyframes) copy.keyframes = copy.keyframes.map((item) => ({ ...item, image: abbreviatedPicture(item.image) }));
+  return { slug, body: copy };
 }
 
 function showCode() {
@@ -400,7 +639,8 @@ function renderRecent() {
     button.dataset.id = item.id;
     const when = new Date(item.at).toLocaleTimeString();
     const status = item.status === "expired" ? "expired" : (item.status || "").toLowerCase();
-    button.textContent = `${when} · ${status} · ${item.prompt ? item.prompt.slice(0, 40) : item.id}`;
+    const mode = item.slug && item.slug !== I2V_SLUG ? `${item.slug.replace(/^ltx-2-19b-/, "")} · ` : "";
+    button.textContent = `${when} · ${status} · ${mode}${item.prompt ? item.prompt.slice(0, 40) : item.id}`;
     button.addEventListener("click", () => reopen(item));
     li.append(button);
     $("recent").append(li);
@@ -459,8 +699,7 @@ function previewImage() {
   $("drop-text").textContent = file ? `${file.name} (drop or click to change)` : "Drop a picture here, or click to choose one";
 }
 
-function setUpDropZone() {
-  const zone = $("drop-zone");
+function setUpDropZone(zone, input, onDropped) {
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
     zone.classList.add("over");
@@ -470,9 +709,8 @@ function setUpDropZone() {
     event.preventDefault();
     zone.classList.remove("over");
     if (event.dataTransfer.files.length) {
-      $("image-file").files = event.dataTransfer.files;
-      $("image-url").value = "";
-      previewImage();
+      input.files = event.dataTransfer.files;
+      onDropped();
     }
   });
 }
@@ -488,7 +726,12 @@ document.addEventListener("DOMContentLoaded", () => {
     if ($("image-url").value.trim()) $("image-file").value = "";
     previewImage();
   });
-  setUpDropZone();
+  setUpDropZone($("drop-zone"), $("image-file"), () => {
+    $("image-url").value = "";
+    previewImage();
+  });
+  for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", showMode);
+  $("add-keyframe").addEventListener("click", addKeyframeRow);
   for (const button of document.querySelectorAll(".preset")) {
     button.addEventListener("click", () => {
       $("param-width").value = button.dataset.width;
