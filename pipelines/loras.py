@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -147,8 +148,11 @@ def add_adapter(transformer: torch.nn.Module, factors: dict[str, torch.Tensor], 
     if load is None:
         raise LoraLoadError(f"loras: this model's transformer ({type(transformer).__name__}) cannot take LoRAs")
     # A fresh dict of fresh tensors per transformer: peft copies values in, but the two must share nothing.
-    load({f"transformer.{key}": value.clone() for key, value in factors.items()}, adapter_name=adapter,
-         prefix="transformer")  # fmt: skip
+    # peft warns of "multiple adapters in the model" for every adapter after the first: here that is the design.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        state = {f"transformer.{key}": value.clone() for key, value in factors.items()}
+        load(state, adapter_name=adapter, prefix="transformer")
 
 
 def set_active(transformer: torch.nn.Module, adapters: Sequence[tuple[str, float]]) -> None:
