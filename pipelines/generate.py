@@ -14,20 +14,22 @@ image_crf: the conditioning image is re-encoded once as one H.264 frame (CRF 33 
 Lightricks' pipelines do, since LTX-2 was trained on video frames), then scaled and centre-cropped to
 each stage's size (pipelines/conditioning.py). Costs milliseconds.
 
-stage_seconds: load_image, encode_prompt, then "denoise" (one-stage) or "stage1", "upsample", "stage2"
-(each stage encodes the conditioning images at its own size), then decode_audio, decode_video and mux.
+stage_seconds: load_image, enhance_prompt (asked for with enhance_prompt), encode_prompt, then "denoise"
+(one-stage) or "stage1", "upsample", "stage2" (each stage encodes the conditioning images at its own size),
+then decode_audio, decode_video and mux.
 The video decode runs lazily while ffmpeg encodes the previous chunk (separate process); its time is
 moved from "mux" into "decode_video".
 
-Progress stages (on_progress): encoding_prompt, denoising, decoding_audio, decoding_video (per decoded
-chunk: frames decoded / total) and muxing (ffmpeg's finish once the last chunk is in).
+Progress stages (on_progress): enhancing_prompt (with enhance_prompt), encoding_prompt, denoising,
+decoding_audio, decoding_video (per decoded chunk: frames decoded / total) and muxing (ffmpeg's finish once
+the last chunk is in).
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -38,6 +40,7 @@ from PIL import Image
 from .conditioning import ImageCondition, compressed_like_training
 from .decode import ONE_PASS_FRAMES, decode_video_chunks
 from .denoise import Contexts
+from .enhance import PromptEnhancer
 from .guidance import DEFAULT_GUIDANCE_POLICY, GuidancePolicy, guidance_policy
 from .interface import GenerationResult, GpuOutOfMemory, InvalidInputError, JobSpec, ProgressCallback
 from .mux import DEFAULT_CRF, mux_video
@@ -221,6 +224,7 @@ class LTX2Generator:
 
         total_steps = self.spec.total_steps
         with torch.inference_mode():
+            params = self._with_enhanced_prompt(params, image_path, keyframe_paths, on_progress, clock)
             with clock.stage("encode_prompt"):
                 on_progress("encoding_prompt", 0, 1)
                 contexts = self._encode_prompt(params, policy)
@@ -272,7 +276,10 @@ class LTX2Generator:
         video_decode = decode_clock.seconds.get("chunk", 0.0)
         clock.seconds["decode_video"] = video_decode
         clock.seconds["mux"] -= video_decode
-        return GenerationResult(output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds)
+        enhanced = params.prompt if params.enhance_prompt else None
+        return GenerationResult(
+            output_path=Path(output_path), seed=params.seed, stage_seconds=clock.seconds, enhanced_prompt=enhanced
+        )
 
     def image_conditions(
         self, params: JobSpec, image_path: Path | None, keyframe_paths: Sequence[Path] = ()
@@ -297,6 +304,28 @@ class LTX2Generator:
             pixels = self._prepared(path, f"keyframes[{index}].image")
             images.append(ImageCondition(pixels, frame=keyframe.frame, strength=keyframe.strength))
         return images
+
+    def _with_enhanced_prompt(
+        self,
+        params: JobSpec,
+        image_path: Path | None,
+        keyframe_paths: Sequence[Path],
+        on_progress: ProgressCallback,
+        clock: _StageClock,
+    ) -> JobSpec:
+        """``params`` with the prompt Gemma rewrote when the request asks for enhance_prompt (pipelines/enhance.py),
+        looking at the video's first frame when the request gives one (the image, or a keyframe at frame 0)."""
+        if not params.enhance_prompt:
+            return params
+        first_frames = [image_path] if image_path is not None else []
+        first_frames += [path for key, path in zip(params.keyframes, keyframe_paths, strict=True) if key.frame == 0]
+        with clock.stage("enhance_prompt"):
+            on_progress("enhancing_prompt", 0, 1)
+            enhancer = PromptEnhancer.for_pipe(self.pipe, self._device)
+            image = load_image(first_frames[0], "image") if first_frames else None
+            prompt = enhancer.enhance(params.prompt, image, params.seed)
+            on_progress("enhancing_prompt", 1, 1)
+        return replace(params, prompt=prompt)
 
     def _prepared(self, path: Path, what: str) -> torch.Tensor:
         return compressed_like_training(load_image(path, what), self.image_crf)

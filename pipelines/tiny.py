@@ -26,6 +26,7 @@ VIDEO_LATENT_CHANNELS = 8
 AUDIO_LATENT_CHANNELS = 2
 AUDIO_MEL_BINS = 16
 AUDIO_OUTPUT_CHANNELS = 2  # stereo, like the real audio VAE
+TINY_ENHANCE_NEW_TOKENS = 32
 
 
 def _build_tokenizer():
@@ -86,7 +87,11 @@ def _build_text_encoder(vocab_size: int, tokenizer):
         image_token_index=tokenizer.convert_tokens_to_ids("<image_soft_token>"),
     )
     torch.manual_seed(_SEED_TEXT_ENCODER)
-    return Gemma3ForConditionalGeneration(config).eval()
+    model = Gemma3ForConditionalGeneration(config).eval()
+    # The most tokens prompt enhancement (pipelines/enhance.py) writes with it: random weights write gibberish,
+    # and Lightricks' 512 tokens of it would cost seconds per request.
+    model.generation_config.max_new_tokens = TINY_ENHANCE_NEW_TOKENS
+    return model
 
 
 def _build_connectors():
