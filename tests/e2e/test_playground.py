@@ -287,9 +287,9 @@ def submitted_keywords(python: str) -> dict:
     return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
 
 
-# A picture drawn in the page (left half red, right half blue), dropped on the drop zone as a user's
-# file manager would: dragenter, dragover, then drop, each a DragEvent carrying a DataTransfer.
-DROP_A_PICTURE = """async () => {
+# A picture drawn in the page (left half red, right half blue), dropped on a drop zone (the picture's unless
+# told) as a user's file manager would: dragenter, dragover, then drop, each a DragEvent carrying a DataTransfer.
+DROP_A_PICTURE = """async (zoneSelector) => {
   const canvas = document.createElement('canvas');
   canvas.width = 64; canvas.height = 48;
   const context = canvas.getContext('2d');
@@ -298,7 +298,7 @@ DROP_A_PICTURE = """async () => {
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
   const transfer = new DataTransfer();
   transfer.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
-  const zone = document.getElementById('drop-zone');
+  const zone = document.querySelector(zoneSelector || '#drop-zone');
   for (const type of ['dragenter', 'dragover', 'drop']) {
     zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
   }
@@ -452,7 +452,8 @@ def test_keyframe_rows_are_checked_in_the_page_and_sent_with_their_pictures(serv
     page.fill(".keyframe-frame", "4")
     page.click("#add-keyframe")
     second = page.locator(".keyframe").nth(1)
-    second.locator(".keyframe-image").set_input_files(str(keyframe_image))
+    page.evaluate(DROP_A_PICTURE, ".keyframe:nth-child(2) .keyframe-zone")  # dropped, like the main picture
+    assert "dropped.png" in second.locator(".keyframe-zone").text_content()
     second.locator(".keyframe-frame").fill("4")
     page.click("#submit")
     page.wait_for_function("document.getElementById('error').textContent.includes('has a keyframe already')")
