@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.lora_files import write_tiny_lora_file
 from tests.support.media_probe import probe_mp4
 from tests.support.servers import REPO_ROOT, cli_server
 
@@ -40,9 +41,14 @@ def readme_block(heading: str, language: str) -> str:
     return block.group(1)
 
 
+README_LORA = "camera-dolly-in"  # the LoRA the README's examples apply
+
+
 @pytest.fixture(scope="module")
-def server():
-    with cli_server("--model", FAST_MODEL) as (base_url, _):
+def server(tmp_path_factory):
+    loras = tmp_path_factory.mktemp("loras")
+    write_tiny_lora_file(loras / f"{README_LORA}.safetensors")
+    with cli_server("--model", FAST_MODEL, "--loras", str(loras)) as (base_url, _):
         yield base_url
 
 
@@ -114,3 +120,14 @@ def test_the_curl_example_runs_as_written(server, workdir):
     assert re.search(r"^HTTP/1\.1 200", out, re.M) and re.search(r"^content-type: video/mp4", out, re.M | re.I), out
     info = probe_mp4(workdir / "out.mp4")
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+
+
+def test_the_beyond_image_to_video_example_runs_after_the_sdk_example(server, workdir):
+    """Its calls continue the SDK example (its client, payload and image): text-to-video, keyframes, a LoRA of
+    the server's --loras folder and prompt enhancement, all accepted and the last one waited for."""
+    beyond = readme_block("Beyond image-to-video", "python")
+    assert "enhance_prompt=True" in beyond and README_LORA in beyond and "ltx-2-19b-t2v" in beyond
+    code = readme_block("Using it from the segmind SDK", "python") + beyond
+    out = run_example([sys.executable, "-"], code, server, workdir)
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("COMPLETED "), out
