@@ -9,7 +9,8 @@ import asyncio
 
 import pytest
 
-from tests.support.load import RssSampler, rss_bytes, run_load, wait_until_all_expired
+from tests.support.load import LOAD_LORA, RssSampler, rss_bytes, run_load, wait_until_all_expired
+from tests.support.lora_files import write_tiny_lora_file
 from tests.support.servers import cli_server
 
 FAST_MODEL = "tests.support.fixture_generators:fast"
@@ -17,12 +18,14 @@ TTL_SECONDS = 10
 
 
 @pytest.mark.e2e
-def test_thousand_submissions_with_two_hundred_pollers_lose_nothing():
+def test_thousand_submissions_with_two_hundred_pollers_lose_nothing(tmp_path):
+    """Mixed submissions: image- and text-to-video, keyframes, prompt enhancement and a LoRA."""
+    write_tiny_lora_file(tmp_path / "loras" / f"{LOAD_LORA}.safetensors")
     args = ("--model", FAST_MODEL, "--max-queue", "2000", "--ttl-seconds", str(TTL_SECONDS), "--sweep-interval", "0.5")
-    with cli_server(*args, "--log-level", "warning") as (base_url, process):
+    with cli_server(*args, "--loras", str(tmp_path / "loras"), "--log-level", "warning") as (base_url, process):
         start_rss = rss_bytes(process.pid)
         with RssSampler(process.pid) as sampler:
-            result = asyncio.run(run_load(base_url, submissions=1000, pollers=200))
+            result = asyncio.run(run_load(base_url, submissions=1000, pollers=200, mixed=True, with_lora=True))
         assert result.submitted == 1000 and result.refused == {}
         assert result.duplicated == 0
         assert result.lost == []

@@ -16,11 +16,30 @@ import httpx
 from tests.support.servers import png_data_uri
 
 SLUG = "ltx-2-19b-i2v"
+T2V_SLUG = "ltx-2-19b-t2v"
 FINAL = ("COMPLETED", "FAILED")
+# The LoRA a load server is started with (``--loras``) for the mixed payloads.
+LOAD_LORA = "load-lora"
 
 
 def small_payload() -> dict:
     return {"image": png_data_uri(16, 16), "prompt": "load", "width": 256, "height": 256, "num_frames": 1, "fps": 8}
+
+
+def mixed_payloads(with_lora: bool) -> list[tuple[str, dict]]:
+    """Submissions cycle through these: image-to-video, text-to-video, a keyframe, prompt enhancement, a LoRA."""
+    plain = small_payload()
+    text_only = {key: value for key, value in plain.items() if key != "image"}
+    three_frames = {**plain, "num_frames": 3}
+    variants = [
+        (SLUG, plain),
+        (T2V_SLUG, text_only),
+        (SLUG, {**three_frames, "keyframes": [{"image": png_data_uri(8, 8), "frame": 2, "strength": 0.5}]}),
+        (T2V_SLUG, {**text_only, "enhance_prompt": True}),
+    ]
+    if with_lora:
+        variants.append((SLUG, {**plain, "loras": [{"name": LOAD_LORA, "scale": 0.5}]}))
+    return variants
 
 
 @dataclass
@@ -48,18 +67,23 @@ class LoadResult:
         return self.submitted / self.submit_seconds if self.submit_seconds else 0.0
 
 
-async def run_load(base_url: str, submissions: int = 1000, pollers: int = 200, submitters: int = 20) -> LoadResult:
+async def run_load(
+    base_url: str, submissions: int = 1000, pollers: int = 200, submitters: int = 20, mixed: bool = False,
+    with_lora: bool = False,
+) -> LoadResult:  # fmt: skip
+    """``mixed``: submissions cycle through ``mixed_payloads`` (else all are ``small_payload``)."""
     result = LoadResult()
     pending: asyncio.Queue[str | None] = asyncio.Queue()
-    body = small_payload()
+    variants = mixed_payloads(with_lora) if mixed else [(SLUG, small_payload())]
     limits = httpx.Limits(max_connections=submitters + pollers, max_keepalive_connections=submitters + pollers)
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         counter = iter(range(submissions))
 
         async def submitter() -> None:
-            for _ in counter:
-                response = await client.post(f"/v2/{SLUG}", json=body)
+            for index in counter:
+                slug, body = variants[index % len(variants)]
+                response = await client.post(f"/v2/{slug}", json=body)
                 if response.status_code >= 500:
                     result.server_errors += 1
                 if response.status_code != 200:
