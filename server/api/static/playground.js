@@ -10,6 +10,7 @@ const SIZE_FIELDS = ["width", "height", "num_frames", "fps"];
 const STAGES = {
   queued: "Waiting in the queue",
   starting: "Starting",
+  enhancing_prompt: "Enhancing the prompt",
   encoding_prompt: "Writing the prompt",
   denoising: "Denoising",
   decoding: "Decoding",
