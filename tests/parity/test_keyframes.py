@@ -40,6 +40,8 @@ CASES = {
     "text-to-video": (),
     "image and a keyframe": ((0, 1.0), (MIDDLE, 0.8)),
     "keyframes only": ((MIDDLE, 0.8), (LAST, 1.0)),
+    # A keyframe may sit on frame 0 too: the first latent frame replaced, but held with less than full strength.
+    "a weak first frame and a keyframe": ((0, 0.7), (LAST, 0.5)),
 }
 
 
