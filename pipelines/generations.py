@@ -58,6 +58,9 @@ LTX_2_3_POLICY = GuidancePolicy(
 )
 
 
+REQUEST_FEATURES = ("keyframes", "loras", "enhance_prompt")
+
+
 @dataclass(frozen=True)
 class Generation:
     """One generation's defaults. Every value is overridable where the server has a flag for it."""
@@ -88,6 +91,8 @@ class Generation:
     hub_repo: str = ""  # where its weights are published
     tiny_of: str = ""  # a tiny test model: the generation whose architecture it has
     notes: tuple[str, ...] = field(default=())  # what differs from the generation before (docs/generations.md)
+    # The request fields beyond Segmind's that this generation's pipeline takes (others are a 400 naming them).
+    request_features: tuple[str, ...] = REQUEST_FEATURES
 
     @property
     def is_tiny(self) -> bool:
@@ -184,6 +189,9 @@ LTX_2_5 = Generation(
     name="ltx-2.5",
     title="LTX-2.5",
     version="2.5",
+    # Text-to-video only beyond Segmind's slug: keyframes have no LTX-2.5 reference to match, its prompt enhancer
+    # (Gemma 4) is not loaded, and the user LoRAs are loaded into LTX-2's transformer only.
+    request_features=(),
     # Recognised by its folder instead (pipelines/ltx25_layout.py is_ltx25_folder): the diffusers-format
     # repository's modular_model_index.json names LTX-2.5's pipeline.
     model_version_prefix="",

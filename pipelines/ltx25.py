@@ -137,8 +137,9 @@ class LTX25Generator(LTX2Generator):
     def generate(self, params, image_path, output_path, on_progress, keyframe_paths=()):
         # Text-to-video (no image) runs the same loop with nothing held; keyframes have no LTX-2.5 reference
         # (neither diffusers' LTX-2.5 pipeline nor ltx-pipelines offers them) to check them against.
-        if params.keyframes:
-            raise InvalidInputError("keyframes: not offered by LTX-2.5")
+        for name in ("keyframes", "loras"):
+            if getattr(params, name):
+                raise InvalidInputError(f"{name}: not offered by LTX-2.5")
         # The decode hook (_frame_chunks) takes no request: it needs the seed and the progress callback.
         self._request = (params.seed, on_progress)
         try:

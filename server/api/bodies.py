@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse
 
+from pipelines.generations import REQUEST_FEATURES
 from pipelines.interface import TASK_I2V, TASK_T2V
 from server.api.params import LORA_SCALE_LIMIT, MAX_KEYFRAMES, MAX_LORAS, MODEL_SLUG, T2V_SLUG
 from server.jobs.record import Job, JobStatus
@@ -71,11 +72,16 @@ def loras_body(service: JobService) -> dict:
 def capabilities_body(service: JobService) -> dict:
     """What requests may ask for here; the playground builds its form from it."""
     settings = service.settings
+    served = settings.served_generation()
+    offered = served.request_features if served is not None else REQUEST_FEATURES
+    loras = loras_body(service)
+    if "loras" not in offered:
+        loras.update(loras=[], max_per_request=0)
     body: dict = {
         "models": [{"slug": MODEL_SLUG, "task": TASK_I2V}, {"slug": T2V_SLUG, "task": TASK_T2V}],
-        "keyframes": {"max": MAX_KEYFRAMES},
-        "loras": loras_body(service),
-        "enhance_prompt": True,
+        "keyframes": {"max": MAX_KEYFRAMES if "keyframes" in offered else 0},
+        "loras": loras,
+        "enhance_prompt": "enhance_prompt" in offered,
         "content_policy": bool(settings.moderation),
     }
     if not settings.shared_store:

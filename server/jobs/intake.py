@@ -74,6 +74,7 @@ class Intake:
         limit = self.settings.max_prompt_chars
         if len(spec.prompt) > limit:
             raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
+        self.check_features(spec)
         self.check_loras(spec)
         if webhook:
             self.webhooks.require_secret()
@@ -95,6 +96,16 @@ class Intake:
         finally:
             if slot is not None and slot.task is None:
                 slot.release()
+
+    def check_features(self, spec: JobSpec) -> None:
+        """The fields beyond Segmind's that the served generation takes (pipelines/generations.py)."""
+        served = self.settings.served_generation()
+        if served is None:
+            return  # an API replica of a shared store, or a custom generator: the worker decides
+        asked = {"keyframes": bool(spec.keyframes), "loras": bool(spec.loras), "enhance_prompt": spec.enhance_prompt}
+        for name, wanted in asked.items():
+            if wanted and name not in served.request_features:
+                raise InvalidRequest(f"{name}: not offered by {served.title}, which this server runs; send none")
 
     def check_loras(self, spec: JobSpec) -> None:
         """Each requested LoRA is one of the server's (--loras)."""

@@ -38,8 +38,25 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
+# The nested fields (keyframes, loras) drawn close to valid, so their inner checks are reached.
+keyframe_objects = st.fixed_dictionaries(
+    {"image": st.sampled_from([png_data_uri(8, 8), "data:,x", "http://", "", "x" * 30]) | json_scalars},
+    optional={"frame": json_scalars, "strength": json_scalars, "extra": json_values},
+)
+lora_objects = st.fixed_dictionaries(
+    {"name": st.sampled_from(["", "nope", "../x", "a" * 200]) | json_scalars},
+    optional={"scale": json_scalars, "extra": json_values},
+)
 bodies = st.one_of(
     st.dictionaries(st.sampled_from(PARAM_NAMES + ["extra", "model"]), json_values, max_size=len(PARAM_NAMES) + 1),
+    st.fixed_dictionaries(
+        {"image": st.just(png_data_uri(8, 8)), "prompt": st.just("p"), "num_frames": st.integers(1, 12)},
+        optional={
+            "keyframes": st.lists(keyframe_objects, max_size=10) | json_values,
+            "loras": st.lists(lora_objects, max_size=6) | json_values,
+            "enhance_prompt": json_values,
+        },
+    ),
     st.fixed_dictionaries(
         {"image": st.just(png_data_uri(8, 8)), "prompt": st.text(min_size=1, max_size=30)},
         optional={name: json_values for name in PARAM_NAMES if name not in ("image", "prompt")},

@@ -35,6 +35,8 @@ def test_a_tiny_model_of_each_generation_serves_the_sdk_exact_mp4s(model, recipe
         assert result["status"] == "COMPLETED", result
         path = tmp_path / f"{model}.mp4"
         path.write_bytes(httpx.get(result["output"], timeout=30).content)
+        if model == "tiny-2.5":
+            assert_ltx25_takes_text_to_video_only(base_url, client, tmp_path)
 
     info = probe_mp4(path)
     assert (info["width"], info["height"], info["frame_count"]) == (width, height, 17)
@@ -55,3 +57,23 @@ def test_a_generation_refuses_a_recipe_it_does_not_offer_at_start_up(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0
     assert "recipe: tiny-2.5 offers one-stage; got 'two-stage'" in result.stderr
+
+
+def assert_ltx25_takes_text_to_video_only(base_url: str, client: SegmindClient, tmp_path) -> None:
+    """LTX-2.5 makes text-to-video; keyframes, LoRAs and prompt enhancement are a 400 naming the field, and its
+    capabilities say so."""
+    capabilities = httpx.get(f"{base_url}/ready", timeout=10).json()["capabilities"]
+    assert capabilities["keyframes"]["max"] == 0 and capabilities["enhance_prompt"] is False
+    assert capabilities["loras"]["max_per_request"] == 0
+    result = client.submit_async("ltx-2-19b-t2v", prompt="rain on a window", width=256, height=256,
+                                 num_frames=9, fps=8).wait(timeout=300, interval=0.5)  # fmt: skip
+    assert result["status"] == "COMPLETED", result
+    (tmp_path / "t2v.mp4").write_bytes(httpx.get(result["output"], timeout=30).content)
+    info = probe_mp4(tmp_path / "t2v.mp4")
+    assert (info["width"], info["height"], info["frame_count"]) == (256, 256, 9)
+    body = {"image": png_data_uri(), "prompt": "p", "num_frames": 9}
+    for extra in ({"keyframes": [{"image": png_data_uri(), "frame": 4}]}, {"enhance_prompt": True}):
+        answer = httpx.post(f"{base_url}/v2/{SLUG}", json={**body, **extra}, timeout=30)
+        assert answer.status_code == 400
+        name, title = next(iter(extra)), generation("tiny-2.5").title
+        assert answer.json()["error"] == f"{name}: not offered by {title}, which this server runs; send none"
