@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from segmind import SegmindClient
 
 from server.storage.results import make_s3_client
+from tests.support.enhancing_generators import ENHANCED_SUFFIX
 from tests.support.media_probe import probe_mp4
 from tests.support.redis_server import require_redis_server
 from tests.support.s3 import BUCKET, s3_endpoint, s3_env  # noqa: F401 - the moto S3 fixtures
@@ -366,3 +367,25 @@ def test_results_in_a_bucket_are_served_through_presigned_urls_and_expire(s3_end
             time.sleep(0.2)
         assert not listed, "the sweeper deleted the job's objects"
         assert not record(cluster, job_id)
+
+
+def test_text_to_video_keyframes_and_the_enhanced_prompt_through_worker_hosts(tmp_path):
+    """The t2v slug and a keyframe's image bundle reach a worker host through Redis and the shared results
+    folder; the enhanced prompt a worker reports is kept in the Redis record and served by the API replica."""
+    require_redis_server()
+    with Cluster(tmp_path, model="tests.support.enhancing_generators:enhancing") as cluster:
+        cluster.start_worker()
+        api = cluster.start_api()
+        cluster.wait_for_workers(1)
+        client = SegmindClient(base_url=f"{api}/v1")
+        t2v = client.submit_async("ltx-2-19b-t2v", prompt="a kite", enhance_prompt=True, **SMALL)
+        keyed = client.submit_async(
+            SLUG, image=png_data_uri(), prompt="a kite", keyframes=[{"image": png_data_uri(), "frame": 4}], **SMALL
+        )
+        result = t2v.wait(timeout=120, interval=0.2)
+        assert result["status"] == "COMPLETED", result
+        assert result["enhanced_prompt"] == "a kite" + ENHANCED_SUFFIX
+        assert record(cluster, t2v.request_id)["enhanced_prompt"] == "a kite" + ENHANCED_SUFFIX
+        keyed_result = keyed.wait(timeout=120, interval=0.2)
+        assert keyed_result["status"] == "COMPLETED", keyed_result
+        assert "enhanced_prompt" not in keyed_result  # only a request that asked for it carries the field
