@@ -124,3 +124,21 @@ def test_the_enhanced_spec_keeps_everything_else(generator, image_path, tmp_path
     same, _ = run(generator, replace(params, prompt=result.enhanced_prompt, enhance_prompt=False), image_path,
                   tmp_path / "same.mp4")  # fmt: skip
     assert result.seed == 11 and sha256(result.output_path) == sha256(same.output_path)
+
+
+def test_only_the_first_frame_is_shown_to_the_enhancer(generator, image_path):
+    """A keyframe at frame 0 is the first frame; keyframes after it are not shown (the prompt is rewritten from
+    the text alone, where Lightricks' pipelines would show the first listed keyframe)."""
+    from pipelines.generate import _StageClock
+    from pipelines.interface import Keyframe
+
+    def rewrite(frame: int) -> str:
+        params = small_spec(PROMPT, enhance_prompt=True, task=TASK_T2V, keyframes=(Keyframe(frame, 1.0),))
+        clock = _StageClock()
+        spec = generator._with_enhanced_prompt(params, None, [image_path], lambda *report: None, clock)
+        assert clock.seconds["enhance_prompt"] > 0
+        return spec.prompt
+
+    enhancer = PromptEnhancer.for_pipe(generator.pipe)
+    assert rewrite(0) == enhancer.enhance(PROMPT, load_image(image_path), 7)
+    assert rewrite(4) == enhancer.enhance(PROMPT, None, 7)  # the image counts: test_text_to_video_rewrites...
