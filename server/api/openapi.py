@@ -292,9 +292,15 @@ def allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
     only the first route that matched the path: `GET` where `DELETE` is served too)."""
     methods: set[str] = set()
     for route in _leaf_routes(app.router.routes):
+        if route.name == UNKNOWN_MODEL_ROUTE:
+            continue  # it answers any slug, so it would claim POST for every /v1/<name> path
         if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
             methods |= route.methods
     return sorted(methods)
+
+
+# The name of the route that answers POST /v1/<slug> and /v2/<slug> for slugs this server does not serve.
+UNKNOWN_MODEL_ROUTE = "unknown_model"
 
 
 def _leaf_routes(routes):

@@ -18,6 +18,8 @@ import pytest
 
 from server.api.app import create_app
 from server.settings import Settings
+from tests.support.lora_files import write_tiny_lora_file
+from tests.support.schemathesis_setup.hooks import LORA_NAME
 from tests.support.servers import REPO_ROOT, png_data_uri, thread_server
 
 SCRIPTED_MODEL = "tests.support.fixture_generators:scripted"
@@ -34,7 +36,10 @@ PHASES = ("Examples", "Coverage", "Fuzzing", "Stateful")
 def keyed_server(tmp_path_factory):
     """Keys on (so ignored_auth has something to prove), a webhook secret (so a webhook URL is a
     valid parameter), no rate limit and a deep queue (so the run is not throttled)."""
+    loras = tmp_path_factory.mktemp("loras")
+    write_tiny_lora_file(loras / f"{LORA_NAME}.safetensors")
     settings = Settings(
+        loras=str(loras),
         model=SCRIPTED_MODEL,
         results_dir=str(tmp_path_factory.mktemp("results")),
         api_keys=KEY,

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.api import openapi
 from server.api.bodies import submit_body
 from server.api.deps import base_url, caller, service_of
-from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, error_responses
+from server.api.openapi import SUBMIT_ERRORS, V1_ERRORS, SubmitBody, allowed_methods, error_responses
 from server.api.params import MODEL_SLUG, T2V_SLUG, I2VParams, T2VParams, job_spec
 from server.errors import (
     ContentRefused,
@@ -165,5 +166,8 @@ async def submit_v2_t2v(request: Request, params: T2VParams, owner: str | None =
 
 @router.post("/v1/{slug}", include_in_schema=False)
 @router.post("/v2/{slug}", include_in_schema=False)
-async def unknown_model(slug: str):
+async def unknown_model(request: Request, slug: str):
+    if allowed_methods(request.app, request.scope):
+        # A path another route serves with other methods (GET /v1/loras): 405 with Allow, not "no such model".
+        raise StarletteHTTPException(405, "Method Not Allowed")
     raise ModelNotFound(f"Model {slug} not found; this server serves {MODEL_SLUG} and {T2V_SLUG}")

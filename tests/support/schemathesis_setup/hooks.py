@@ -9,6 +9,9 @@ What a JSON Schema cannot say about a valid request is supplied here, for positi
 - The scripted generator reads its script from the prompt ("crash", "hang", ...): those words are
   taken out, so a drawn prompt cannot kill or stall the worker.
 - `num_frames` is capped at 8: only the time ffmpeg spends making the test video depends on it.
+- `keyframes` get the same picture and frames inside the clip (1 .. num_frames - 1, each once): the
+  schema cannot tie a keyframe's frame to `num_frames`.
+- `loras` name the one LoRA the test server has (LORA_NAME), once: a name is only valid if the server has it.
 Sizes, frame counts and prompts at their limits are covered by tests/e2e/test_fuzz.py and the contract tests.
 """
 
@@ -19,7 +22,9 @@ from schemathesis import GenerationMode
 
 from tests.support.servers import png_data_uri
 
-SUBMIT_PATHS = ("/v1/ltx-2-19b-i2v", "/v2/ltx-2-19b-i2v")
+I2V_PATHS = ("/v1/ltx-2-19b-i2v", "/v2/ltx-2-19b-i2v")
+SUBMIT_PATHS = (*I2V_PATHS, "/v1/ltx-2-19b-t2v", "/v2/ltx-2-19b-t2v")
+LORA_NAME = "style"
 IMAGE = png_data_uri(16, 16)
 WEBHOOK = "http://127.0.0.1:9/ltx2-webhook"
 # The words tests.support.fixture_generators.ScriptedGenerator acts on.
@@ -33,7 +38,8 @@ def before_call(context, case, kwargs):
     if case.meta.generation.mode is not GenerationMode.POSITIVE or not isinstance(case.body, dict):
         return
     body = dict(case.body)
-    body["image"] = IMAGE
+    if case.operation.path in I2V_PATHS:
+        body["image"] = IMAGE
     if body.get("webhook"):
         body["webhook"] = WEBHOOK
     prompt = body.get("prompt")
@@ -44,4 +50,11 @@ def before_call(context, case, kwargs):
         body["prompt"] = prompt or "x"
     if isinstance(body.get("num_frames"), int):
         body["num_frames"] = min(body["num_frames"], 8)
+    if isinstance(body.get("keyframes"), list):
+        count = body.get("num_frames", 181)
+        frames = range(1, int(count) if isinstance(count, (int, float)) and not isinstance(count, bool) else 181)
+        keyframes = [item for item in body["keyframes"] if isinstance(item, dict)][: len(frames)]
+        body["keyframes"] = [{**item, "image": IMAGE, "frame": frames[index]} for index, item in enumerate(keyframes)]
+    if isinstance(body.get("loras"), list):
+        body["loras"] = [{**item, "name": LORA_NAME} for item in body["loras"][:1] if isinstance(item, dict)]
     case.body = body
