@@ -142,3 +142,21 @@ def test_only_the_first_frame_is_shown_to_the_enhancer(generator, image_path):
     enhancer = PromptEnhancer.for_pipe(generator.pipe)
     assert rewrite(0) == enhancer.enhance(PROMPT, load_image(image_path), 7)
     assert rewrite(4) == enhancer.enhance(PROMPT, None, 7)  # the image counts: test_text_to_video_rewrites...
+
+
+@pytest.mark.parametrize("offload", ["text-encoder", "model"])
+def test_an_offloaded_text_encoder_rewrites_the_same(generator, offload):
+    """The encoder visits the device for the rewrite through its offload hooks (on the CPU the hooks run, the
+    copies are no-ops): the same rewrite as a resident one."""
+    options = dict(device="cpu", recipe="one-stage", num_inference_steps=2)
+    offloaded = pipelines.load_generator("tiny", offload=offload, **options)
+    assert f"offload {offload}" in offloaded.description
+    ours = PromptEnhancer.for_pipe(offloaded.pipe, offloaded._device).enhance(PROMPT, None, 3)
+    assert ours == PromptEnhancer.for_pipe(generator.pipe).enhance(PROMPT, None, 3)
+
+
+def test_ltx23_rewrites_with_its_gemma3(image_path, tmp_path):
+    generator = pipelines.load_generator("tiny-2.3", recipe="one-stage", num_inference_steps=2)
+    result, stages = run(generator, small_spec(PROMPT, enhance_prompt=True), image_path, tmp_path / "23.mp4")
+    assert result.enhanced_prompt and result.enhanced_prompt.strip() and "enhance_prompt" in result.stage_seconds
+    assert stages[0] == ("enhancing_prompt", 0, 1)
