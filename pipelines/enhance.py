@@ -10,10 +10,12 @@ server already holds (no second model, nothing downloaded):
   when the tokenizer has none);
 - the image (the video's first frame) is scaled to a long side of 896 px as Lightricks' pipelines do, then
   given to Gemma's own image preprocessing (its SigLIP tower's square input);
-- the token ids are padded on the right to a multiple of 8, as ltx-core pads them;
-- sampling: up to 512 new tokens, temperature 0.7 (top-k 50, top-p 1: what a Gemma built from its config
-  samples with, whatever generation_config.json came with the weights), the torch RNG seeded with the
-  request's seed inside a fork, so a seed gives the same rewrite and the generation's own noise is untouched;
+- the token ids are padded on the right to a multiple of 8, as ltx-core pads them (diffusers' port pads on
+  the left; ltx-core is the reference);
+- sampling: up to 512 new tokens (fewer if the encoder's generation config asks: the tiny test models do),
+  temperature 0.7 (top-k 50, top-p 1: what a Gemma built from its config samples with, whatever
+  generation_config.json came with the weights), the torch RNG seeded with the request's seed inside a fork,
+  so a seed gives the same rewrite and the generation's own noise is untouched;
 - the answer is tidied as ltx-pipelines does (typographic quotes and dashes made plain, anything before the
   first letter dropped). A blank answer falls back to the user's prompt.
 
