@@ -2,11 +2,12 @@
 against the same request without, on one generator.
 
 Usage: python scripts/bench_loras.py [--model tiny] [--loras 3] [--rank 4] [--rounds 5]
-       [--width 256 --height 256 --frames 9] [--recipe two-stage]
+       [--width 256 --height 256 --frames 9] [--recipe two-stage] [--threads 1]
 Writes ``--loras`` random LoRAs in Lightricks' key format (every attention and feed-forward matrix of the
 transformer, as LoRAs are usually trained) to a temporary folder, loads the generator with them (printing
 each file's load time), then runs ``--rounds`` pairs of requests, without and with the first LoRA, in turn
-(one warm-up pair first) and prints the median wall and CPU seconds of each. Figures, not assertions.
+(one warm-up pair first) and prints the median wall and CPU seconds of each, and of its denoising stages
+(where a LoRA costs anything). Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -38,11 +39,19 @@ def write_loras(folder: Path, count: int, rank: int) -> None:
         save_file(lora, folder / f"lora{index}.safetensors")
 
 
-def timed_request(generator, params, image: Path, out: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process, every thread's summed)."""
+DENOISING_STAGES = ("denoise", "stage1", "stage2")  # where a LoRA's side matmuls run
+
+
+def timed_request(generator, params, image: Path, out: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of this process with every thread's summed, the denoising stages' seconds)."""
     start, cpu = time.perf_counter(), time.process_time()
-    generator.generate(params, image, out, lambda *args: None)
-    return time.perf_counter() - start, time.process_time() - cpu
+    result = generator.generate(params, image, out, lambda *args: None)
+    denoising = sum(result.stage_seconds.get(stage, 0.0) for stage in DENOISING_STAGES)
+    return time.perf_counter() - start, time.process_time() - cpu, denoising
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def main() -> int:
@@ -55,13 +64,16 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a busy host)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "loras"
         folder.mkdir()
         write_loras(folder, args.loras, args.rank)
         start = time.perf_counter()
-        generator = pipelines.load_generator(args.model, recipe=args.recipe, loras=str(folder), device="cpu")
+        generator = pipelines.load_generator(
+            args.model, recipe=args.recipe, loras=str(folder), device="cpu", num_threads=args.threads
+        )
         print(f"load_generator with {args.loras} LoRAs: {time.perf_counter() - start:.2f} s")
         for loaded in generator.user_loras.loras.values():
             print(
@@ -71,20 +83,21 @@ def main() -> int:
         image = write_noise_picture(Path(tmp) / "in.png")
         base = small_spec("a lighthouse at dusk", width=args.width, height=args.height, num_frames=args.frames)
         with_lora = dataclasses.replace(base, loras=(LoraChoice("lora0", 1.0),))
-        times: dict[str, list[tuple[float, float]]] = {"none": [], "one LoRA": []}
+        times: dict[str, list[tuple[float, float, float]]] = {"none": [], "one LoRA": []}
         for round_index in range(args.rounds + 1):  # the first pair warms up
             for name, params in (("none", base), ("one LoRA", with_lora)):
                 measured = timed_request(generator, params, image, Path(tmp) / "out.mp4")
                 if round_index:
                     times[name].append(measured)
     size = f"{args.width}x{args.height}x{args.frames}"
-    print(f"{args.model} {args.recipe}, {size}, median of {args.rounds}: wall s, CPU s (min-max)")
-    for name, pairs in times.items():
-        wall, cpu = [pair[0] for pair in pairs], [pair[1] for pair in pairs]
-        print(
-            f"  {name:9s} wall {statistics.median(wall):.3f} ({min(wall):.3f}-{max(wall):.3f}), "
-            f"CPU {statistics.median(cpu):.3f} ({min(cpu):.3f}-{max(cpu):.3f})"
-        )
+    print(f"{args.model} {args.recipe}, {size}, {args.threads} thread(s), {args.rounds} rounds: median (min-max) s")
+    for name, rows in times.items():
+        columns = {
+            "wall": [row[0] for row in rows],
+            "CPU": [row[1] for row in rows],
+            "denoising": [row[2] for row in rows],
+        }
+        print(f"  {name:9s}", ", ".join(f"{label} {_spread(values)}" for label, values in columns.items()))
     return 0
 
 
