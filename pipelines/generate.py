@@ -180,7 +180,7 @@ class LTX2Generator:
         if self.user_loras is not None:
             return self.user_loras.applied(params.loras)
         if params.loras:
-            raise InvalidInputError("loras: this server has no LoRAs (it was started without --loras)")
+            raise InvalidInputError("loras: this server has no LoRAs (its --loras folder is not set or empty)")
         return nullcontext()
 
     @property

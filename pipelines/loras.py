@@ -155,13 +155,15 @@ def add_adapter(transformer: torch.nn.Module, factors: dict[str, torch.Tensor], 
         load(state, adapter_name=adapter, prefix="transformer")
 
 
-def set_active(transformer: torch.nn.Module, adapters: Sequence[tuple[str, float]]) -> None:
-    """Exactly ``adapters`` (name, scale) active on every LoRA layer of ``transformer``; none: all off."""
+def set_active(transformer: torch.nn.Module, adapters: Sequence[tuple[str, float | None]]) -> None:
+    """Exactly ``adapters`` (name, scale; None keeps the adapter's own) active on every LoRA layer of
+    ``transformer``; none: all off."""
     names = [name for name, _scale in adapters]
     for layer in _lora_layers(transformer):
         layer.set_adapter(names, inference_mode=True)
         for name, scale in adapters:
-            layer.set_scale(name, scale)
+            if scale is not None:
+                layer.set_scale(name, scale)
         layer.enable_adapters(bool(names))
 
 
@@ -235,9 +237,9 @@ class LoraLibrary:
     def stage(self, transformer: torch.nn.Module, distilled_adapter: str | None) -> Iterator[torch.nn.Module]:
         """``transformer`` with the request's LoRAs on (and the distilled LoRA's adapter beside them, at its
         own scale, when the stage runs it) while the stage runs."""
-        adapters = list(self._requested)
+        adapters: list[tuple[str, float | None]] = list(self._requested)
         if distilled_adapter is not None:
-            adapters.append((distilled_adapter, 1.0))
+            adapters.append((distilled_adapter, None))
         set_active(transformer, adapters)
         try:
             yield transformer
