@@ -107,6 +107,8 @@ def load_generator(
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_speed_options(speed, torch_device)
     fp8, stage2_lora = fp8_mode(fp8), check_stage2_lora(stage2_lora)
+    if loras and "loras" not in chosen.request_features:
+        raise ValueError(f"loras: {chosen.title} does not take LoRAs; start it without --loras")
     lora_files = list_loras(loras)  # a bad folder or file header fails here, before any weights load
     if chosen.is_tiny:
         bundle = build_tiny_bundle(model)

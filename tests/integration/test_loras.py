@@ -285,3 +285,9 @@ def test_a_damaged_file_is_a_start_up_error_naming_it(tmp_path):
     (folder / "damaged.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 16)
     with pytest.raises(LoraFolderError, match=r"loras: damaged\.safetensors: cannot read it as safetensors"):
         pipelines.load_generator("tiny", loras=str(folder), **FAST)
+
+
+def test_a_generation_without_loras_refuses_the_folder_at_start_up(lora_folder):
+    refusal = r"loras: tiny LTX-2\.5 \(test model\) does not take LoRAs; start it without --loras"
+    with pytest.raises(ValueError, match=refusal):
+        pipelines.load_generator("tiny-2.5", recipe="one-stage", loras=str(lora_folder), **FAST)
