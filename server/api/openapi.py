@@ -52,8 +52,8 @@ class StatusBody(_Open):
     error: str | None = Field(None, description="Why the job failed (FAILED only); `cancelled` after a DELETE.")
     progress: float = Field(description="0 to 1: the job's share done, beyond Segmind's body.")
     stage: str | None = Field(
-        description="queued, starting, encoding_prompt, denoising, decoding_audio, decoding_video, muxing, "
-        "then completed or failed."
+        description="queued, starting, enhancing_prompt, encoding_prompt, denoising, decoding_audio, decoding_video, "
+        "muxing, then completed or failed."
     )
     step: int | None = Field(description="Denoising step reached.")
     total_steps: int | None
