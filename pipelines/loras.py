@@ -105,9 +105,13 @@ def _is_text_connector(key: str) -> bool:
     return key.startswith("text_embedding_projection.") or "_embeddings_connector." in key
 
 
-def check_factors(factors: dict[str, torch.Tensor], transformer: torch.nn.Module, what: str) -> list[str]:
-    """The transformer matrices ``factors`` change; a LoraLoadError naming ``what`` when any entry is not a
-    lora_A/lora_B pair that fits one of its matrices (a LoRA made for another model, or not a LoRA)."""
+def applicable_factors(
+    factors: dict[str, torch.Tensor], transformer: torch.nn.Module, what: str
+) -> dict[str, torch.Tensor]:
+    """The factors of ``transformer``'s matrices. Pairs for matrices it does not have are left out with a
+    warning, as Lightricks' fuse leaves them (it looks up each model matrix's pair in the file); anything
+    else is a LoraLoadError naming ``what``: an entry that is not a lora_A/lora_B weight, half a pair, a pair
+    whose widths do not fit the matrix (a LoRA for another model), or no matrix of this model at all."""
     if not factors:
         raise LoraLoadError(f"loras: {what}: holds no LoRA factors")
     odd = [key for key in factors if not key.endswith(_FACTOR_SUFFIXES)]
@@ -115,23 +119,30 @@ def check_factors(factors: dict[str, torch.Tensor], transformer: torch.nn.Module
         raise LoraLoadError(f"loras: {what}: {odd[0]} is not a lora_A/lora_B weight ({len(odd)} such entries)")
     modules = dict(transformer.named_modules())
     targets = sorted({key.rsplit(".", 2)[0] for key in factors})
-    for target in targets:
-        a, b = factors.get(f"{target}.lora_A.weight"), factors.get(f"{target}.lora_B.weight")
-        if a is None or b is None:
-            raise LoraLoadError(f"loras: {what}: {target} has only one of lora_A/lora_B")
-        matrix = modules.get(target)
-        if matrix is None:
-            raise LoraLoadError(f"loras: {what}: {target} is not a matrix of this model's transformer")
-        matrix = getattr(matrix, "base_layer", matrix)  # already wrapped by another adapter
-        if not isinstance(matrix, torch.nn.Linear):
-            raise LoraLoadError(f"loras: {what}: {target} is a {type(matrix).__name__}, not a linear layer")
-        fits = a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]
-        if not fits or (a.shape[1], b.shape[0]) != (matrix.in_features, matrix.out_features):
-            raise LoraLoadError(
-                f"loras: {what}: {target} is {matrix.in_features}->{matrix.out_features} here, but the LoRA's "
-                f"factors are A {tuple(a.shape)}, B {tuple(b.shape)} (a LoRA for another model?)"
-            )
-    return targets
+    missing = [target for target in targets if target not in modules]
+    if missing:
+        log.warning("loras: %s: %d matrices not in this model, left out: %s", what, len(missing), ", ".join(missing))
+    kept = [target for target in targets if target in modules]
+    if not kept:
+        raise LoraLoadError(f"loras: {what}: none of its {len(targets)} matrices is in this model's transformer")
+    for target in kept:
+        _check_pair(factors, target, modules[target], what)
+    return {key: value for key, value in factors.items() if key.rsplit(".", 2)[0] in kept}
+
+
+def _check_pair(factors: dict[str, torch.Tensor], target: str, matrix: torch.nn.Module, what: str) -> None:
+    a, b = factors.get(f"{target}.lora_A.weight"), factors.get(f"{target}.lora_B.weight")
+    if a is None or b is None:
+        raise LoraLoadError(f"loras: {what}: {target} has only one of lora_A/lora_B")
+    matrix = getattr(matrix, "base_layer", matrix)  # already wrapped by another adapter
+    if not isinstance(matrix, torch.nn.Linear):
+        raise LoraLoadError(f"loras: {what}: {target} is a {type(matrix).__name__}, not a linear layer")
+    fits = a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]
+    if not fits or (a.shape[1], b.shape[0]) != (matrix.in_features, matrix.out_features):
+        raise LoraLoadError(
+            f"loras: {what}: {target} is {matrix.in_features}->{matrix.out_features} here, but the LoRA's "
+            f"factors are A {tuple(a.shape)}, B {tuple(b.shape)} (a LoRA for another model?)"
+        )
 
 
 # -- adapters --------------------------------------------------------------------------------------------------
@@ -254,8 +265,7 @@ def load_library(files: Sequence[LoraFile], transformers: dict[torch.nn.Module, 
     first = next(iter(transformers))
     for index, file in enumerate(files):
         start = time.perf_counter()
-        factors = read_transformer_factors(file.path, file.path.name)
-        matrices = check_factors(factors, first, file.path.name)
+        factors = applicable_factors(read_transformer_factors(file.path, file.path.name), first, file.path.name)
         adapter = f"user_lora_{index}"
         for transformer in transformers:
             try:
@@ -265,8 +275,9 @@ def load_library(files: Sequence[LoraFile], transformers: dict[torch.nn.Module, 
             except Exception as error:  # peft/diffusers refusing the adapter
                 raise LoraLoadError(f"loras: {file.path.name}: cannot be loaded ({error})") from None
         seconds = time.perf_counter() - start
-        loaded.append(LoadedLora(file.name, adapter, file, len(matrices), seconds))
-        log.info("LoRA %s: %d matrices, rank %s, loaded in %.2f s", file.name, len(matrices), file.rank, seconds)
+        matrices = len(factors) // 2
+        loaded.append(LoadedLora(file.name, adapter, file, matrices, seconds))
+        log.info("LoRA %s: %d matrices, rank %s, loaded in %.2f s", file.name, matrices, file.rank, seconds)
     for transformer, resting in transformers.items():
         restore(transformer, resting)  # a newly wrapped layer starts with its new adapter active
     return LoraLibrary(loaded, transformers)

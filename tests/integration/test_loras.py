@@ -258,7 +258,7 @@ def write_bad(folder: Path, name: str, state: dict[str, torch.Tensor]) -> Path:
                 "diffusion_model.transformer_blocks.9.attn1.to_q.lora_A.weight": torch.zeros(4, 8),
                 "diffusion_model.transformer_blocks.9.attn1.to_q.lora_B.weight": torch.zeros(8, 4),
             },
-            r"transformer_blocks\.9\.attn1\.to_q is not a matrix of this model's transformer",
+            r"none of its 1 matrices is in this model's transformer",
         ),
         (
             {"transformer.transformer_blocks.0.attn1.to_q.weight": torch.zeros(8, 8)},
@@ -269,12 +269,22 @@ def write_bad(folder: Path, name: str, state: dict[str, torch.Tensor]) -> Path:
             r"transformer_blocks\.0\.attn1\.to_q has only one of lora_A/lora_B",
         ),
     ],
-    ids=["another-models-shapes", "unknown-module", "not-a-lora", "half-a-pair"],
+    ids=["another-models-shapes", "no-matrix-of-this-model", "not-a-lora", "half-a-pair"],
 )
 def test_a_file_that_cannot_be_applied_is_a_start_up_error_naming_it(tmp_path, state, reason):
     folder = write_bad(tmp_path / "loras", "broken", state)
     with pytest.raises(LoraFolderError, match=rf"loras: broken\.safetensors: {reason}"):
         pipelines.load_generator("tiny", loras=str(folder), **FAST)
+
+
+def test_matrices_the_model_does_not_have_are_left_out_as_ltx_pipelines_leaves_them(tmp_path, caplog):
+    lora = lightricks_lora(CAMERA_TARGETS, seed=31)
+    lora["diffusion_model.transformer_blocks.7.attn1.to_q.lora_A.weight"] = torch.zeros(4, 8)
+    lora["diffusion_model.transformer_blocks.7.attn1.to_q.lora_B.weight"] = torch.zeros(8, 4)
+    folder = write_bad(tmp_path / "loras", "extra", lora)
+    generator = pipelines.load_generator("tiny", recipe="one-stage", loras=str(folder), **FAST)
+    assert generator.user_loras.loras["extra"].matrices == len(lora) // 2 - 1
+    assert "extra.safetensors: 1 matrices not in this model, left out: transformer_blocks.7.attn1.to_q" in caplog.text
 
 
 def test_a_damaged_file_is_a_start_up_error_naming_it(tmp_path):
