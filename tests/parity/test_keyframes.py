@@ -18,7 +18,6 @@ from pipelines.conditioning import ImageCondition, compressed_like_training
 from pipelines.denoise import Contexts
 from pipelines.guidance import GuidancePolicy
 from pipelines.recipes import DenoiseJob, RecipeRunner, recipe_spec
-from tests.parity.recipe_reference import ReferenceInputs, run_reference, tiny_audio_shape
 from tests.parity.test_recipes import (
     FPS,
     FULL_GUIDANCE,
@@ -29,7 +28,7 @@ from tests.parity.test_recipes import (
     WIDTH,
     assert_same_latents,
     normalized_video,
-    reference_params,
+    run_theirs,
 )
 from tests.parity.twins import TEXT_HIDDEN
 
@@ -94,27 +93,9 @@ def run_ours(bundle, recipe: str, images, contexts, guidance: GuidancePolicy = F
         return RecipeRunner(bundle, recipe_spec(recipe, STEPS)).run(job)
 
 
-def run_theirs(twins, recipe: str, images, contexts, monkeypatch, guidance: GuidancePolicy = FULL_GUIDANCE):
-    tiny_audio_shape(monkeypatch)
-    video, audio, negative_video, negative_audio = contexts
-    inputs = ReferenceInputs(
-        image_path="",
-        video_context=video,
-        audio_context=audio,
-        negative_video_context=negative_video,
-        negative_audio_context=negative_audio,
-        seed=SEED,
-        width=WIDTH,
-        height=HEIGHT,
-        num_frames=NUM_FRAMES,
-        fps=FPS,
-        steps=STEPS,
-        video_params=reference_params(guidance.video),
-        audio_params=reference_params(guidance.audio),
-        images=tuple(images),
-    )
+def run_theirs_with(twins, recipe: str, images, contexts, monkeypatch, guidance: GuidancePolicy = FULL_GUIDANCE):
     distilled = twins.reference.transformer_lora if recipe == "distilled" else None
-    return run_reference(recipe, twins.reference, inputs, distilled_model=distilled)
+    return run_theirs(twins, recipe, "", contexts, guidance, monkeypatch, distilled=distilled, images=images)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -122,7 +103,7 @@ def run_theirs(twins, recipe: str, images, contexts, monkeypatch, guidance: Guid
 def test_recipe_matches_the_reference(twins, image_paths, contexts, monkeypatch, recipe, case):
     images = conditions(case, image_paths)
     ours = run_ours(twins.bundle, recipe, images, contexts)
-    theirs = run_theirs(twins, recipe, images, contexts, monkeypatch)
+    theirs = run_theirs_with(twins, recipe, images, contexts, monkeypatch)
     assert_same_latents(twins.bundle, ours, theirs, f"{recipe} recipe, {case}")
     # The appended keyframe tokens are gone: the latents are the video's own grid.
     assert ours.video.shape == theirs.video.shape == (1, 8, 3, HEIGHT // 32, WIDTH // 32)
@@ -130,7 +111,7 @@ def test_recipe_matches_the_reference(twins, image_paths, contexts, monkeypatch,
 
 def test_distilled_text_to_video_matches_the_reference(twins, image_paths, contexts, monkeypatch):
     ours = run_ours(twins.bundle, "distilled", [], contexts)
-    theirs = run_theirs(twins, "distilled", [], contexts, monkeypatch)
+    theirs = run_theirs_with(twins, "distilled", [], contexts, monkeypatch)
     assert_same_latents(twins.bundle, ours, theirs, "distilled recipe with the LoRA, text-to-video")
 
 
@@ -148,7 +129,7 @@ def test_ltx_2_3_recipe_matches_the_reference(image_paths, monkeypatch, recipe, 
     contexts = [torch.randn(1, 12, width, generator=generator) for width in (VIDEO_INNER, AUDIO_INNER) * 2]
     images = conditions(case, image_paths)
     ours = run_ours(twins23.bundle, recipe, images, contexts, GUIDANCE_2_3)
-    theirs = run_theirs(twins23, recipe, images, contexts, monkeypatch, GUIDANCE_2_3)
+    theirs = run_theirs_with(twins23, recipe, images, contexts, monkeypatch, GUIDANCE_2_3)
     assert_same_latents(twins23.bundle, ours, theirs, f"LTX-2.3 {recipe} recipe, {case}")
 
 

@@ -91,7 +91,11 @@ def run_ours(bundle, recipe: str, image_path: str, contexts, policy: GuidancePol
         return runner.run(job)
 
 
-def run_theirs(twins, recipe: str, image_path: str, contexts, policy: GuidancePolicy, monkeypatch, distilled=None):
+def run_theirs(
+    twins, recipe: str, image_path: str, contexts, policy: GuidancePolicy, monkeypatch, distilled=None, images=None
+):
+    """ltx-pipelines' recipe on the twins; ``images``: its (path, frame, strength) conditionings instead of
+    ``image_path`` at frame 0 ("" and no images: text-to-video)."""
     tiny_audio_shape(monkeypatch)
     video, audio, negative_video, negative_audio = contexts
     inputs = ReferenceInputs(
@@ -108,6 +112,7 @@ def run_theirs(twins, recipe: str, image_path: str, contexts, policy: GuidancePo
         steps=STEPS,
         video_params=reference_params(policy.video),
         audio_params=reference_params(policy.audio),
+        images=None if images is None else tuple(images),
     )
     return run_reference(recipe, twins.reference, inputs, distilled_model=distilled)
 
