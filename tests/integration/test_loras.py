@@ -301,3 +301,17 @@ def test_a_generation_without_loras_refuses_the_folder_at_start_up(lora_folder):
     refusal = r"loras: tiny LTX-2\.5 \(test model\) does not take LoRAs; start it without --loras"
     with pytest.raises(ValueError, match=refusal):
         pipelines.load_generator("tiny-2.5", recipe="one-stage", loras=str(lora_folder), **FAST)
+
+
+def test_ltx_2_3_takes_them_too(image_path, tmp_path):
+    from pipelines.loader import build_tiny_bundle
+
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    transformer = build_tiny_bundle("tiny-2.3").pipe.transformer
+    lora = random_lightricks_lora(transformer, targets=("attn2.to_q", "ff.net.2"), rank=2, seed=5, std_a=0.3, std_b=0.3)
+    save_file(lora, folder / "look.safetensors")
+    generator = pipelines.load_generator("tiny-2.3", loras=str(folder), **FAST)
+    base = digest(generator, image_path, tmp_path / "base.mp4", request())
+    assert digest(generator, image_path, tmp_path / "look.mp4", request(LoraChoice("look", 1.0))) != base
+    assert digest(generator, image_path, tmp_path / "again.mp4", request()) == base
