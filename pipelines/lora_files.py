@@ -16,6 +16,8 @@ from pathlib import Path
 # Names a request can carry safely in JSON, logs and file paths.
 LORA_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# LoRAs one request may apply (the API and the pipelines check it): each adds a side matmul per matrix it touches.
+MAX_LORAS_PER_REQUEST = 4
 
 
 class LoraFolderError(ValueError):

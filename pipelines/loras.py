@@ -37,12 +37,10 @@ from typing import Iterator, Sequence
 import torch
 
 from .interface import InvalidInputError, LoraChoice
-from .lora_files import LoraFile, LoraFolderError
+from .lora_files import MAX_LORAS_PER_REQUEST, LoraFile, LoraFolderError
 
 log = logging.getLogger("ltx2.loras")
 
-# As the API allows (server/api/params.py MAX_LORAS): each LoRA adds a side matmul per matrix it touches.
-MAX_LORAS_PER_REQUEST = 4
 _FACTOR_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 _RENAMED_FACTORS = {".lora_down.weight": ".lora_A.weight", ".lora_up.weight": ".lora_B.weight"}
 _PEFT_PREFIXES = ("transformer.", "base_model.model.")

@@ -13,12 +13,13 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.interface import TASK_I2V, TASK_T2V, JobSpec, Keyframe, LoraChoice
+from pipelines.lora_files import MAX_LORAS_PER_REQUEST
 from server.observability.redaction import control_character_error, redact_urls_in
 
 MODEL_SLUG = "ltx-2-19b-i2v"
 T2V_SLUG = "ltx-2-19b-t2v"
 MAX_KEYFRAMES = 8
-MAX_LORAS = 4
+MAX_LORAS = MAX_LORAS_PER_REQUEST
 LORA_SCALE_LIMIT = 2.0
 MAX_NUM_FRAMES = 400
 DEFAULT_NEGATIVE_PROMPT = (
