@@ -170,10 +170,12 @@ async def generate_once(settings: Settings, params: T2VParams, out: Path, view: 
         store.attach_pool(supervisor)
         service = JobService(settings, store, clock)
         service.events.add_listener(view)
+        spec = job_spec(params)
+        service.intake.check_request(spec)  # before the worker starts: a refused request loads no model
         await service.open()
         try:
             image, keyframe_images = params.input_images()
-            job = await service.submit(job_spec(params), image, None, None, keyframe_images=keyframe_images)
+            job = await service.submit(spec, image, None, None, keyframe_images=keyframe_images)
             while not job.status.is_final:
                 if supervisor.state is WorkerState.LOAD_FAILED:
                     raise RuntimeError(f"the model could not be loaded: {supervisor.last_load_error}")

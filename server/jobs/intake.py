@@ -70,12 +70,7 @@ class Intake:
     ) -> Job:  # fmt: skip
         """Queue a job; `base_url` is where the submitter reached us (for absolute URLs in its webhook).
         ``image`` is None for text-to-video; ``keyframe_images`` has one image per ``spec.keyframes``."""
-        # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
-        limit = self.settings.max_prompt_chars
-        if len(spec.prompt) > limit:
-            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
-        self.check_features(spec)
-        self.check_loras(spec)
+        self.check_request(spec)
         if webhook:
             self.webhooks.require_secret()
         if spec.has_input_bundle:
@@ -96,6 +91,15 @@ class Intake:
         finally:
             if slot is not None and slot.task is None:
                 slot.release()
+
+    def check_request(self, spec: JobSpec) -> None:
+        """What this server's settings allow of a request, beyond its fields' own ranges (no I/O)."""
+        # negative_prompt keeps the fixed 10000-character cap: its default alone is ~100 characters.
+        limit = self.settings.max_prompt_chars
+        if len(spec.prompt) > limit:
+            raise InvalidRequest(f"prompt: must be a string of at most {limit} characters; got {len(spec.prompt)}")
+        self.check_features(spec)
+        self.check_loras(spec)
 
     def check_features(self, spec: JobSpec) -> None:
         """The fields beyond Segmind's that the served generation takes (pipelines/generations.py)."""

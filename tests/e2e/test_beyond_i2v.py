@@ -31,16 +31,25 @@ def lora_folder(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module", params=["tiny", "tiny-on-disk"])
-def server(request, tmp_path_factory, lora_folder):
-    if request.param == "tiny":
-        model = ("--model", "tiny")
-    else:
-        weights = tmp_path_factory.mktemp("weights")
-        save_tiny_weights(weights)
-        model = ("--model", "ltx-2-19b", "--weights", str(weights))
-    with cli_server(*model, "--loras", str(lora_folder), *FAST) as (base_url, _):
+@pytest.fixture(scope="module")
+def server(lora_folder):
+    """The tiny model built in code."""
+    with cli_server("--model", "tiny", "--loras", str(lora_folder), *FAST) as (base_url, _):
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def disk_server(tmp_path_factory, lora_folder):
+    """The tiny model written to disk in LTX-2 19B's weights layout and loaded from there as the 19B is."""
+    weights = tmp_path_factory.mktemp("weights")
+    save_tiny_weights(weights)
+    with cli_server("--model", "ltx-2-19b", "--weights", str(weights), "--loras", str(lora_folder), *FAST) as (url, _):
+        yield url
+
+
+@pytest.fixture(params=["server", "disk_server"])
+def each_server(request):
+    return request.getfixturevalue(request.param)
 
 
 def keyframe_uri(width: int = 96, height: int = 64) -> str:
@@ -55,7 +64,8 @@ def assert_exact_mp4(path, width, height, num_frames, fps):
     assert info["audio_codec"] == "aac" and abs(info["audio_duration"] - num_frames / fps) <= 1 / fps
 
 
-def test_capabilities_and_the_lora_list(server):
+def test_capabilities_and_the_lora_list(each_server):
+    server = each_server
     ready = httpx.get(f"{server}/ready", timeout=10).json()
     capabilities = ready["capabilities"]
     assert capabilities["models"] == [{"slug": I2V, "task": "i2v"}, {"slug": T2V, "task": "t2v"}]
@@ -80,7 +90,8 @@ def test_text_to_video_through_v1_and_v2(server, tmp_path):
     assert video == response.content  # the same request makes the same video on either route
 
 
-def test_keyframes_loras_and_prompt_enhancement_together(server, tmp_path):
+def test_keyframes_loras_and_prompt_enhancement_together(each_server, tmp_path):
+    server = each_server
     client = SegmindClient(base_url=f"{server}/v1", timeout=300)
     request = dict(image=png_data_uri(), prompt="a lighthouse at dusk", seed=9, **SMALL)
     plain = client.run_sync(I2V, **request).content
