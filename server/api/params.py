@@ -203,6 +203,8 @@ class I2VParams(T2VParams):
 
     @model_validator(mode="after")
     def _keyframes_inside_the_clip(self) -> "I2VParams":
+        if self.keyframes and self.num_frames < 2:
+            raise ValueError("keyframes: a 1-frame video has no frame after the image's; send none")
         seen: set[int] = set()
         for index, keyframe in enumerate(self.keyframes):
             if keyframe.frame >= self.num_frames:

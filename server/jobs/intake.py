@@ -137,11 +137,16 @@ class Intake:
         named = ([("image", image)] if image is not None else []) + [
             (f"keyframes[{index}].image", value) for index, value in enumerate(keyframe_images)
         ]
-        slot = self.fetch_slots.take() if any(_is_url(value) for _, value in named) else None
+        # A download slot per URL, as for a single image (the slots bound the bytes held in downloads), but never
+        # more than there are: a request with more URLs than --max-image-fetches would otherwise never pass.
+        wanted = min(sum(_is_url(value) for _, value in named), self.fetch_slots.limit)
+        slots: list[images.FetchSlot] = []
         try:
+            for _ in range(wanted):
+                slots.append(self.fetch_slots.take())
             raws = await asyncio.gather(*(self._image_now(value, field) for field, value in named))
         finally:
-            if slot is not None:
+            for slot in slots:
                 slot.release()
         first = raws[0] if image is not None else None
         return images.ImageSource(inline=pack_inputs(first, raws[1:] if image is not None else raws))

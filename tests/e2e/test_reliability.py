@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import time
 import warnings
@@ -348,3 +349,24 @@ def test_image_downloads_in_flight_are_capped_with_429(deployment):
         # The slots are free again.
         with raw_host({"/a.png": (200, b"", make_png())}) as host_url:
             assert outcome(base_url, f"{host_url}/a.png") == (200, "COMPLETED")
+
+
+def test_keyframe_urls_hold_download_slots_while_they_are_fetched(deployment):
+    """A keyframe request's URLs are downloaded at submission, each holding one of --max-image-fetches' slots
+    (never more than there are): meanwhile another URL submission gets 429; a slow URL is a 400 naming it."""
+    with deployment.api(max_image_fetches=2, image_timeout=3.0, max_queue=1000) as base_url, drip_host() as slow:
+        answers: list[httpx.Response] = []
+        keyframes = [{"image": f"{slow}/k{index}.png", "frame": index + 1} for index in range(3)]
+
+        def send() -> None:
+            answers.append(submit(base_url, {**payload(), "image": f"{slow}/a.png", "keyframes": keyframes}))
+
+        holder = threading.Thread(target=send)
+        holder.start()
+        time.sleep(1.0)
+        refused = submit(base_url, {**payload(), "image": f"{slow}/b.png"})
+        assert refused.status_code == 429 and "image URLs are being downloaded" in refused.json()["error"]
+        holder.join(30)
+        assert len(answers) == 1 and answers[0].status_code == 400
+        assert re.match(r"(image|keyframes\[\d\]\.image): fetching .* timed out after 3 s", answers[0].json()["error"])
+        assert submit(base_url, payload()).status_code == 200  # the slots are free again

@@ -7,7 +7,7 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from server.api.params import I2VParams, describe_validation_error
+from server.api.params import I2VParams, T2VParams, describe_validation_error, job_spec
 from server.errors import InvalidRequest
 from server.jobs.images import check_image_bytes, classify_image_source
 from tests.support.servers import make_png
@@ -93,3 +93,38 @@ def test_image_bytes_are_checked_by_decoding():
         check_image_bytes(b"GIF89a-but-not-really")
     with pytest.raises(InvalidRequest, match="cannot be decoded"):
         check_image_bytes(make_png()[:60])
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"keyframes": [{"image": "y", "frame": 500}]}, "keyframes[0].frame: must be an integer from 1 to 399"),
+        (
+            {"num_frames": 9, "keyframes": [{"image": "y", "frame": 9}]},
+            "keyframes[0].frame: must be an integer from 1 to 8 (below num_frames 9); got 9",
+        ),
+        (
+            {"num_frames": 9, "keyframes": [{"image": "y", "frame": 3}, {"image": "z", "frame": 3}]},
+            "keyframes[1].frame: frame 3 has a keyframe already",
+        ),
+        ({"num_frames": 1, "keyframes": [{"image": "y", "frame": 1}]}, "keyframes: a 1-frame video has no frame"),
+        ({"keyframes": [{"image": "y", "frame": 3, "x": 1}]}, "keyframes[0].x: not a field here (allowed: image"),
+        ({"keyframes": [{"frame": 3}]}, "keyframes[0].image: required (an http(s) URL, a data URI"),
+        ({"keyframes": [{"image": "y", "frame": 2}] * 9}, "keyframes: must be a list of"),
+        ({"loras": [{"name": "a"}, {"name": "a"}]}, "(each LoRA at most once; a is repeated)"),
+        ({"loras": [{"name": "a", "scale": 5}]}, "loras[0].scale: must be a number from -2 to 2; got 5"),
+        ({"loras": [{"name": "a", "scale": True}]}, "loras[0].scale: must be a number from -2 to 2 (a boolean"),
+        ({"enhance_prompt": "yes"}, "enhance_prompt: must be true or false; got 'yes'"),
+    ],
+)
+def test_the_new_fields_messages_name_the_nested_field_and_its_range(extra, message):
+    (text,) = messages_for({"image": "x", "prompt": "p", **extra})
+    assert message in text, text
+
+
+def test_text_to_video_takes_no_image_and_the_spec_carries_the_new_fields():
+    spec = job_spec(T2VParams(prompt="p", loras=[{"name": "a", "scale": 0.5}], enhance_prompt=True))
+    assert (spec.task, spec.keyframes, spec.loras[0].scale, spec.enhance_prompt) == ("t2v", (), 0.5, True)
+    assert spec.has_input_bundle  # text-to-video stores its (image-less) input bundle
+    spec = job_spec(I2VParams(image="x", prompt="p", num_frames=9, keyframes=[{"image": "y", "frame": 4}]))
+    assert (spec.task, spec.keyframes[0].frame, spec.keyframes[0].strength) == ("i2v", 4, 1.0)
