@@ -324,22 +324,28 @@ def describe_validation_error(error: Mapping[str, Any], document: object = None)
             return "request body is required: a JSON object with the model's parameters"
         return "request body must be a JSON object with the model's parameters (Content-Type: application/json)"
     name = _path_text(loc)
+    if isinstance(loc[-1], int) and kind in ("model_type", "dict_type"):
+        allowed = _allowed_keys(_field_at(_path_text([part for part in loc if not isinstance(part, int)])))
+        return f"{name}: must be an object with {allowed}" + _got_text(error.get("input"))
     if kind == "extra_forbidden":
         parent = _field_at(_path_text([part for part in loc[:-1] if not isinstance(part, int)]))
         allowed = _allowed_keys(parent)
         return f"{name}: not a field here" + (f" (allowed: {allowed})" if allowed else "")
     if kind == "missing":
         return f"{name}: required ({allowed_range_text(name)})"
-    got = error.get("input")
-    if isinstance(got, str):
-        got = redact_urls_in(got)  # a URL's credentials are not repeated back, nor logged
-    got_text = f"; got {got!r}" if not isinstance(got, (dict, list)) and len(repr(got)) < 80 else ""
+    got_text = _got_text(error.get("input"))
     expected = allowed_range_text(name)
     # A validator's own reason (a control character, a refused address) says what is wrong exactly.
     reason_text = f" ({redact_urls_in(str(reason))})" if reason else ""
     if expected:
         return f"{name}: must be {expected}{reason_text}{got_text}"
     return f"{name}: {error.get('msg', 'invalid')}"
+
+
+def _got_text(got: Any) -> str:
+    if isinstance(got, str):
+        got = redact_urls_in(got)  # a URL's credentials are not repeated back, nor logged
+    return f"; got {got!r}" if not isinstance(got, (dict, list)) and len(repr(got)) < 80 else ""
 
 
 def _allowed_keys(info) -> str:

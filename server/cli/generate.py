@@ -97,7 +97,10 @@ def _keyframe_argument(text: str) -> dict:
     frame, _, strength = place.partition(":")
     if not at or not image or not frame.strip().isdigit():
         raise ValueError(f"keyframe: must look like IMAGE@FRAME or IMAGE@FRAME:STRENGTH; got {text!r}")
-    keyframe: dict = {"image": _image_argument(image), "frame": int(frame)}
+    try:
+        keyframe: dict = {"image": _image_argument(image), "frame": int(frame)}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"keyframe: no such file: {image}") from None
     if strength:
         keyframe["strength"] = _number("keyframe", strength)
     return keyframe

@@ -117,7 +117,7 @@ class Intake:
             return
         available = self.lora_names
         if not available:
-            raise InvalidRequest("loras: this server has no LoRAs (it was started without --loras); send none")
+            raise InvalidRequest("loras: no LoRAs are loaded here (start with --loras DIR); send none")
         for index, lora in enumerate(spec.loras):
             if lora.name not in available:
                 listed = ", ".join(sorted(available))
